@@ -1,0 +1,3 @@
+"""armras: an ARMv8 RAS guest platform (GHESv2, CPER, SEA) emulated on Unicorn."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from armras.cli import main
+
+raise SystemExit(main())
