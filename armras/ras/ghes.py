@@ -1,0 +1,167 @@
+"""GHESv2 error sources backed by the hardware-errors blob in guest RAM.
+
+The platform side of QEMU's ghes_record_cper_errors(): a new record may only be written
+once the guest has acknowledged the previous one through the Read Ack register (Linux
+ghes_ack_error writes ``(val & READ_ACK_PRESERVE) | READ_ACK_WRITE``, i.e. 1).  All
+register values are read back from guest memory every time, since the guest owns them.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Iterator, Sequence
+
+from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
+from armras.memory import PhysicalMemory
+from armras.ras.hw_errors import (
+    BOARD_SOURCES,
+    ERROR_BLOCK_SIZE,
+    NOTIFY_GPIO,
+    NOTIFY_SEA,
+    HardwareErrorsLayout,
+)
+
+log = logging.getLogger(__name__)
+
+
+def notify_name(notify_type: int) -> str:
+    if notify_type == NOTIFY_SEA:
+        return "SEA"
+    if notify_type == NOTIFY_GPIO:
+        return "GPIO"
+    return f"notify-{notify_type}"
+
+
+class GhesSource:
+    """One GHESv2 error source: its two registers and its error status block."""
+
+    def __init__(
+        self, mem: PhysicalMemory, layout: HardwareErrorsLayout, index: int,
+        source_id: int, notify_type: int,
+    ) -> None:
+        if not 0 <= index < layout.num_sources:
+            raise ValueError(f"source index {index} outside the {layout.num_sources}-source layout")
+        self._mem = mem
+        self._layout = layout
+        self.index = index
+        self.source_id = source_id
+        self.notify_type = notify_type
+        self.records_written = 0
+
+    @property
+    def read_ack_address(self) -> int:
+        return self._layout.read_ack_reg(self.index)
+
+    @property
+    def error_status_address(self) -> int:
+        return self._layout.error_status_address_reg(self.index)
+
+    def _read_register(self, pa: int, what: str) -> int:
+        try:
+            return self._mem.read_u64(pa)
+        except GuestAddressError as e:
+            raise GuestAddressError(
+                f"GHES source {self.source_id}: cannot read its {what} register: {e}"
+            ) from None
+
+    def read_ack(self) -> int:
+        return self._read_register(self.read_ack_address, "read-ack")
+
+    def acknowledged(self) -> bool:
+        return self.read_ack() != 0
+
+    def block_address(self) -> int:
+        addr = self._read_register(self.error_status_address, "error status address")
+        if not self._mem.contains(addr, ERROR_BLOCK_SIZE):
+            raise GuestAddressError(
+                f"GHES source {self.source_id}: error status address register at "
+                f"{self.error_status_address:#x} holds {addr:#x}, which is not a "
+                f"{ERROR_BLOCK_SIZE}-byte block inside guest memory"
+            )
+        return addr
+
+    def block_status(self) -> int:
+        return self._mem.read_u32(self.block_address())
+
+    def record(self, estatus: bytes) -> None:
+        """Write one error status block, as QEMU's ghes_record_cper_errors does."""
+        estatus = bytes(estatus)
+        if len(estatus) > ERROR_BLOCK_SIZE:
+            raise ArmrasError(
+                f"GHES source {self.source_id}: CPER record is {len(estatus)} bytes, "
+                f"the error status block holds {ERROR_BLOCK_SIZE}"
+            )
+        block = self.block_address()
+        ack = self.read_ack()
+        if ack == 0:
+            raise NotAcknowledged(
+                f"GHES source {self.source_id}: the guest has not acknowledged the previous "
+                f"error record (read-ack register {self.read_ack_address:#x}=0); "
+                f"refusing to overwrite it"
+            )
+        self._mem.write_u64(self.read_ack_address, 0)
+        self._mem.write(block, estatus + bytes(ERROR_BLOCK_SIZE - len(estatus)))
+        self.records_written += 1
+        log.info(
+            "GHES source %d (%s): wrote %d-byte record at %#x (record #%d)",
+            self.source_id, notify_name(self.notify_type), len(estatus), block,
+            self.records_written,
+        )
+
+
+class ErrorSources:
+    """The board's GHESv2 sources, indexed as in the hardware-errors blob."""
+
+    def __init__(
+        self, mem: PhysicalMemory, layout: HardwareErrorsLayout,
+        sources: Sequence[tuple[int, int]] = BOARD_SOURCES,
+    ) -> None:
+        if len(sources) != layout.num_sources:
+            raise ValueError(
+                f"{len(sources)} error sources given but the layout has {layout.num_sources}"
+            )
+        ids = [sid for sid, _ in sources]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"duplicate GHES source ids in {ids}")
+        self._mem = mem
+        self.layout = layout
+        self._sources = tuple(
+            GhesSource(mem, layout, i, sid, notify) for i, (sid, notify) in enumerate(sources)
+        )
+
+    def __iter__(self) -> Iterator[GhesSource]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
+
+    def by_id(self, source_id: int) -> GhesSource:
+        for s in self._sources:
+            if s.source_id == source_id:
+                return s
+        known = ", ".join(f"{s.source_id} ({notify_name(s.notify_type)})" for s in self._sources)
+        raise ArmrasError(f"no GHES error source with id {source_id} (the board has {known})")
+
+    def install(self) -> None:
+        """Lay the blob out in guest RAM as firmware does at boot: every source acknowledged."""
+        self._mem.write(self.layout.base, self.layout.initial_bytes())
+        log.debug("hardware errors blob installed at %#x (%d bytes)", self.layout.base, self.layout.size)
+
+    def ack_state(self) -> list[dict]:
+        state = []
+        for s in self._sources:
+            entry: dict = {
+                "source_id": s.source_id,
+                "notify": notify_name(s.notify_type),
+                "read_ack": None,
+                "acknowledged": None,
+                "block_status": None,
+                "records_written": s.records_written,
+            }
+            try:
+                entry["read_ack"] = s.read_ack()
+                entry["acknowledged"] = entry["read_ack"] != 0
+                entry["block_status"] = s.block_status()
+            except ArmrasError as e:
+                entry["error"] = str(e)
+            state.append(entry)
+        return state
