@@ -1,0 +1,630 @@
+"""The virt board: memory map, devices, firmware tables, RAS error sources, run loop.
+
+The board is wired from armras.memmap.VIRT_MEMMAP the way QEMU's hw/arm/virt.c wires
+its memmap: one table, one device per entry. The run loop is a single long emu_start;
+synchronous exceptions and firmware calls are handled inside Unicorn hooks, and one
+alarm thread stops the CPU at the next deadline (timer, scheduled injection, poll
+quantum, wall-clock limit) so IRQs and host-side actions happen between slices.
+"""
+from __future__ import annotations
+
+import collections
+import ctypes
+import logging
+import mmap
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from unicorn import (
+    UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_BLOCK,
+    UC_HOOK_INSN,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_FETCH_UNMAPPED,
+    UC_HOOK_MEM_READ_UNMAPPED,
+    UC_HOOK_MEM_UNMAPPED,
+    UC_HOOK_MEM_WRITE_UNMAPPED,
+    UC_PROT_ALL,
+    UC_PROT_EXEC,
+    UC_PROT_READ,
+    Uc,
+    UcError,
+)
+from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR
+
+from armras.acpi import build_acpi_tables, board_platform
+from armras.clock import Alarm, SystemCounter
+from armras.cpu import (
+    EXCP_BKPT,
+    EXCP_DATA_ABORT,
+    EXCP_HALTED,
+    EXCP_HLT,
+    EXCP_HVC,
+    EXCP_PREFETCH_ABORT,
+    EXCP_SMC,
+    EXCP_SWI,
+    EXCP_UDEF,
+    VECTOR_IRQ,
+    VECTOR_SYNC,
+    Cpu,
+    GuestFault,
+    describe_esr,
+    safe_hook,
+    sea_syndrome,
+)
+from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
+from armras.devices.gicv2 import GicV2
+from armras.devices.pl011 import Pl011
+from armras.devices.pl031 import Pl031
+from armras.devices.timer import GenericTimer
+from armras.errors import ArmrasError, GuestAddressError
+from armras.firmware.psci import Psci
+from armras.loader import LoadedImage, Symbolizer, load_elf
+from armras.memmap import (
+    DEFAULT_RAM_SIZE,
+    FW_RESERVED_SIZE,
+    PPI_NONSEC_PHYS_TIMER,
+    PPI_VIRT_TIMER,
+    VIRT_MEMMAP,
+    FirmwareLayout,
+    MiB,
+    intid,
+)
+from armras.memory import PhysicalMemory, Region
+from armras.ras import cper
+from armras.ras.ghes import ErrorSources
+from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA, HardwareErrorsLayout
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 0x1000
+PAGE_MASK = ~(PAGE_SIZE - 1)
+RUN_UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never reached: emu_start runs until stopped
+POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is due
+MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for PSTATE.I
+
+EXIT_TIMEOUT = 124
+EXIT_INSN_LIMIT = 125
+EXIT_GUEST_FAULT = 126
+
+
+class RunawayGuest(ArmrasError):
+    """The guest hit a time or instruction limit without powering off."""
+
+
+@dataclass
+class MachineConfig:
+    ram_size: int = DEFAULT_RAM_SIZE
+    console: BinaryIO | None = None          # None: the process's stdout
+    timeout: float | None = None             # wall-clock seconds
+    max_insns: int | None = None             # instruction limit (enables counting)
+    count_instructions: bool = False
+
+
+@dataclass
+class RunResult:
+    status: int
+    reason: str
+    wall_seconds: float
+    guest_seconds: float
+    instructions: int | None
+
+
+class Console:
+    """The UART's output: forwarded to a stream, kept as recent lines, matched by triggers."""
+
+    def __init__(self, stream: BinaryIO | None) -> None:
+        self._stream = stream
+        self.recent: collections.deque[str] = collections.deque(maxlen=40)
+        self.transcript = bytearray()
+        self._line = bytearray()
+        self._watchers: list[Callable[[str], None]] = []
+
+    def watch(self, fn: Callable[[str], None]) -> None:
+        self._watchers.append(fn)
+
+    def write(self, data: bytes) -> None:
+        self.transcript += data
+        out = self._stream if self._stream is not None else sys.stdout.buffer
+        out.write(data)
+        for byte in data:
+            if byte == 0x0A:
+                out.flush()
+                line = self._line.decode("utf-8", "replace").rstrip("\r")
+                self._line.clear()
+                self.recent.append(line)
+                for w in self._watchers:
+                    w(line)
+            else:
+                self._line.append(byte)
+
+    def flush(self) -> None:
+        (self._stream if self._stream is not None else sys.stdout.buffer).flush()
+
+    def text(self) -> str:
+        return self.transcript.decode("utf-8", "replace")
+
+
+@dataclass
+class _Pending:
+    """A host-side action waiting for the CPU to stop (run between slices)."""
+
+    action: Callable[[], None]
+    description: str
+
+
+@dataclass
+class _Unmapped:
+    access: int
+    address: int
+    size: int
+
+
+class Machine:
+    """One armras board with one AArch64 CPU."""
+
+    def __init__(self, config: MachineConfig | None = None) -> None:
+        self.config = config or MachineConfig()
+        if self.config.ram_size < 16 * MiB or self.config.ram_size % (2 * MiB):
+            raise ArmrasError(f"RAM size {self.config.ram_size:#x} must be a multiple of 2 MiB and at least 16 MiB")
+        self.cpu = Cpu()
+        self.uc: Uc = self.cpu.uc
+        self.exit_status: int | None = None
+        self.exit_reason = ""
+        self._stop_requested = False
+        self._hook_error: BaseException | None = None
+        self._pending: collections.deque[_Pending] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._unmapped: _Unmapped | None = None
+        self.poisoned: set[int] = set()
+        self.symbols = Symbolizer()
+        self.instructions = 0
+        self._insn_events: list[tuple[int, _Pending]] = []
+        self._time_events: list[tuple[float, _Pending]] = []
+        self._hooks: list[int] = []
+
+        self._map_memory()
+        self.counter = SystemCounter(self.uc)
+        self.console = Console(self.config.console)
+        self.gic = GicV2(on_change=self._irq_changed)
+        self.timer = GenericTimer(self.counter, self.gic, on_change=self._rearm,
+                                  phys_intid=PPI_NONSEC_PHYS_TIMER, virt_intid=PPI_VIRT_TIMER)
+        self.uart = Pl011(self.console.write, self.gic, intid("uart"))
+        self.rtc = Pl031()
+        self.ged = Ged(self.gic, intid("ged"))
+        # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
+        self.devices = {
+            "gic_dist": self.gic.distributor,
+            "gic_cpu": self.gic.cpu_interface,
+            "uart": self.uart,
+            "rtc": self.rtc,
+            "ged": self.ged,
+        }
+        for name, dev in self.devices.items():
+            self._map_device(name, dev)
+
+        self.psci = Psci(self)
+        self.hvc_handlers: dict[int, Callable[[Cpu], None]] = {0: self._smccc_call}
+        self._install_firmware()
+        self._install_hooks()
+        self.alarm = Alarm(self._alarm_fired)
+
+    # --- construction ----------------------------------------------------------------
+    def _map_memory(self) -> None:
+        flash = VIRT_MEMMAP["flash"]
+        ram_base = VIRT_MEMMAP["ram"].base
+        size = self.config.ram_size
+        self.uc.mem_map(flash.base, flash.size, UC_PROT_READ | UC_PROT_EXEC)
+        # RAM is host memory we own (mem_map_ptr), so poisoning one page is a cheap
+        # split of the mapping rather than a copy of all of RAM.
+        self._ram = mmap.mmap(-1, size)
+        self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self._ram))
+        self.uc.mem_map_ptr(ram_base, size, UC_PROT_ALL, self._ram_ptr)
+        self.ram = Region("ram", ram_base, size)
+        self.mem = PhysicalMemory(self.uc, [Region("flash", flash.base, flash.size), self.ram])
+        self.layout = FirmwareLayout(ram_base, size)
+
+    def _map_device(self, name: str, dev: object) -> None:
+        entry = VIRT_MEMMAP[name]
+
+        def read(uc: Uc, offset: int, size: int, _ud: object) -> int:
+            return dev.read(offset, size)  # type: ignore[attr-defined]
+
+        def write(uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
+            dev.write(offset, size, value)  # type: ignore[attr-defined]
+
+        self.uc.mmio_map(entry.base, entry.size, safe_hook(read, self._hook_failed), None,
+                         safe_hook(write, self._hook_failed), None)
+
+    def _install_firmware(self) -> None:
+        """What platform firmware leaves in RAM: ACPI tables and the GHES error blob."""
+        self.hw_errors = HardwareErrorsLayout(self.layout.hw_errors_base)
+        self.acpi = build_acpi_tables(board_platform(self.ram.base, self.ram.size), self.layout.acpi_base)
+        self.mem.write(self.acpi.base, self.acpi.blob)
+        self.sources = ErrorSources(self.mem, self.hw_errors)
+        self.sources.install()
+
+    @property
+    def reserved_range(self) -> tuple[int, int]:
+        return self.layout.reserved_base, FW_RESERVED_SIZE
+
+    def _install_hooks(self) -> None:
+        add = self._hooks.append
+        add(self.uc.hook_add(UC_HOOK_INTR, safe_hook(self._on_intr, self._hook_failed)))
+        add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, safe_hook(self._on_unmapped, self._hook_failed)))
+        add(self.uc.hook_add(UC_HOOK_INSN, safe_hook(self._on_mrs, self._hook_failed), None, 1, 0, UC_ARM64_INS_MRS))
+        add(self.uc.hook_add(UC_HOOK_INSN, safe_hook(self._on_msr, self._hook_failed), None, 1, 0, UC_ARM64_INS_MSR))
+        if self.config.max_insns is not None or self.config.count_instructions:
+            self._enable_counting()
+
+    def _enable_counting(self) -> None:
+        if getattr(self, "_counting", False):
+            return
+        self._counting = True
+        self._hooks.append(self.uc.hook_add(UC_HOOK_BLOCK, safe_hook(self._on_block, self._hook_failed)))
+
+    # --- loading ---------------------------------------------------------------------
+    def load_elf(self, path: Path) -> LoadedImage:
+        image = load_elf(path, self.mem, reserved=self.reserved_range)
+        self.symbols = image.symbols
+        # Boot protocol for bare-metal guests: EL1h, MMU off, x0 = ACPI RSDP.
+        self.cpu.set_x(0, self.acpi.rsdp_address)
+        self.cpu.pc = image.entry
+        return image
+
+    def resolve_address(self, text: str) -> int:
+        """A physical address from the user: a number or an ELF symbol of the guest."""
+        try:
+            return int(text, 0)
+        except ValueError:
+            addr = self.symbols.address_of(text)
+            if addr is None:
+                raise ArmrasError(f"{text!r} is neither an address nor a symbol of the guest image") from None
+            return addr
+
+    # --- hooks (run inside emu_start) ------------------------------------------------
+    def _hook_failed(self, error: BaseException) -> None:
+        if self._hook_error is None:
+            self._hook_error = error
+        self.request_stop()
+
+    def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
+        cpu = self.cpu
+        if intno in (EXCP_HVC, EXCP_SMC):
+            imm = cpu.exception_info().syndrome & 0xFFFF
+            handler = self.hvc_handlers.get(imm)
+            if handler is None:
+                log.warning("guest %s #%#x at %#x: no firmware service; returning NOT_SUPPORTED",
+                            "SMC" if intno == EXCP_SMC else "HVC", imm, cpu.pc)
+                cpu.set_x(0, -1)
+            else:
+                handler(cpu)
+            return
+        if intno in (EXCP_HLT, EXCP_HALTED):
+            self.request_stop()
+            return
+        if intno in (EXCP_UDEF, EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT, EXCP_BKPT):
+            info = cpu.exception_info()
+            if info.target_el != 1:
+                raise GuestFault(f"guest exception routed to EL{info.target_el} at {cpu.pc:#x} "
+                                 f"({describe_esr(info.syndrome)}); the board has no EL2/EL3 software")
+            far = info.vaddress if intno in (EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT) else None
+            cpu.take_exception(VECTOR_SYNC, elr=cpu.pc, esr=info.syndrome, far=far)
+            return
+        raise GuestFault(f"unsupported exception {intno} at {cpu.pc:#x}")
+
+    def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _ud: object) -> bool:
+        self._unmapped = _Unmapped(access, address, size)
+        return False
+
+    def _on_mrs(self, uc: Uc, reg: int, cp: object, _ud: object) -> int:
+        if not self.timer.handles(cp.op0, cp.op1, cp.crn, cp.crm):  # type: ignore[attr-defined]
+            return 0
+        uc.reg_write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
+        return 1
+
+    def _on_msr(self, uc: Uc, reg: int, cp: object, _ud: object) -> int:
+        if not self.timer.handles(cp.op0, cp.op1, cp.crn, cp.crm):  # type: ignore[attr-defined]
+            return 0
+        self.timer.write(cp.crm, cp.op2, cp.val)  # type: ignore[attr-defined]
+        return 1
+
+    def _on_block(self, uc: Uc, address: int, size: int, _ud: object) -> None:
+        self.instructions += size // 4
+        if self._insn_events and self.instructions >= self._insn_events[0][0]:
+            self.request_stop()
+        if self.config.max_insns is not None and self.instructions >= self.config.max_insns:
+            self.request_stop()
+
+    # --- stopping and waking ---------------------------------------------------------
+    def request_stop(self) -> None:
+        """Stop the CPU at the next instruction boundary (any thread, any hook)."""
+        self._stop_requested = True
+        self.uc.emu_stop()
+        self._wake.set()
+
+    def _alarm_fired(self) -> None:
+        self.request_stop()
+
+    def _irq_changed(self) -> None:
+        if self.gic.irq_asserted():
+            self.request_stop()
+
+    def _rearm(self) -> None:
+        self.alarm.arm(self._next_deadline())
+
+    def power_off(self, status: int, reason: str) -> None:
+        self.exit_status = status
+        self.exit_reason = reason
+        self.request_stop()
+
+    def wait_for_interrupt(self) -> None:
+        self.request_stop()
+
+    def _smccc_call(self, cpu: Cpu) -> None:
+        x0, x1, x2, x3 = cpu.xs(4)
+        cpu.set_x(0, self.psci.call(x0, x1, x2, x3))
+
+    # --- host-side actions -----------------------------------------------------------
+    def defer(self, action: Callable[[], None], description: str) -> None:
+        """Run `action` at the next stop of the CPU (thread-safe)."""
+        with self._lock:
+            self._pending.append(_Pending(action, description))
+        self.request_stop()
+
+    def at_guest_time(self, seconds: float, action: Callable[[], None], description: str) -> None:
+        self._time_events.append((seconds, _Pending(action, description)))
+        self._time_events.sort(key=lambda e: e[0])
+
+    def at_instruction(self, count: int, action: Callable[[], None], description: str) -> None:
+        self._enable_counting()
+        self._insn_events.append((count, _Pending(action, description)))
+        self._insn_events.sort(key=lambda e: e[0])
+
+    def on_console(self, pattern: str, action: Callable[[re.Match[str]], None], description: str) -> None:
+        """Run `action(match)` (once) when a console line matches `pattern`."""
+        try:
+            regex = re.compile(pattern)
+        except re.error as e:
+            raise ArmrasError(f"bad console pattern {pattern!r}: {e}") from None
+        fired = False
+
+        def watch(line: str) -> None:
+            nonlocal fired
+            if fired:
+                return
+            m = regex.search(line)
+            if m:
+                fired = True
+                self.defer(lambda: action(m), f"{description} (console matched {line!r})")
+
+        self.console.watch(watch)
+
+    # --- RAS --------------------------------------------------------------------------
+    def record_error(self, source_id: int, estatus: bytes) -> None:
+        """Write a CPER into a source's error status block (refused if not acknowledged)."""
+        self.sources.by_id(source_id).record(estatus)
+
+    def inject_sea(self, pa: int, severity: cper.Severity = cper.Severity.RECOVERABLE) -> None:
+        """Record a memory-error CPER in the SEA source and take an SEA now (CPU stopped)."""
+        self._check_ram_address(pa)
+        self.record_error(SOURCE_SEA, cper.memory_error_record(pa, severity))
+        self._enter_sea(instruction=False, write=False)
+
+    def notify_gpio(self, estatus: bytes) -> None:
+        """Record a CPER in the GPIO-notified source and raise the GED error event."""
+        self.record_error(SOURCE_GPIO, estatus)
+        self.ged.raise_event(ACPI_GED_ERROR_EVT)
+
+    def _enter_sea(self, *, instruction: bool, write: bool) -> None:
+        el = self.cpu.current_el
+        esr = sea_syndrome(el, instruction=instruction, write=write)
+        log.info("SEA: ESR %#010x taken from EL%d at %#x", esr, el, self.cpu.pc)
+        self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr)
+
+    def _check_ram_address(self, pa: int) -> None:
+        if not self.ram.contains(pa):
+            raise GuestAddressError(f"physical address {pa:#x} is outside guest RAM "
+                                    f"({self.ram.base:#x}-{self.ram.end - 1:#x})")
+
+    def poison(self, pa: int) -> None:
+        """Take the 4 KiB page holding `pa` away from the guest (hardware-poisoned memory).
+
+        The guest's next access to it raises an SEA with a memory-error CPER for the
+        page, as KVM's SIGBUS BUS_MCEERR_AR path does. Only that page is unmapped.
+        """
+        self._check_ram_address(pa)
+        page = pa & PAGE_MASK
+        base, size = self.reserved_range
+        if base <= page < base + size:
+            raise ArmrasError(f"refusing to poison {pa:#x}: it is firmware-reserved memory (ACPI/GHES)")
+        if page in self.poisoned:
+            return
+        self.uc.mem_unmap(page, PAGE_SIZE)
+        self.poisoned.add(page)
+        log.info("poisoned page %#x", page)
+
+    def _handle_unmapped_access(self, err: UcError) -> None:
+        info, self._unmapped = self._unmapped, None
+        if info is None:
+            raise GuestFault(f"guest memory access failed at {self.cpu.pc:#x}: {err}")
+        page = info.address & PAGE_MASK
+        fetch = err.errno == UC_ERR_FETCH_UNMAPPED
+        write = err.errno == UC_ERR_WRITE_UNMAPPED
+        if page in self.poisoned:
+            source = self.sources.by_id(SOURCE_SEA)
+            if not source.acknowledged():
+                raise GuestFault(
+                    f"guest touched poisoned page {page:#x} at {self.cpu.pc:#x} while the SEA source still "
+                    f"holds an unacknowledged record (read-ack {source.read_ack():#x}); the error cannot be "
+                    "reported (QEMU/KVM aborts the VM here)")
+            source.record(cper.memory_error_record(page))
+            log.info("guest touched poisoned page %#x", page)
+        else:
+            log.warning("guest accessed unassigned physical address %#x at %#x: synchronous external abort",
+                        info.address, self.cpu.pc)
+        self._enter_sea(instruction=fetch, write=write)
+
+    # --- the run loop ----------------------------------------------------------------
+    def _next_deadline(self) -> float:
+        now = time.monotonic()
+        quantum = MASKED_IRQ_POLL if self.gic.irq_asserted() else POLL_QUANTUM
+        deadline = now + quantum
+        for virtual in (True, False):
+            ticks = self.timer.ticks_until_next(virtual)
+            if ticks is not None:
+                deadline = min(deadline, now + self.counter.seconds(ticks))
+        if self._time_events:
+            wait = self._time_events[0][0] - self.counter.guest_seconds()
+            deadline = min(deadline, now + max(wait, 0.0))
+        if self._deadline_wall is not None:
+            deadline = min(deadline, self._deadline_wall)
+        return deadline
+
+    _deadline_wall: float | None = None
+
+    def run(self) -> RunResult:
+        start = time.monotonic()
+        self._deadline_wall = start + self.config.timeout if self.config.timeout else None
+        try:
+            while self.exit_status is None:
+                self._service()
+                if self.exit_status is not None:
+                    break
+                self._check_limits(start)
+                self.alarm.arm(self._next_deadline())
+                self._stop_requested = False
+                self._wake.clear()
+                try:
+                    self.uc.emu_start(self.cpu.pc, RUN_UNTIL)
+                except UcError as e:
+                    if self._hook_error is not None:
+                        raise self._raise_hook_error() from None
+                    if e.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
+                        self._handle_unmapped_access(e)
+                        continue
+                    raise GuestFault(f"CPU stopped at {self.cpu.pc:#x}: {e}") from None
+                if self._hook_error is not None:
+                    raise self._raise_hook_error()
+                if not self._stop_requested and self.exit_status is None:
+                    self._idle()
+        except GuestFault as e:
+            e.args = (f"{e.args[0]}\n{self.crash_report()}",)
+            raise
+        except RunawayGuest as e:
+            e.args = (f"{e.args[0]}\n{self.crash_report()}",)
+            raise
+        finally:
+            self.alarm.disarm()
+            self.console.flush()
+        return RunResult(self.exit_status, self.exit_reason, time.monotonic() - start,
+                         self.counter.guest_seconds(), self.instructions if getattr(self, "_counting", False) else None)
+
+    def _raise_hook_error(self) -> BaseException:
+        error, self._hook_error = self._hook_error, None
+        assert error is not None
+        return error
+
+    def _check_limits(self, start: float) -> None:
+        if self._deadline_wall is not None and time.monotonic() >= self._deadline_wall:
+            err = RunawayGuest(f"guest did not power off within {self.config.timeout:g} s (wall clock)")
+            err.exit_code = EXIT_TIMEOUT
+            raise err
+        if self.config.max_insns is not None and self.instructions >= self.config.max_insns:
+            err = RunawayGuest(f"guest did not power off within {self.config.max_insns} instructions")
+            err.exit_code = EXIT_INSN_LIMIT
+            raise err
+
+    def close(self) -> None:
+        self.alarm.close()
+
+    def _service(self) -> None:
+        """Between slices: due events, host actions, device state, IRQ delivery."""
+        while self._insn_events and self.instructions >= self._insn_events[0][0]:
+            self._run_action(self._insn_events.pop(0)[1])
+        if self._time_events:
+            now = self.counter.guest_seconds()
+            while self._time_events and self._time_events[0][0] <= now:
+                self._run_action(self._time_events.pop(0)[1])
+        while True:
+            with self._lock:
+                if not self._pending:
+                    break
+                item = self._pending.popleft()
+            self._run_action(item)
+        self.timer.update()
+        if self.exit_status is None and self.gic.irq_asserted() and not self.cpu.irq_masked:
+            self.cpu.take_exception(VECTOR_IRQ, elr=self.cpu.pc)
+
+    def _run_action(self, item: _Pending) -> None:
+        log.info("%s", item.description)
+        item.action()
+
+    def _idle(self) -> None:
+        """The guest executed WFI: wake it at once, or jump time to the next deadline."""
+        self.timer.update()
+        if self.gic.irq_asserted() or self._pending:
+            return
+        candidates: list[int] = []
+        vt = self.timer.ticks_until_next(virtual=True)
+        if vt is not None:
+            candidates.append(vt)
+        if self._time_events:
+            ahead = self._time_events[0][0] - self.counter.guest_seconds()
+            candidates.append(max(0, int(ahead * self.counter.frequency)))
+        pt = self.timer.ticks_until_next(virtual=False)
+        if candidates and (pt is None or min(candidates) <= pt):
+            self.counter.skip(min(candidates))
+            return
+        if pt is not None:
+            self._wake.wait(self.counter.seconds(pt))
+            return
+        if not self._external_wakeups():
+            raise GuestFault("guest is waiting for an interrupt (WFI) with no timer armed and nothing "
+                             "that could wake it")
+        # Only something from outside (a control command) can wake the guest now.
+        self._wake.wait(POLL_QUANTUM)
+
+    def _external_wakeups(self) -> bool:
+        return False
+
+    # --- reports -----------------------------------------------------------------------
+    def crash_report(self) -> str:
+        """The last console lines, the PC symbolized and disassembled, key registers."""
+        lines = ["--- last console lines ---"]
+        lines += [f"  {line}" for line in list(self.console.recent)[-15:]] or ["  (no console output)"]
+        try:
+            regs = self.cpu.snapshot()
+        except UcError:
+            return "\n".join(lines)
+        pc = regs["pc"]
+        where = self.symbols.lookup(pc)
+        lines.append(f"--- CPU at EL{(regs['pstate'] >> 2) & 3}, PC {pc:#x}{f' <{where}>' if where else ''} ---")
+        lines.append("  " + "  ".join(f"{k}={v:#x}" for k, v in regs.items() if k != "pc"))
+        if regs["esr_el1"]:
+            lines.append(f"  last exception: {describe_esr(regs['esr_el1'])} ELR {regs['elr_el1']:#x}"
+                         + (f" <{self.symbols.lookup(regs['elr_el1'])}>" if self.symbols.lookup(regs['elr_el1']) else ""))
+        lines += self._disassemble(pc)
+        return "\n".join(lines)
+
+    def _disassemble(self, pc: int, before: int = 4, after: int = 3) -> list[str]:
+        from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
+
+        start = max(pc - 4 * before, 0)
+        try:
+            code = self.mem.read(start, 4 * (before + after + 1))
+        except ArmrasError:
+            return ["  (code at PC is not readable as physical memory: MMU translation not followed)"]
+        out = []
+        for insn in Cs(CS_ARCH_ARM64, CS_MODE_ARM).disasm(code, start):
+            mark = "=>" if insn.address == pc else "  "
+            out.append(f"  {mark} {insn.address:#x}: {insn.mnemonic} {insn.op_str}")
+        return out
