@@ -10,13 +10,15 @@ from collections.abc import Callable
 
 from armras.acpi.builder import HEADER_SIZE, Gas, TableHeader
 from armras.acpi.hest import GhesV2Entry, notify_name, parse_hest_entries
+from armras.acpi.tables import (
+    FADT_X_DSDT_OFFSET,
+    RSDP_SIGNATURE,
+    RSDP_SIZE_OFFSET,
+    RSDP_V1_CHECKSUM_LEN,
+    RSDP_XSDT_OFFSET,
+)
 from armras.errors import ArmrasError
 
-RSDP_SIGNATURE = b"RSD PTR "
-RSDP_V1_LEN = 20
-RSDP_XSDT_OFFSET = 24
-RSDP_LENGTH_OFFSET = 20
-FADT_X_DSDT_OFFSET = 140
 GAS_SPACE_NAMES = {0: "SystemMemory", 1: "SystemIO"}
 ACCESS_NAMES = {0: "Undefined", 1: "Byte", 2: "Word", 3: "DWord", 4: "QWord"}
 
@@ -108,8 +110,8 @@ def list_tables(blob: bytes, base: int) -> list[tuple[str, int, int, bool]]:
     """(signature, address, length, checksum ok) of every table reachable from the RSDP."""
     if blob[:8] != RSDP_SIGNATURE:
         raise ArmrasError("blob does not start with an RSDP")
-    (length,) = struct.unpack_from("<I", blob, RSDP_LENGTH_OFFSET)
-    rsdp_ok = _sum_ok(blob[:RSDP_V1_LEN]) and _sum_ok(blob[:length])
+    (length,) = struct.unpack_from("<I", blob, RSDP_SIZE_OFFSET)
+    rsdp_ok = _sum_ok(blob[:RSDP_V1_CHECKSUM_LEN]) and _sum_ok(blob[:length])
     out = [("RSDP", base, length, rsdp_ok)]
     (xsdt_address,) = struct.unpack_from("<Q", blob, RSDP_XSDT_OFFSET)
     xsdt = _table_at(blob, base, xsdt_address)
