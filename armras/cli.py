@@ -1,0 +1,164 @@
+"""Command line: `armras run`, `armras hest`, `armras fetch-kernel`.
+
+Exit codes of `armras run`:
+  0-255  the guest's PSCI SYSTEM_OFF status (x1; Linux powers off with 0)
+  1      an armras error: bad input, an injection the guest has not acknowledged
+  2      command-line usage error
+  124    the guest did not power off within --timeout seconds
+  125    the guest did not power off within --max-insns instructions
+  126    the guest crashed the platform (exception loop, exception before a vector
+         table, an error it could not be told about); a crash report is printed
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from armras.errors import ArmrasError
+
+log = logging.getLogger("armras")
+
+_SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 512M, 1G)")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="armras", description="ARMv8 RAS guest platform emulator")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="boot a guest image headless")
+    run.add_argument("image", type=Path, help="bare-metal guest: an ELF64 AArch64 executable")
+    run.add_argument("-m", "--memory", type=parse_size, default=None, help="guest RAM size (default 512M)")
+    run.add_argument("--inject", action="append", default=[], metavar="SPEC",
+                     help="schedule an error injection, e.g. sea:pa=0x40fa6000,at=0.5 or "
+                          "sea:pa=$1,on=PADDR=(0x[0-9a-f]+) (see armras.ras.inject)")
+    run.add_argument("--poison", action="append", default=[], metavar="ADDR",
+                     help="poison the page at ADDR (address or guest symbol) before the guest starts")
+    run.add_argument("--poison-on", action="append", default=[], metavar="REGEX",
+                     help="poison the page whose address is group 1 of a console line matching REGEX")
+    run.add_argument("--max-insns", type=_positive_int, default=None,
+                     help="fail if the guest runs this many instructions (enables counting: slower)")
+    run.add_argument("--timeout", type=_positive_float, default=None, help="fail after this many wall-clock seconds")
+    run.add_argument("--console", type=Path, default=None, help="write the guest console to FILE (default stdout)")
+    run.set_defaults(func=cmd_run)
+
+    hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
+    hest.add_argument("-m", "--memory", type=parse_size, default=None)
+    hest.set_defaults(func=cmd_hest)
+
+    fetch = sub.add_parser("fetch-kernel", help="download Debian's arm64 reference kernels into the cache")
+    fetch.add_argument("series", nargs="*", default=["6.1"], help="kernel series: 6.1, 6.12 (default 6.1)")
+    fetch.add_argument("--force", action="store_true", help="download again even if cached")
+    fetch.set_defaults(func=cmd_fetch_kernel)
+    return p
+
+
+def _machine_config(args: argparse.Namespace, console: object = None) -> "MachineConfig":
+    from armras.machine import MachineConfig
+    from armras.memmap import DEFAULT_RAM_SIZE
+
+    return MachineConfig(ram_size=args.memory or DEFAULT_RAM_SIZE, console=console,  # type: ignore[arg-type]
+                         timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from armras.machine import Machine
+    from armras.ras.inject import parse_inject_spec, schedule, schedule_poison_on
+
+    specs = [parse_inject_spec(s) for s in args.inject]   # validate before building anything
+    console = None
+    if args.console is not None:
+        try:
+            console = open(args.console, "wb")
+        except OSError as e:
+            raise ArmrasError(f"cannot write console file {args.console}: {e.strerror}") from None
+    machine = Machine(_machine_config(args, console))
+    try:
+        machine.load_elf(args.image)
+        for addr in args.poison:
+            machine.poison(machine.resolve_address(addr))
+        for pattern in args.poison_on:
+            schedule_poison_on(machine, pattern)
+        for spec in specs:
+            schedule(machine, spec)
+        result = machine.run()
+    finally:
+        machine.close()
+        if console is not None:
+            console.close()
+    log.info("guest powered off (%s) with status %d after %.3f s wall, %.3f s guest time",
+             result.reason, result.status, result.wall_seconds, result.guest_seconds)
+    return result.status
+
+
+def cmd_hest(args: argparse.Namespace) -> int:
+    from armras.acpi import format_acpi
+    from armras.machine import Machine
+
+    machine = Machine(_machine_config(args))
+    try:
+        print(format_acpi(machine.acpi.blob, machine.acpi.base, machine.mem.read_u64))
+    finally:
+        machine.close()
+    return 0
+
+
+def cmd_fetch_kernel(args: argparse.Namespace) -> int:
+    from armras.kernels import fetch_kernel
+
+    for series in args.series:
+        print(fetch_kernel(series, force=args.force))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="armras: %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except ArmrasError as e:
+        first, _, rest = str(e).partition("\n")
+        print(f"armras: error: {first}", file=sys.stderr)
+        if rest:
+            print(rest, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("armras: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""Error injections as the user writes them, and their scheduling on a machine.
+
+Spec grammar (the value of `armras run --inject`):
+
+    KIND[:key=value[,key=value...]]
+
+    KIND      sea    memory error in the SEA source (0) + Synchronous External Abort
+              gpio   memory error in the GPIO source (1) + GED interrupt
+              arm    ARM processor error in the GPIO source (1) + GED interrupt
+    pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
+              the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
+    severity= recoverable (default) | fatal | corrected | none
+    mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
+    at=SECONDS  guest time (virtual counter) at which to inject
+    insn=N      after N guest instructions (enables instruction counting)
+    on=REGEX    when a console line matches; must be the last key (takes the rest)
+
+With no trigger the injection happens as soon as the guest starts running.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from armras.errors import ArmrasError
+from armras.ras import cper
+
+if TYPE_CHECKING:
+    from armras.machine import Machine
+
+KINDS = ("sea", "gpio", "arm")
+SEVERITIES = {s.name.lower(): s for s in cper.Severity}
+
+
+@dataclass(frozen=True)
+class InjectSpec:
+    kind: str
+    pa: str | None = None
+    severity: cper.Severity = cper.Severity.RECOVERABLE
+    mpidr: int = 0
+    error_type: str = "cache"
+    va: int | None = None
+    at: float | None = None
+    insn: int | None = None
+    on: str | None = None
+
+    def describe(self) -> str:
+        what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "")
+        if self.kind == "arm":
+            what += f" mpidr={self.mpidr:#x} type={self.error_type}"
+        return what
+
+
+def _int(key: str, value: str) -> int:
+    try:
+        return int(value, 0)
+    except ValueError:
+        raise ArmrasError(f"--inject: {key}={value!r} is not a number") from None
+
+
+def parse_inject_spec(text: str) -> InjectSpec:
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    if kind not in KINDS:
+        raise ArmrasError(f"--inject {text!r}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
+    fields: dict[str, object] = {}
+    while rest:
+        if rest.startswith("on="):
+            fields["on"] = rest[3:]
+            break
+        item, _, rest = rest.partition(",")
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not value:
+            raise ArmrasError(f"--inject {text!r}: expected key=value, got {item!r}")
+        if key == "pa":
+            fields["pa"] = value
+        elif key == "severity":
+            if value.lower() not in SEVERITIES:
+                raise ArmrasError(f"--inject: unknown severity {value!r} (expected {', '.join(SEVERITIES)})")
+            fields["severity"] = SEVERITIES[value.lower()]
+        elif key == "at":
+            try:
+                fields["at"] = float(value)
+            except ValueError:
+                raise ArmrasError(f"--inject: at={value!r} is not a number of seconds") from None
+        elif key == "insn":
+            fields["insn"] = _int(key, value)
+        elif key == "mpidr":
+            fields["mpidr"] = _int(key, value)
+        elif key == "va":
+            fields["va"] = _int(key, value)
+        elif key == "type":
+            cper.arm_error_type(value)  # validates
+            fields["error_type"] = value
+        else:
+            raise ArmrasError(f"--inject {text!r}: unknown key {key!r}")
+    spec = InjectSpec(kind, **fields)  # type: ignore[arg-type]
+    if sum(x is not None for x in (spec.at, spec.insn, spec.on)) > 1:
+        raise ArmrasError(f"--inject {text!r}: give at most one of at=, insn=, on=")
+    if spec.kind in ("sea", "gpio") and spec.pa is None:
+        raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
+    if spec.pa and spec.pa.startswith("$") and spec.on is None:
+        raise ArmrasError(f"--inject {text!r}: pa={spec.pa} refers to a match group but there is no on=")
+    return spec
+
+
+def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None) -> int | None:
+    if spec.pa is None:
+        return None
+    if spec.pa.startswith("$"):
+        assert match is not None
+        group = spec.pa[1:]
+        try:
+            text = match.group(int(group) if group.isdigit() else group)
+        except IndexError:
+            raise ArmrasError(f"--inject: pa={spec.pa}: no such group in {match.re.pattern!r}") from None
+        if text is None:
+            raise ArmrasError(f"--inject: pa={spec.pa} did not match anything in {match.string!r}")
+        return machine.resolve_address(text)
+    return machine.resolve_address(spec.pa)
+
+
+def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = None) -> None:
+    """Carry out one injection now (the CPU is stopped between slices)."""
+    pa = _resolve_pa(machine, spec, match)
+    if spec.kind == "sea":
+        assert pa is not None
+        machine.inject_sea(pa, spec.severity)
+    elif spec.kind == "gpio":
+        assert pa is not None
+        machine.notify_gpio(cper.memory_error_record(pa, spec.severity))
+    else:
+        info = cper.ArmErrorInfo(spec.error_type, virt_addr=spec.va, phys_addr=pa)
+        machine.notify_gpio(cper.arm_processor_record(spec.mpidr, errors=(info,), severity=spec.severity))
+
+
+def schedule(machine: Machine, spec: InjectSpec) -> None:
+    """Arrange for `spec` to be performed at its trigger."""
+    description = spec.describe()
+    if spec.on is not None:
+        machine.on_console(spec.on, lambda m: perform(machine, spec, m), description)
+    elif spec.insn is not None:
+        machine.at_instruction(spec.insn, lambda: perform(machine, spec), f"{description} at instruction {spec.insn}")
+    else:
+        at = spec.at or 0.0
+        machine.at_guest_time(at, lambda: perform(machine, spec), f"{description} at guest time {at:g} s")
+
+
+def schedule_poison_on(machine: Machine, pattern: str) -> None:
+    """Poison the page whose address is group 1 (or group `pa`) of a console match."""
+    def action(m: re.Match[str]) -> None:
+        text = m.groupdict().get("pa") or (m.group(1) if m.re.groups else None)
+        if text is None:
+            raise ArmrasError(f"--poison-on {pattern!r}: the pattern needs a group capturing the address")
+        machine.poison(machine.resolve_address(text))
+
+    machine.on_console(pattern, action, f"poison (trigger {pattern!r})")
