@@ -180,7 +180,7 @@ def parse_arm64_image(data: bytes, where: str = "<image>") -> Arm64Image:
     magic = data[0x38:0x3C]
     (pe_off,) = struct.unpack_from("<I", data, 0x3C)
     if magic != ARM64_MAGIC:
-        raise ImageError(f"{where}: bad arm64 Image magic {magic!r} at 0x38 (expected b'ARM\\x64')")
+        raise ImageError(f"{where}: bad arm64 Image magic {magic!r} at 0x38 (expected {ARM64_MAGIC!r})")
     if flags & FLAG_BE:
         raise ImageError(f"{where}: big-endian kernel (flags bit 0); armras runs little-endian guests only")
     if image_size == 0:

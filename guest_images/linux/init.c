@@ -1,0 +1,291 @@
+/*
+ * /init for armras Linux guests: a static AArch64 musl program.
+ *
+ * Always: mounts /proc, /sys and devtmpfs on /dev (when the kernel has them)
+ * and prints "INIT-OK uptime=<seconds>".
+ *
+ * With "seatest" on the kernel command line it then runs an mca-recover
+ * style Synchronous External Abort test:
+ *   1. mmap an anonymous private page, dirty it, find its physical address
+ *      through /proc/self/pagemap and print
+ *         SEATEST victim va=0x... PADDR=0x...
+ *      so the host (console trigger regex "PADDR=(0x[0-9a-f]+)") poisons it;
+ *   2. sleep ~200 ms to let the host do so;
+ *   3. read the page again with a SIGBUS handler (SA_SIGINFO) installed and
+ *      print "SEATEST SIGBUS si_code=N (BUS_MCEERR_AR=4) si_addr=0x..." or
+ *      "SEATEST no SIGBUS ...";
+ *   4. print the HardwareCorrupted: line of /proc/meminfo and "SEATEST DONE".
+ *
+ * Finally sync() and reboot(RB_POWER_OFF) (PSCI SYSTEM_OFF).  Every failure
+ * prints one "INIT ERROR ..." / "SEATEST ERROR ..." line and still powers off.
+ *
+ * Build: python -m ziglang cc -target aarch64-linux-musl -static -Os -o init init.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef BUS_MCEERR_AR
+#define BUS_MCEERR_AR 4
+#endif
+
+#define VICTIM_OFFSET 0x100u  /* byte within the page that is poisoned and read back */
+#define FILL_BYTE 0x5a
+#define ACCESS_TIMEOUT_S 10   /* SIGALRM if the access neither completes nor faults */
+
+#ifndef INIT_CMDLINE_PATH
+#define INIT_CMDLINE_PATH "/proc/cmdline"  /* overridable for host-side smoke tests */
+#endif
+
+static sigjmp_buf fault_env;
+static volatile sig_atomic_t fault_signo;
+static volatile sig_atomic_t fault_code;
+static void *volatile fault_addr;
+static volatile sig_atomic_t fault_armed;
+
+static void on_fault(int signo, siginfo_t *si, void *uctx)
+{
+    (void)uctx;
+    fault_signo = signo;
+    fault_code = si ? si->si_code : 0;
+    fault_addr = si ? si->si_addr : NULL;
+    if (fault_armed)
+        siglongjmp(fault_env, 1);
+    /* A SIGBUS outside the armed window: nothing to return to safely. */
+    static const char msg[] = "SEATEST ERROR unexpected signal outside the access window\n";
+    (void)!write(1, msg, sizeof msg - 1);
+    sync();
+    reboot(RB_POWER_OFF);
+    _exit(1);
+}
+
+static void ensure_console(void)
+{
+    /* The kernel opens /dev/console as fds 0-2 when the initramfs has the node. */
+    if (fcntl(1, F_GETFD) >= 0)
+        return;
+    int fd = open("/dev/console", O_RDWR | O_NOCTTY);
+    if (fd < 0)
+        return; /* nowhere to print: carry on silently, still power off */
+    for (int i = 0; i < 3; i++)
+        if (fd != i)
+            dup2(fd, i);
+    if (fd > 2)
+        close(fd);
+}
+
+static void do_mount(const char *src, const char *target, const char *fstype)
+{
+    if (mkdir(target, 0755) < 0 && errno != EEXIST) {
+        printf("INIT ERROR mkdir %s: %s\n", target, strerror(errno));
+        return;
+    }
+    if (mount(src, target, fstype, 0, NULL) == 0 || errno == EBUSY)
+        return;
+    if (errno == ENODEV)
+        printf("INIT note: no %s filesystem in this kernel, %s not mounted\n", fstype, target);
+    else
+        printf("INIT ERROR mount %s on %s: %s\n", fstype, target, strerror(errno));
+}
+
+/* Read a small text file into buf (NUL-terminated, trailing newline stripped). */
+static int read_text(const char *path, char *buf, size_t size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t len = 0;
+    while (len + 1 < size) {
+        ssize_t n = read(fd, buf + len, size - 1 - len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == ' '))
+        buf[--len] = '\0';
+    return 0;
+}
+
+static int cmdline_has(const char *cmdline, const char *word)
+{
+    size_t wl = strlen(word);
+    const char *p = cmdline;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        const char *end = p;
+        while (*end && *end != ' ')
+            end++;
+        size_t tl = (size_t)(end - p);
+        if ((tl == wl || (tl > wl && p[wl] == '=')) && strncmp(p, word, wl) == 0)
+            return 1;
+        p = end;
+    }
+    return 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static void print_hw_corrupted(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) {
+        printf("SEATEST ERROR open /proc/meminfo: %s\n", strerror(errno));
+        return;
+    }
+    char line[256];
+    int found = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, "HardwareCorrupted:", 18) == 0) {
+            fputs(line, stdout);
+            found = 1;
+            break;
+        }
+    }
+    fclose(f);
+    if (!found)
+        printf("SEATEST note: no HardwareCorrupted: line in /proc/meminfo (CONFIG_MEMORY_FAILURE off?)\n");
+}
+
+/* Physical address of va through /proc/self/pagemap; 0 (with a printed reason) on failure. */
+static uint64_t virt_to_phys(uintptr_t va, long page_size)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        printf("SEATEST ERROR open /proc/self/pagemap: %s\n", strerror(errno));
+        return 0;
+    }
+    uint64_t entry = 0;
+    off_t off = (off_t)(va / (uintptr_t)page_size) * (off_t)sizeof entry;
+    ssize_t n = pread(fd, &entry, sizeof entry, off);
+    int e = errno;
+    close(fd);
+    if (n != (ssize_t)sizeof entry) {
+        printf("SEATEST ERROR read /proc/self/pagemap: %s\n", n < 0 ? strerror(e) : "short read");
+        return 0;
+    }
+    if (!(entry >> 63 & 1)) {
+        printf("SEATEST ERROR victim page not present (pagemap entry 0x%llx)\n", (unsigned long long)entry);
+        return 0;
+    }
+    uint64_t pfn = entry & ((1ULL << 55) - 1);
+    if (pfn == 0) {
+        printf("SEATEST ERROR pagemap hides the PFN (needs CAP_SYS_ADMIN)\n");
+        return 0;
+    }
+    return pfn * (uint64_t)page_size + (va & (uintptr_t)(page_size - 1));
+}
+
+static void seatest(void)
+{
+    long page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0)
+        page_size = 4096;
+
+    unsigned char *page = mmap(NULL, (size_t)page_size, PROT_READ | PROT_WRITE,
+                               MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        printf("SEATEST ERROR mmap: %s\n", strerror(errno));
+        return;
+    }
+    memset(page, FILL_BYTE, (size_t)page_size);
+    if (mlock(page, (size_t)page_size) < 0)
+        printf("SEATEST note: mlock: %s\n", strerror(errno));
+
+    volatile unsigned char *victim = page + VICTIM_OFFSET;
+    uint64_t pa = virt_to_phys((uintptr_t)victim, page_size);
+    if (pa == 0)
+        return;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) < 0 || sigaction(SIGALRM, &sa, NULL) < 0) {
+        printf("SEATEST ERROR sigaction: %s\n", strerror(errno));
+        return;
+    }
+
+    int faulted = sigsetjmp(fault_env, 1);
+    if (!faulted) {
+        fault_armed = 1;
+        printf("SEATEST victim va=0x%lx PADDR=0x%lx\n", (unsigned long)(uintptr_t)victim, (unsigned long)pa);
+        sleep_ms(200); /* the host poisons PADDR now */
+        alarm(ACCESS_TIMEOUT_S);
+        unsigned char value = *victim; /* the access that should take the SEA */
+        alarm(0);
+        fault_armed = 0;
+        printf("SEATEST no SIGBUS (read 0x%02x, expected 0x%02x)\n", value, FILL_BYTE);
+    } else {
+        fault_armed = 0;
+        alarm(0);
+        if (fault_signo == SIGBUS)
+            printf("SEATEST SIGBUS si_code=%d (BUS_MCEERR_AR=%d) si_addr=0x%lx\n",
+                   (int)fault_code, BUS_MCEERR_AR, (unsigned long)(uintptr_t)fault_addr);
+        else
+            printf("SEATEST ERROR no SIGBUS and the access did not complete within %d s (signal %d)\n",
+                   ACCESS_TIMEOUT_S, (int)fault_signo);
+    }
+    print_hw_corrupted();
+}
+
+int main(void)
+{
+    ensure_console();
+    setvbuf(stdout, NULL, _IONBF, 0);
+
+    do_mount("proc", "/proc", "proc");
+    do_mount("sysfs", "/sys", "sysfs");
+    do_mount("devtmpfs", "/dev", "devtmpfs");
+
+    char uptime[64];
+    if (read_text("/proc/uptime", uptime, sizeof uptime) < 0)
+        snprintf(uptime, sizeof uptime, "unknown");
+    else
+        uptime[strcspn(uptime, " ")] = '\0';
+    printf("INIT-OK uptime=%s\n", uptime);
+
+    char cmdline[4096];
+    if (read_text(INIT_CMDLINE_PATH, cmdline, sizeof cmdline) < 0) {
+        printf("INIT ERROR read %s: %s\n", INIT_CMDLINE_PATH, strerror(errno));
+        cmdline[0] = '\0';
+    }
+    if (cmdline_has(cmdline, "seatest")) {
+        seatest();
+        printf("SEATEST DONE\n");
+    }
+
+    sync();
+    reboot(RB_POWER_OFF);
+    printf("INIT ERROR reboot(RB_POWER_OFF): %s\n", strerror(errno));
+    for (;;)
+        pause(); /* init must never exit */
+}
