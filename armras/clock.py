@@ -26,8 +26,11 @@ class SystemCounter:
         self.frequency = uc.cpr_read(*CNTFRQ_EL0) or 62_500_000
         self._cntvoff = 0
         self.skipped_ticks = 0
-        # Guest time starts at zero when the machine is built.
-        self._set_offset(uc.cpr_read(*CNTPCT_EL0))
+        self.restart()
+
+    def restart(self) -> None:
+        """Make the virtual counter (guest time) read zero now."""
+        self._set_offset(self._uc.cpr_read(*CNTPCT_EL0))
 
     def _set_offset(self, value: int) -> None:
         self._cntvoff = value & 0xFFFF_FFFF_FFFF_FFFF

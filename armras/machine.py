@@ -490,10 +490,14 @@ class Machine:
         return deadline
 
     _deadline_wall: float | None = None
+    _started = False
 
     def run(self) -> RunResult:
         start = time.monotonic()
         self._deadline_wall = start + self.config.timeout if self.config.timeout else None
+        if not self._started:
+            self._started = True
+            self.counter.restart()   # guest time starts at the first instruction
         try:
             while self.exit_status is None:
                 self._service()

@@ -1,0 +1,105 @@
+"""Shared test helpers: assemble AArch64 snippets with zig's clang, run them on a board."""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from armras.machine import Machine, MachineConfig, RunResult
+
+REPO = Path(__file__).resolve().parents[1]
+GUEST_BUILD = REPO / "guest_images" / "build"
+LOAD_ADDRESS = 0x4008_0000
+
+
+def _zig_available() -> bool:
+    try:
+        import ziglang  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def assemble(source: str, base: int = LOAD_ADDRESS) -> bytes:
+    """Assemble AArch64 source (GNU syntax) to raw bytes linked at `base`."""
+    if not _zig_available():
+        pytest.skip("ziglang (pip install ziglang) is needed to assemble test guests")
+    text = f".text\n.global _start\n_start:\n{source}\n"
+    key = hashlib.sha256(f"{base:#x}\n{text}".encode()).hexdigest()[:16]
+    cache = Path(tempfile.gettempdir()) / "armras-test-asm"
+    cache.mkdir(exist_ok=True)
+    out = cache / f"{key}.bin"
+    if not out.exists():
+        src = cache / f"{key}.S"
+        elf = cache / f"{key}.elf"
+        src.write_text(text)
+        # Snippets are position independent (adr, literal-pool constants), so an object
+        # file's .text is the final code; anything needing relocation is refused.
+        subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "aarch64-freestanding-none",
+                        "-c", str(src), "-o", str(elf)], check=True)
+        with open(elf, "rb") as f:
+            obj = ELFFile(f)
+            if obj.get_section_by_name(".rela.text") is not None:
+                raise ValueError("test snippet needs relocations; use adr/literal constants only")
+            data = obj.get_section_by_name(".text").data()
+        out.write_bytes(data)
+    return out.read_bytes()
+
+
+class Board:
+    """A machine running an assembled snippet, with its console captured."""
+
+    def __init__(self, source: str, **config: object) -> None:
+        self.console = io.BytesIO()
+        config.setdefault("timeout", 20.0)
+        self.machine = Machine(MachineConfig(console=self.console, **config))  # type: ignore[arg-type]
+        self.code = assemble(source)
+        self.machine.mem.write(LOAD_ADDRESS, self.code)
+        self.machine.cpu.pc = LOAD_ADDRESS
+        self.machine.cpu.set_x(0, self.machine.acpi.rsdp_address)
+
+    def run(self) -> RunResult:
+        return self.machine.run()
+
+    @property
+    def output(self) -> str:
+        return self.console.getvalue().decode("utf-8", "replace")
+
+    def x(self, n: int) -> int:
+        return self.machine.cpu.x(n)
+
+    def close(self) -> None:
+        self.machine.close()
+
+
+@pytest.fixture
+def board():
+    boards: list[Board] = []
+
+    def make(source: str, **config: object) -> Board:
+        b = Board(source, **config)
+        boards.append(b)
+        return b
+
+    yield make
+    for b in boards:
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def guest_images() -> Path:
+    """The bare-metal guest images, built with `make -C guest_images` if missing."""
+    if not _zig_available():
+        pytest.skip("ziglang is needed to build the guest images")
+    needed = ["ras_ref.elf", "ras_el0.elf", "exc_test.elf"]
+    if not all((GUEST_BUILD / n).exists() for n in needed):
+        subprocess.run(["make", "-C", str(REPO / "guest_images"), f"PYTHON={sys.executable}"], check=True,
+                       env={**os.environ})
+    return GUEST_BUILD
