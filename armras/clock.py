@@ -86,14 +86,18 @@ class Alarm:
         self._thread.join(timeout=1)
 
     def _run(self) -> None:
-        with self._cond:
-            while not self._closed:
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
                 if self._deadline is None:
                     self._cond.wait()
                     continue
                 now = time.monotonic()
-                if now >= self._deadline:
-                    self._deadline = None
-                    self._fire()
-                else:
+                if now < self._deadline:
                     self._cond.wait(self._deadline - now)
+                    continue
+                self._deadline = None
+            # Outside the condition lock: `fire` may wait for the CPU to leave a
+            # callback, and callbacks re-arm the alarm.
+            self._fire()

@@ -24,7 +24,6 @@ from unicorn import (
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
-    UC_HOOK_BLOCK,
     UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_UNMAPPED,
@@ -40,6 +39,7 @@ from unicorn import (
 from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR
 
 from armras.acpi import build_acpi_tables, board_platform
+from armras.blockhook import BlockHook
 from armras.clock import Alarm, SystemCounter
 from armras.cpu import (
     EXCP_BKPT,
@@ -105,7 +105,6 @@ class MachineConfig:
     console: BinaryIO | None = None          # None: the process's stdout
     timeout: float | None = None             # wall-clock seconds
     max_insns: int | None = None             # instruction limit (enables counting)
-    count_instructions: bool = False
 
 
 @dataclass
@@ -114,7 +113,7 @@ class RunResult:
     reason: str
     wall_seconds: float
     guest_seconds: float
-    instructions: int | None
+    instructions: int
 
 
 class Console:
@@ -180,18 +179,22 @@ class Machine:
         self.exit_reason = ""
         self._stop_requested = False
         self._hook_error: BaseException | None = None
+        # Set while a Unicorn callback runs: only exception/firmware hooks may stop the
+        # CPU directly; everything else asks the block hook (see armras.blockhook).
+        self._in_callback = False
+        self._in_mmio = False
         self._pending: collections.deque[_Pending] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._unmapped: _Unmapped | None = None
         self.poisoned: set[int] = set()
         self.symbols = Symbolizer()
-        self.instructions = 0
         self._insn_events: list[tuple[int, _Pending]] = []
         self._time_events: list[tuple[float, _Pending]] = []
         self._hooks: list[int] = []
 
         self._map_memory()
+        self.blocks = BlockHook(self.uc)
         self.counter = SystemCounter(self.uc)
         self.console = Console(self.config.console)
         self.gic = GicV2(on_change=self._irq_changed)
@@ -241,8 +244,8 @@ class Machine:
         def write(uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
             dev.write(offset, size, value)  # type: ignore[attr-defined]
 
-        self.uc.mmio_map(entry.base, entry.size, safe_hook(read, self._hook_failed), None,
-                         safe_hook(write, self._hook_failed), None)
+        self.uc.mmio_map(entry.base, entry.size, self._callback(read, mmio=True), None,
+                         self._callback(write, mmio=True), None)
 
     def _install_firmware(self) -> None:
         """What platform firmware leaves in RAM: ACPI tables and the GHES error blob."""
@@ -258,18 +261,15 @@ class Machine:
 
     def _install_hooks(self) -> None:
         add = self._hooks.append
-        add(self.uc.hook_add(UC_HOOK_INTR, safe_hook(self._on_intr, self._hook_failed)))
-        add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, safe_hook(self._on_unmapped, self._hook_failed)))
-        add(self.uc.hook_add(UC_HOOK_INSN, safe_hook(self._on_mrs, self._hook_failed), None, 1, 0, UC_ARM64_INS_MRS))
-        add(self.uc.hook_add(UC_HOOK_INSN, safe_hook(self._on_msr, self._hook_failed), None, 1, 0, UC_ARM64_INS_MSR))
-        if self.config.max_insns is not None or self.config.count_instructions:
-            self._enable_counting()
+        add(self.uc.hook_add(UC_HOOK_INTR, self._callback(self._on_intr)))
+        add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._callback(self._on_unmapped)))
+        add(self.uc.hook_add(UC_HOOK_INSN, self._callback(self._on_mrs), None, 1, 0, UC_ARM64_INS_MRS))
+        add(self.uc.hook_add(UC_HOOK_INSN, self._callback(self._on_msr), None, 1, 0, UC_ARM64_INS_MSR))
 
-    def _enable_counting(self) -> None:
-        if getattr(self, "_counting", False):
-            return
-        self._counting = True
-        self._hooks.append(self.uc.hook_add(UC_HOOK_BLOCK, safe_hook(self._on_block, self._hook_failed)))
+    @property
+    def instructions(self) -> int:
+        """Guest instructions executed so far (counted per translation block entered)."""
+        return self.blocks.instructions
 
     # --- loading ---------------------------------------------------------------------
     def load_elf(self, path: Path) -> LoadedImage:
@@ -291,6 +291,19 @@ class Machine:
             return addr
 
     # --- hooks (run inside emu_start) ------------------------------------------------
+    def _callback(self, fn: Callable[..., object], mmio: bool = False) -> Callable[..., object]:
+        """Wrap a Unicorn callback: errors are deferred, and stops cannot land inside it."""
+        inner = safe_hook(fn, self._hook_failed)
+
+        def wrapper(*args: object) -> object:
+            self._in_callback, self._in_mmio = True, mmio
+            try:
+                return inner(*args)
+            finally:
+                self._in_callback = self._in_mmio = False
+
+        return wrapper
+
     def _hook_failed(self, error: BaseException) -> None:
         if self._hook_error is None:
             self._hook_error = error
@@ -337,19 +350,19 @@ class Machine:
         self.timer.write(cp.crm, cp.op2, cp.val)  # type: ignore[attr-defined]
         return 1
 
-    def _on_block(self, uc: Uc, address: int, size: int, _ud: object) -> None:
-        self.instructions += size // 4
-        if self._insn_events and self.instructions >= self._insn_events[0][0]:
-            self.request_stop()
-        if self.config.max_insns is not None and self.instructions >= self.config.max_insns:
-            self.request_stop()
-
     # --- stopping and waking ---------------------------------------------------------
     def request_stop(self) -> None:
-        """Stop the CPU at the next instruction boundary (any thread, any hook)."""
+        """Stop the CPU at the next instruction boundary (any thread, any hook).
+
+        From an exception/firmware hook the CPU stops right there (PSCI SYSTEM_OFF must
+        not run on); otherwise the block hook stops it at the next block boundary.
+        """
         self._stop_requested = True
-        self.uc.emu_stop()
         self._wake.set()
+        if self._in_callback and not self._in_mmio:
+            self.uc.emu_stop()
+        else:
+            self.blocks.request_stop()
 
     def _alarm_fired(self) -> None:
         self.request_stop()
@@ -385,7 +398,6 @@ class Machine:
         self._time_events.sort(key=lambda e: e[0])
 
     def at_instruction(self, count: int, action: Callable[[], None], description: str) -> None:
-        self._enable_counting()
         self._insn_events.append((count, _Pending(action, description)))
         self._insn_events.sort(key=lambda e: e[0])
 
@@ -417,16 +429,16 @@ class Machine:
         """Record a memory-error CPER in the SEA source and take an SEA now (CPU stopped)."""
         self._check_ram_address(pa)
         self.record_error(SOURCE_SEA, cper.memory_error_record(pa, severity))
-        self._enter_sea(instruction=False, write=False)
+        self._enter_sea(instruction=False)
 
     def notify_gpio(self, estatus: bytes) -> None:
         """Record a CPER in the GPIO-notified source and raise the GED error event."""
         self.record_error(SOURCE_GPIO, estatus)
         self.ged.raise_event(ACPI_GED_ERROR_EVT)
 
-    def _enter_sea(self, *, instruction: bool, write: bool) -> None:
+    def _enter_sea(self, *, instruction: bool) -> None:
         el = self.cpu.current_el
-        esr = sea_syndrome(el, instruction=instruction, write=write)
+        esr = sea_syndrome(el, instruction=instruction)
         log.info("SEA: ESR %#010x taken from EL%d at %#x", esr, el, self.cpu.pc)
         self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr)
 
@@ -458,7 +470,6 @@ class Machine:
             raise GuestFault(f"guest memory access failed at {self.cpu.pc:#x}: {err}")
         page = info.address & PAGE_MASK
         fetch = err.errno == UC_ERR_FETCH_UNMAPPED
-        write = err.errno == UC_ERR_WRITE_UNMAPPED
         if page in self.poisoned:
             source = self.sources.by_id(SOURCE_SEA)
             if not source.acknowledged():
@@ -471,7 +482,7 @@ class Machine:
         else:
             log.warning("guest accessed unassigned physical address %#x at %#x: synchronous external abort",
                         info.address, self.cpu.pc)
-        self._enter_sea(instruction=fetch, write=write)
+        self._enter_sea(instruction=fetch)
 
     # --- the run loop ----------------------------------------------------------------
     def _next_deadline(self) -> float:
@@ -507,6 +518,8 @@ class Machine:
                 self.alarm.arm(self._next_deadline())
                 self._stop_requested = False
                 self._wake.clear()
+                self.blocks.clear()
+                self.blocks.stop_at(self._next_instruction_stop())
                 try:
                     self.uc.emu_start(self.cpu.pc, RUN_UNTIL)
                 except UcError as e:
@@ -518,7 +531,7 @@ class Machine:
                     raise GuestFault(f"CPU stopped at {self.cpu.pc:#x}: {e}") from None
                 if self._hook_error is not None:
                     raise self._raise_hook_error()
-                if not self._stop_requested and self.exit_status is None:
+                if not self._stop_requested and self.exit_status is None and not self._instruction_stop_reached():
                     self._idle()
         except GuestFault as e:
             e.args = (f"{e.args[0]}\n{self.crash_report()}",)
@@ -530,7 +543,16 @@ class Machine:
             self.alarm.disarm()
             self.console.flush()
         return RunResult(self.exit_status, self.exit_reason, time.monotonic() - start,
-                         self.counter.guest_seconds(), self.instructions if getattr(self, "_counting", False) else None)
+                         self.counter.guest_seconds(), self.instructions)
+
+    def _next_instruction_stop(self) -> int | None:
+        marks = [c for c in (self.config.max_insns, self._insn_events[0][0] if self._insn_events else None)
+                 if c is not None]
+        return min(marks) if marks else None
+
+    def _instruction_stop_reached(self) -> bool:
+        mark = self._next_instruction_stop()
+        return mark is not None and self.instructions >= mark
 
     def _raise_hook_error(self) -> BaseException:
         error, self._hook_error = self._hook_error, None

@@ -365,3 +365,26 @@ def test_psci_calls(board):
     assert b.x(11) == 2**64 - 2                      # INVALID_PARAMETERS
     assert b.x(12) == 0
     assert b.x(13) == 2**64 - 1 and b.x(14) == 2**64 - 1   # NOT_SUPPORTED
+
+
+def test_frequent_stops_never_repeat_an_mmio_access(board, monkeypatch):
+    # Unicorn 2.1.4 executes an MMIO store twice when a stop arrives from another
+    # thread next to it; the block hook must make every stop land on a block boundary.
+    import armras.machine
+
+    monkeypatch.setattr(armras.machine, "POLL_QUANTUM", 0.0002)
+    b = board("""
+ ldr x1, =0x09000000
+ mov x2, #0
+1: and x3, x2, #0x3f
+ add x3, x3, #0x30
+ str w3, [x1]
+ add x2, x2, #1
+ ldr x4, =30000
+ cmp x2, x4
+ b.lo 1b
+ mov x1, #0
+""" + POWER_OFF)
+    b.run()
+    assert b.console.getvalue() == bytes((i & 0x3F) + 0x30 for i in range(30000))
+    assert b.machine.instructions >= 30000 * 7

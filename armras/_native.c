@@ -1,0 +1,55 @@
+/*
+ * armras native block hook: stops the CPU at a translation-block boundary when asked,
+ * and counts guest instructions, without calling into Python on the hot path.
+ *
+ * Why: Unicorn 2.1.4 re-executes an MMIO load/store when uc_emu_stop() arrives from
+ * another thread around that access (a UART byte printed twice, a GIC IAR read that
+ * acknowledges two interrupts). A stop issued from inside a block hook is taken at a
+ * block start with the PC synchronised, so the alarm thread only sets `stop` here.
+ *
+ * The module exports the hook's address and the state layout; Python registers the
+ * hook with uc_hook_add through ctypes and owns the state memory.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+typedef int (*uc_emu_stop_fn)(void *uc);
+
+typedef struct {
+    volatile int32_t stop;      /* set by any thread: stop at the next block */
+    int32_t reserved;
+    uint64_t instructions;      /* guest instructions entered (block size / 4) */
+    uint64_t stop_at;           /* stop once instructions >= stop_at; 0 = never */
+    uc_emu_stop_fn emu_stop;    /* libunicorn's uc_emu_stop */
+} armras_block_state;
+
+static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
+{
+    armras_block_state *st = (armras_block_state *)user_data;
+    (void)address;
+    st->instructions += size / 4;
+    if (st->stop || (st->stop_at && st->instructions >= st->stop_at)) {
+        st->stop = 0;
+        st->emu_stop(uc);
+    }
+}
+
+static struct PyModuleDef armras_native_module = {
+    PyModuleDef_HEAD_INIT, "armras._native",
+    "Native Unicorn block hook (stop requests and instruction counting).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    PyObject *m = PyModule_Create(&armras_native_module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObject(m, "block_hook_address",
+                           PyLong_FromVoidPtr((void *)armras_block_hook)) < 0 ||
+        PyModule_AddIntConstant(m, "state_size", (long)sizeof(armras_block_state)) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,77 @@
+"""Stopping the CPU safely and counting instructions: a Unicorn block hook.
+
+The native hook (armras/_native.c) runs at every translation-block start: it adds the
+block's instructions to a counter and stops the CPU when another thread has asked to
+(or when a counter limit is reached). Stopping there keeps the PC exact; an
+asynchronous uc_emu_stop() near an MMIO access makes Unicorn 2.1.4 execute that access
+twice. Without the compiled extension the same logic runs as a (much slower) Python hook.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+from typing import Callable
+
+from unicorn import UC_HOOK_BLOCK, Uc, UcError
+from unicorn.unicorn_py3 import unicorn as _ucmod
+
+log = logging.getLogger(__name__)
+
+
+class _State(ctypes.Structure):
+    _fields_ = [
+        ("stop", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
+        ("instructions", ctypes.c_uint64),
+        ("stop_at", ctypes.c_uint64),
+        ("emu_stop", ctypes.c_void_p),
+    ]
+
+
+class BlockHook:
+    """Stop requests (any thread) and instruction counting for one Unicorn instance."""
+
+    def __init__(self, uc: Uc) -> None:
+        self._uc = uc
+        self.state = _State()
+        self.state.emu_stop = ctypes.cast(_ucmod.uclib.uc_emu_stop, ctypes.c_void_p).value
+        self.native = False
+        try:
+            from armras import _native
+        except ImportError:
+            _native = None
+        if _native is not None and _native.state_size == ctypes.sizeof(_State):
+            handle = ctypes.c_size_t()
+            status = _ucmod.uclib.uc_hook_add(
+                uc._uch, ctypes.byref(handle), UC_HOOK_BLOCK, ctypes.c_void_p(_native.block_hook_address),
+                ctypes.c_void_p(ctypes.addressof(self.state)), ctypes.c_uint64(1), ctypes.c_uint64(0))
+            if status != 0:
+                raise UcError(status)
+            self.native = True
+        else:
+            log.warning("armras._native is not built (pip install -e . compiles it): using a slow Python block hook")
+            uc.hook_add(UC_HOOK_BLOCK, self._python_hook)
+
+    def _python_hook(self, uc: Uc, address: int, size: int, _ud: object) -> None:
+        st = self.state
+        st.instructions += size // 4
+        if st.stop or (st.stop_at and st.instructions >= st.stop_at):
+            st.stop = 0
+            uc.emu_stop()
+
+    def request_stop(self) -> None:
+        """Stop at the next block boundary (safe from any thread or callback)."""
+        self.state.stop = 1
+
+    def clear(self) -> None:
+        self.state.stop = 0
+
+    @property
+    def instructions(self) -> int:
+        return self.state.instructions
+
+    def stop_at(self, count: int | None) -> None:
+        self.state.stop_at = count or 0
+
+
+__all__ = ["BlockHook", "Callable"]
