@@ -103,3 +103,15 @@ def guest_images() -> Path:
         subprocess.run(["make", "-C", str(REPO / "guest_images"), f"PYTHON={sys.executable}"], check=True,
                        env={**os.environ})
     return GUEST_BUILD
+
+
+def make_elf(code: bytes, base: int = LOAD_ADDRESS) -> bytes:
+    """A minimal ELF64 AArch64 executable: one PT_LOAD segment holding `code` at `base`."""
+    import struct
+
+    ehsize, phsize = 64, 56
+    offset = ehsize + phsize
+    header = struct.pack("<4sBBBBB7xHHIQQQIHHHHHH", b"\x7fELF", 2, 1, 1, 0, 0, 2, 183, 1, base, ehsize, 0, 0,
+                         ehsize, phsize, 1, 64, 0, 0)
+    phdr = struct.pack("<IIQQQQQQ", 1, 5, offset, base, base, len(code), len(code), 0x1000)
+    return header + phdr + code
