@@ -36,6 +36,23 @@ static void print_memory(u64 sec, u32 len, struct cper_result *r)
     }
 }
 
+/* UEFI 2.9+ error-info type is a bit mask (QEMU/armras: cache=bit1, tlb=2, bus=3, uarch=4). */
+static const char *arm_type_name(u8 type)
+{
+    switch (type) {
+    case 1u << 1: return "cache";
+    case 1u << 2: return "tlb";
+    case 1u << 3: return "bus";
+    case 1u << 4: return "micro-arch";
+    default: return "other";
+    }
+}
+
+/* ARM Processor Error Section (UEFI N.2.4.4): valid u32 @0, err_info_num u16 @4,
+ * ctx_info_num u16 @6, section_length u32 @8, affinity u8 @12, rsvd[3], mpidr u64 @16,
+ * midr u64 @24, running_state u32 @32, psci_state u32 @36; then 32-byte error-info
+ * records: version u8, length u8, valid u16, type u8 @4, multiple_error u16 @5,
+ * flags u8 @7, error_info u64 @8, virt_addr u64 @16, phys_addr u64 @24. */
 static void print_arm(u64 sec, u32 len)
 {
     if (len < 40) {
@@ -43,7 +60,7 @@ static void print_arm(u64 sec, u32 len)
         return;
     }
     u16 n = rd16(sec + 4);
-    u64 mpidr = rd64(sec + 8);
+    u64 mpidr = rd64(sec + 16);
     if (n == 0 || len < 40 + 32u * n) {
         printf("CPER section=arm-processor mpidr=0x%lx errors=%u (no complete error-info)\n",
                mpidr, n);
@@ -54,10 +71,11 @@ static void print_arm(u64 sec, u32 len)
         u8 type = rd8(e + 4);
         u64 va = rd64(e + 16), pa = rd64(e + 24);
         if (i == 0)
-            printf("CPER section=arm-processor mpidr=0x%lx errors=%u type=0x%x pa=0x%lx va=0x%lx\n",
-                   mpidr, n, type, pa, va);
+            printf("CPER section=arm-processor mpidr=0x%lx errors=%u type=0x%x(%s) pa=0x%lx va=0x%lx\n",
+                   mpidr, n, type, arm_type_name(type), pa, va);
         else
-            printf("CPER arm-error-info index=%u type=0x%x pa=0x%lx va=0x%lx\n", i, type, pa, va);
+            printf("CPER arm-error-info index=%u type=0x%x(%s) pa=0x%lx va=0x%lx\n", i, type,
+                   arm_type_name(type), pa, va);
     }
 }
 

@@ -18,6 +18,10 @@ u64 psci_call(u64 fn, u64 a1, u64 a2, u64 a3)
 void system_off(u64 status)
 {
     psci_call(PSCI_SYSTEM_OFF, status, 0, 0);
+    /* Not reached on a conforming host. The WFIs come first so that a host which
+     * retires a few more instructions after the HVC does not see stray output. */
+    for (int i = 0; i < 4; i++)
+        wfi();
     uart_puts("PSCI SYSTEM_OFF returned\n");
     for (;;)
         wfi();

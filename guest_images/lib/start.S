@@ -20,19 +20,14 @@ _start:
     b.hs    2f
     stp     xzr, xzr, [x1], #16
     b       1b
-2:  adrp    x1, __user_data_start       // and the EL0 data pages
-    add     x1, x1, :lo12:__user_data_start
-    adrp    x2, __user_data_end
-    add     x2, x2, :lo12:__user_data_end
-3:  cmp     x1, x2
-    b.hs    4f
-    stp     xzr, xzr, [x1], #16
-    b       3b
-4:  mov     x0, x19
+2:  /* .user_data (EL0 pages) and .noinit are deliberately not touched: a test may
+     * poison them before boot, and the first access must come from the code under
+     * test, not from here. The loader zeroes them (PT_LOAD p_memsz). */
+    mov     x0, x19
     bl      main                        // int main(u64 rsdp)
     mov     x1, x0                      // main's return value is the exit status
     mov     x0, #0x0008
     movk    x0, #0x8400, lsl #16        // PSCI SYSTEM_OFF
     hvc     #0
-5:  wfi
-    b       5b
+3:  wfi
+    b       3b
