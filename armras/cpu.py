@@ -99,18 +99,18 @@ ISS_WNR = 1 << 6
 FSC_SEA = 0x10  # synchronous external abort, not on a translation table walk
 
 
-def sea_syndrome(from_el: int, *, instruction: bool = False, write: bool = False, fnv: bool = True) -> int:
+def sea_syndrome(from_el: int, *, instruction: bool = False, fnv: bool = True) -> int:
     """ESR for a Synchronous External Abort taken to EL1, as QEMU's kvm_inject_arm_sea.
 
     `(0x24 + same_el) << 26 | IL | FnV | DFSC 0x10`: 0x96000410 from EL1, 0x92000410 from EL0.
+    Like KVM, WnR is 0 whatever the access was; an instruction fetch gets the
+    instruction-abort class (0x20 + same_el) with the same ISS.
     """
     same_el = 1 if from_el == 1 else 0
     ec = (EC_IABT_LOWER if instruction else EC_DABT_LOWER) + same_el
     esr = (ec << ESR_EC_SHIFT) | ESR_IL | FSC_SEA
     if fnv:
         esr |= ISS_FNV
-    if write and not instruction:
-        esr |= ISS_WNR
     return esr
 
 
