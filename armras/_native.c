@@ -2,7 +2,11 @@
  * armras native block hook: stops the CPU at a translation-block boundary when asked,
  * and counts guest instructions, without calling into Python on the hot path.
  *
- * Why: Unicorn 2.1.4 re-executes an MMIO load/store when uc_emu_stop() arrives from
+ * It also delivers interrupts on time: while an IRQ is pending but masked, it stops the
+ * CPU at the first block where PSTATE.I is clear (Linux unmasks with `msr daifclr`,
+ * which Unicorn's MRS/MSR hook does not see).
+ *
+ * Why a stop flag: Unicorn 2.1.4 re-executes an MMIO load/store when uc_emu_stop() arrives from
  * another thread around that access (a UART byte printed twice, a GIC IAR read that
  * acknowledges two interrupts). A stop issued from inside a block hook is taken at a
  * block start with the PC synchronised, so the alarm thread only sets `stop` here.
@@ -15,13 +19,19 @@
 #include <stdint.h>
 
 typedef int (*uc_emu_stop_fn)(void *uc);
+typedef int (*uc_reg_read_fn)(void *uc, int regid, void *value);
+
+#define PSTATE_I (1u << 7)
 
 typedef struct {
     volatile int32_t stop;      /* set by any thread: stop at the next block */
-    int32_t reserved;
+    int32_t watch_unmask;       /* an IRQ is pending but masked: stop once PSTATE.I clears */
     uint64_t instructions;      /* guest instructions entered (block size / 4) */
     uint64_t stop_at;           /* stop once instructions >= stop_at; 0 = never */
     uc_emu_stop_fn emu_stop;    /* libunicorn's uc_emu_stop */
+    uc_reg_read_fn reg_read;    /* libunicorn's uc_reg_read */
+    int32_t pstate_regid;       /* UC_ARM64_REG_PSTATE */
+    int32_t reserved;
 } armras_block_state;
 
 static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
@@ -29,6 +39,17 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
     armras_block_state *st = (armras_block_state *)user_data;
     (void)address;
     st->instructions += size / 4;
+    if (st->watch_unmask) {
+        /* QEMU ends a block after DAIF writes and ERET, so this sees the unmask at once:
+         * the guest's `msr daifclr` is not an MSR Unicorn lets us hook. */
+        uint64_t pstate = PSTATE_I;
+        st->reg_read(uc, st->pstate_regid, &pstate);
+        if (!(pstate & PSTATE_I)) {
+            st->watch_unmask = 0;
+            st->emu_stop(uc);
+            return;
+        }
+    }
     if (st->stop || (st->stop_at && st->instructions >= st->stop_at)) {
         st->stop = 0;
         st->emu_stop(uc);

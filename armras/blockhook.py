@@ -1,4 +1,4 @@
-"""Stopping the CPU safely and counting instructions: a Unicorn block hook.
+"""Stopping the CPU safely, taking masked IRQs on unmask, counting instructions: a block hook.
 
 The native hook (armras/_native.c) runs at every translation-block start: it adds the
 block's instructions to a counter and stops the CPU when another thread has asked to
@@ -13,6 +13,7 @@ import logging
 from typing import Callable
 
 from unicorn import UC_HOOK_BLOCK, Uc, UcError
+from unicorn.arm64_const import UC_ARM64_REG_PSTATE
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 log = logging.getLogger(__name__)
@@ -21,10 +22,13 @@ log = logging.getLogger(__name__)
 class _State(ctypes.Structure):
     _fields_ = [
         ("stop", ctypes.c_int32),
-        ("reserved", ctypes.c_int32),
+        ("watch_unmask", ctypes.c_int32),
         ("instructions", ctypes.c_uint64),
         ("stop_at", ctypes.c_uint64),
         ("emu_stop", ctypes.c_void_p),
+        ("reg_read", ctypes.c_void_p),
+        ("pstate_regid", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
     ]
 
 
@@ -35,6 +39,8 @@ class BlockHook:
         self._uc = uc
         self.state = _State()
         self.state.emu_stop = ctypes.cast(_ucmod.uclib.uc_emu_stop, ctypes.c_void_p).value
+        self.state.reg_read = ctypes.cast(_ucmod.uclib.uc_reg_read, ctypes.c_void_p).value
+        self.state.pstate_regid = UC_ARM64_REG_PSTATE
         self.native = False
         try:
             from armras import _native
@@ -55,6 +61,10 @@ class BlockHook:
     def _python_hook(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         st = self.state
         st.instructions += size // 4
+        if st.watch_unmask and not uc.reg_read(UC_ARM64_REG_PSTATE) & 0x80:
+            st.watch_unmask = 0
+            uc.emu_stop()
+            return
         if st.stop or (st.stop_at and st.instructions >= st.stop_at):
             st.stop = 0
             uc.emu_stop()
@@ -62,6 +72,10 @@ class BlockHook:
     def request_stop(self) -> None:
         """Stop at the next block boundary (safe from any thread or callback)."""
         self.state.stop = 1
+
+    def watch_unmask(self, on: bool) -> None:
+        """Stop as soon as the guest clears PSTATE.I (an IRQ is waiting for it)."""
+        self.state.watch_unmask = 1 if on else 0
 
     def clear(self) -> None:
         self.state.stop = 0

@@ -66,6 +66,7 @@ from armras.devices.pl031 import Pl031
 from armras.devices.timer import GenericTimer
 from armras.errors import ArmrasError, GuestAddressError
 from armras.firmware.psci import Psci
+from armras.guesttime import DeterministicClock, make_counter
 from armras.loader import LoadedImage, Symbolizer, load_elf
 from armras.memmap import (
     DEFAULT_RAM_SIZE,
@@ -105,6 +106,7 @@ class MachineConfig:
     console: BinaryIO | None = None          # None: the process's stdout
     timeout: float | None = None             # wall-clock seconds
     max_insns: int | None = None             # instruction limit (enables counting)
+    deterministic: bool = False              # guest time from instruction counts (armras.guesttime)
 
 
 @dataclass
@@ -192,16 +194,19 @@ class Machine:
         self._insn_events: list[tuple[int, _Pending]] = []
         self._time_events: list[tuple[float, _Pending]] = []
         self._hooks: list[int] = []
+        self.paused = False                      # stopped from the control socket (pause/resume)
+        self.control: object | None = None       # the open control socket server, if any
 
         self._map_memory()
         self.blocks = BlockHook(self.uc)
-        self.counter = SystemCounter(self.uc)
+        self.counter = make_counter(self.uc, self.blocks, self.config.deterministic)
         self.console = Console(self.config.console)
         self.gic = GicV2(on_change=self._irq_changed)
         self.timer = GenericTimer(self.counter, self.gic, on_change=self._rearm,
                                   phys_intid=PPI_NONSEC_PHYS_TIMER, virt_intid=PPI_VIRT_TIMER)
         self.uart = Pl011(self.console.write, self.gic, intid("uart"))
-        self.rtc = Pl031()
+        self.det = DeterministicClock(self.counter, self.timer, self.gic) if self.config.deterministic else None
+        self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
@@ -339,6 +344,11 @@ class Machine:
         return False
 
     def _on_mrs(self, uc: Uc, reg: int, cp: object, _ud: object) -> int:
+        if self.det is not None:
+            value = self.det.read_counter(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)  # type: ignore[attr-defined]
+            if value is not None:
+                uc.reg_write(reg, value)
+                return 1
         if not self.timer.handles(cp.op0, cp.op1, cp.crn, cp.crm):  # type: ignore[attr-defined]
             return 0
         uc.reg_write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
@@ -372,6 +382,8 @@ class Machine:
             self.request_stop()
 
     def _rearm(self) -> None:
+        if self.det is not None:
+            self.blocks.stop_at(self._next_instruction_stop())
         self.alarm.arm(self._next_deadline())
 
     def power_off(self, status: int, reason: str) -> None:
@@ -487,6 +499,8 @@ class Machine:
     # --- the run loop ----------------------------------------------------------------
     def _next_deadline(self) -> float:
         now = time.monotonic()
+        if self.det is not None:   # deadlines are instruction counts (stop_at); only --timeout is wall time
+            return self._deadline_wall if self._deadline_wall is not None else now + 3600.0
         quantum = MASKED_IRQ_POLL if self.gic.irq_asserted() else POLL_QUANTUM
         deadline = now + quantum
         for virtual in (True, False):
@@ -515,6 +529,9 @@ class Machine:
                 if self.exit_status is not None:
                     break
                 self._check_limits(start)
+                if self.paused:
+                    self._wait_while_paused()
+                    continue
                 self.alarm.arm(self._next_deadline())
                 self._stop_requested = False
                 self._wake.clear()
@@ -548,6 +565,8 @@ class Machine:
     def _next_instruction_stop(self) -> int | None:
         marks = [c for c in (self.config.max_insns, self._insn_events[0][0] if self._insn_events else None)
                  if c is not None]
+        if self.det is not None:
+            marks += self.det.stop_marks(self.instructions, self._time_events[0][0] if self._time_events else None)
         return min(marks) if marks else None
 
     def _instruction_stop_reached(self) -> bool:
@@ -587,8 +606,13 @@ class Machine:
                 item = self._pending.popleft()
             self._run_action(item)
         self.timer.update()
-        if self.exit_status is None and self.gic.irq_asserted() and not self.cpu.irq_masked:
+        pending = self.exit_status is None and self.gic.irq_asserted()
+        if pending and not self.cpu.irq_masked:
             self.cpu.take_exception(VECTOR_IRQ, elr=self.cpu.pc)
+            pending = False
+        # An IRQ the guest has masked is taken the moment it unmasks (the block hook
+        # stops the CPU there), not at the next poll.
+        self.blocks.watch_unmask(pending)
 
     def _run_action(self, item: _Pending) -> None:
         log.info("%s", item.description)
@@ -598,6 +622,9 @@ class Machine:
         """The guest executed WFI: wake it at once, or jump time to the next deadline."""
         self.timer.update()
         if self.gic.irq_asserted() or self._pending:
+            return
+        if self.det is not None and self.det.skip_to_next_deadline(
+                self._time_events[0][0] if self._time_events else None):
             return
         candidates: list[int] = []
         vt = self.timer.ticks_until_next(virtual=True)
@@ -620,7 +647,26 @@ class Machine:
         self._wake.wait(POLL_QUANTUM)
 
     def _external_wakeups(self) -> bool:
-        return False
+        return self.control is not None
+
+    # --- pausing (control socket stop/cont) -------------------------------------------
+    def pause(self) -> None:
+        """Stop running the guest until resume(); its virtual time is frozen meanwhile."""
+        if not self.paused:
+            self.paused = True
+            self.counter.freeze()
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.counter.thaw()
+        self._wake.set()
+
+    def _wait_while_paused(self) -> None:
+        """Paused: only host-side actions (deferred, e.g. control commands) run."""
+        self._wake.clear()
+        if not self._pending:
+            self._wake.wait(POLL_QUANTUM)
 
     # --- reports -----------------------------------------------------------------------
     def crash_report(self) -> str:
