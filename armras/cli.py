@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from armras import control, inject_client, regress
 from armras.errors import ArmrasError
 
 log = logging.getLogger("armras")
@@ -58,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="boot a guest image headless")
-    run.add_argument("image", type=Path, help="bare-metal guest: an ELF64 AArch64 executable")
+    run.add_argument("image", type=Path, nargs="?", help="bare-metal guest: an ELF64 AArch64 executable")
+    run.add_argument("--kernel", metavar="IMAGE",
+                     help="boot an arm64 Linux Image through UEFI (a path, or debian:6.1 / debian:6.12)")
+    run.add_argument("--initrd", type=Path, default=None, help="initramfs handed to the kernel's EFI stub")
+    run.add_argument("--append", default="", metavar="ARGS", help="kernel command line")
     run.add_argument("-m", "--memory", type=parse_size, default=None, help="guest RAM size (default 512M)")
     run.add_argument("--inject", action="append", default=[], metavar="SPEC",
                      help="schedule an error injection, e.g. sea:pa=0x40fa6000,at=0.5 or "
@@ -71,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fail if the guest runs this many instructions (enables counting: slower)")
     run.add_argument("--timeout", type=_positive_float, default=None, help="fail after this many wall-clock seconds")
     run.add_argument("--console", type=Path, default=None, help="write the guest console to FILE (default stdout)")
+    run.add_argument("--deterministic", action="store_true",
+                     help="guest time from instruction counts: identical runs print identical consoles")
+    control.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
     hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
@@ -81,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("series", nargs="*", default=["6.1"], help="kernel series: 6.1, 6.12 (default 6.1)")
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
     fetch.set_defaults(func=cmd_fetch_kernel)
+    inject_client.register(sub)
+    regress.register(sub)
     return p
 
 
@@ -89,13 +99,18 @@ def _machine_config(args: argparse.Namespace, console: object = None) -> "Machin
     from armras.memmap import DEFAULT_RAM_SIZE
 
     return MachineConfig(ram_size=args.memory or DEFAULT_RAM_SIZE, console=console,  # type: ignore[arg-type]
-                         timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None))
+                         timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None),
+                         deterministic=getattr(args, "deterministic", False))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from armras.machine import Machine
     from armras.ras.inject import parse_inject_spec, schedule, schedule_poison_on
 
+    if (args.image is None) == (args.kernel is None):
+        raise ArmrasError("give either a bare-metal IMAGE or --kernel (with --initrd/--append)")
+    if args.kernel is None and (args.initrd or args.append):
+        raise ArmrasError("--initrd and --append need --kernel")
     specs = [parse_inject_spec(s) for s in args.inject]   # validate before building anything
     console = None
     if args.console is not None:
@@ -105,14 +120,20 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise ArmrasError(f"cannot write console file {args.console}: {e.strerror}") from None
     machine = Machine(_machine_config(args, console))
     try:
-        machine.load_elf(args.image)
+        if args.kernel:
+            from armras.linux import boot_linux, resolve_kernel
+
+            boot_linux(machine, resolve_kernel(args.kernel), args.initrd, args.append)
+        else:
+            machine.load_elf(args.image)
         for addr in args.poison:
             machine.poison(machine.resolve_address(addr))
         for pattern in args.poison_on:
             schedule_poison_on(machine, pattern)
         for spec in specs:
             schedule(machine, spec)
-        result = machine.run()
+        with control.attach(machine, args):
+            result = machine.run()
     finally:
         machine.close()
         if console is not None:
