@@ -31,8 +31,12 @@ typedef struct {
     uc_emu_stop_fn emu_stop;    /* libunicorn's uc_emu_stop */
     uc_reg_read_fn reg_read;    /* libunicorn's uc_reg_read */
     int32_t pstate_regid;       /* UC_ARM64_REG_PSTATE */
-    int32_t reserved;
+    int32_t reason;             /* why the hook stopped the CPU (STOP_*), 0 if it did not */
 } armras_block_state;
+
+#define STOP_REQUESTED 1
+#define STOP_UNMASKED 2
+#define STOP_COUNT 3
 
 static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
@@ -46,11 +50,13 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
         st->reg_read(uc, st->pstate_regid, &pstate);
         if (!(pstate & PSTATE_I)) {
             st->watch_unmask = 0;
+            st->reason = STOP_UNMASKED;
             st->emu_stop(uc);
             return;
         }
     }
     if (st->stop || (st->stop_at && st->instructions >= st->stop_at)) {
+        st->reason = st->stop ? STOP_REQUESTED : STOP_COUNT;
         st->stop = 0;
         st->emu_stop(uc);
     }

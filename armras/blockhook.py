@@ -28,8 +28,11 @@ class _State(ctypes.Structure):
         ("emu_stop", ctypes.c_void_p),
         ("reg_read", ctypes.c_void_p),
         ("pstate_regid", ctypes.c_int32),
-        ("reserved", ctypes.c_int32),
+        ("reason", ctypes.c_int32),
     ]
+
+
+STOP_REQUESTED, STOP_UNMASKED, STOP_COUNT = 1, 2, 3
 
 
 class BlockHook:
@@ -63,9 +66,11 @@ class BlockHook:
         st.instructions += size // 4
         if st.watch_unmask and not uc.reg_read(UC_ARM64_REG_PSTATE) & 0x80:
             st.watch_unmask = 0
+            st.reason = STOP_UNMASKED
             uc.emu_stop()
             return
         if st.stop or (st.stop_at and st.instructions >= st.stop_at):
+            st.reason = STOP_REQUESTED if st.stop else STOP_COUNT
             st.stop = 0
             uc.emu_stop()
 
@@ -79,6 +84,12 @@ class BlockHook:
 
     def clear(self) -> None:
         self.state.stop = 0
+        self.state.reason = 0
+
+    @property
+    def stopped_cpu(self) -> bool:
+        """Whether the last emu_start ended because this hook stopped the CPU."""
+        return self.state.reason != 0
 
     @property
     def instructions(self) -> int:

@@ -548,7 +548,8 @@ class Machine:
                     raise GuestFault(f"CPU stopped at {self.cpu.pc:#x}: {e}") from None
                 if self._hook_error is not None:
                     raise self._raise_hook_error()
-                if not self._stop_requested and self.exit_status is None and not self._instruction_stop_reached():
+                # Neither we nor the block hook stopped it: the guest executed WFI.
+                if not self._stop_requested and not self.blocks.stopped_cpu and self.exit_status is None:
                     self._idle()
         except GuestFault as e:
             e.args = (f"{e.args[0]}\n{self.crash_report()}",)
@@ -568,10 +569,6 @@ class Machine:
         if self.det is not None:
             marks += self.det.stop_marks(self.instructions, self._time_events[0][0] if self._time_events else None)
         return min(marks) if marks else None
-
-    def _instruction_stop_reached(self) -> bool:
-        mark = self._next_instruction_stop()
-        return mark is not None and self.instructions >= mark
 
     def _raise_hook_error(self) -> BaseException:
         error, self._hook_error = self._hook_error, None
