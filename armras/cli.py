@@ -119,11 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise ArmrasError(f"cannot write console file {args.console}: {e.strerror}") from None
     machine = Machine(_machine_config(args, console))
+    linux = None
     try:
         if args.kernel:
             from armras.linux import boot_linux, resolve_kernel
 
-            boot_linux(machine, resolve_kernel(args.kernel), args.initrd, args.append)
+            linux = boot_linux(machine, resolve_kernel(args.kernel), args.initrd, args.append)
         else:
             machine.load_elf(args.image)
         for addr in args.poison:
@@ -134,6 +135,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             schedule(machine, spec)
         with control.attach(machine, args):
             result = machine.run()
+        if linux is not None and linux.init_reached is not None:
+            wall, guest = linux.init_reached
+            print(f"armras: Linux reached /init after {wall:.2f} s (guest time {guest:.2f} s)", file=sys.stderr)
     finally:
         machine.close()
         if console is not None:

@@ -347,6 +347,9 @@ def _download_and_extract(spec: KernelSpec, dest: Path) -> None:
         configs = sorted((root / "boot").glob("config-*"))
         if configs:
             shutil.copyfile(configs[0], staging / "config")
+        maps = sorted((root / "boot").glob("System.map-*"))
+        if maps:  # symbolizes kernel PCs in crash reports (Debian's is a stub pointing at -dbg)
+            shutil.copyfile(maps[0], staging / "System.map")
         (staging / "SOURCE").write_text(
             f"package={spec.package}\nversion={spec.version}\narch={ARCH}\n"
             f"file=/boot/{images[0].name}\ndeb={debs[0].name}\n"

@@ -9,16 +9,20 @@ LoadFile2, memory map, ExitBootServices) and jumps into the kernel.
 from __future__ import annotations
 
 import logging
+import re
 import struct
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from unicorn.arm64_const import UC_ARM64_REG_SP, UC_ARM64_REG_VBAR_EL1, UC_ARM64_REG_X30
 
-from armras.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1
+from armras.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, GuestFault
 from armras.errors import ImageError
 from armras.firmware.efi_memory import PAGE, AllocationError, MemoryType
 from armras.firmware.uefi import Uefi
 from armras.image import Arm64Image, load_arm64_image
+from armras.loader import Symbolizer
 from armras.machine import Machine
 from armras.memmap import MiB
 
@@ -86,7 +90,34 @@ def _identity_map(uefi: Uefi, ram_end: int) -> int:
     return table
 
 
-def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str) -> Uefi:
+PANIC_GRACE_SECONDS = 1.0   # guest time to let the kernel print its panic report
+
+
+@dataclass
+class LinuxBoot:
+    uefi: Uefi
+    kernel: Path
+    init_reached: tuple[float, float] | None = None   # (wall, guest) seconds when /init started
+    started: float = field(default_factory=time.monotonic)
+
+
+def _watch_console(machine: Machine, boot: LinuxBoot) -> None:
+    def init_started(_m: re.Match[str]) -> None:
+        boot.init_reached = (time.monotonic() - boot.started, machine.counter.guest_seconds())
+
+    def panicked(m: re.Match[str]) -> None:
+        reason = m.group(1).strip()
+
+        def fail() -> None:
+            raise GuestFault(f"Linux panicked: {reason}")
+
+        machine.at_guest_time(machine.counter.guest_seconds() + PANIC_GRACE_SECONDS, fail, "kernel panic")
+
+    machine.on_console(r"Run /init as init process", init_started, "Linux reached /init")
+    machine.on_console(r"Kernel panic - not syncing: (.*)", panicked, "Linux kernel panic")
+
+
+def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str) -> LinuxBoot:
     """Prepare `machine` to run `kernel` through UEFI; `machine.run()` then boots it."""
     image = load_arm64_image(kernel)
     if not image.is_pe or image.pe_entry is None:
@@ -110,4 +141,9 @@ def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str
     cpu.pc = base + image.pe_entry
     log.info("Linux %s loaded at %#x (%d MiB), EFI entry %#x, initrd %s, cmdline %r", kernel, base,
              image.load_size >> 20, cpu.pc, f"{len(initrd_data)} bytes" if initrd_data else "none", cmdline)
-    return uefi
+    system_map = kernel.with_name("System.map")
+    if system_map.exists():
+        machine.symbols = Symbolizer.from_system_map(system_map)
+    boot = LinuxBoot(uefi, kernel)
+    _watch_console(machine, boot)
+    return boot

@@ -23,6 +23,24 @@ class Symbolizer:
     _entries: list[tuple[int, int, str]] = field(default_factory=list)
     _by_name: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def from_system_map(cls, path: Path) -> "Symbolizer":
+        """Symbols from a Linux System.map ("address type name" lines)."""
+        entries = []
+        for line in path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[1] in "tTwW":
+                try:
+                    entries.append((int(parts[0], 16), 0, parts[2]))
+                except ValueError:
+                    continue
+        entries.sort()
+        sym = cls()
+        sym._entries = entries
+        sym._addrs = [e[0] for e in entries]
+        sym._by_name = {name: addr for addr, _, name in reversed(entries)}
+        return sym
+
     def add(self, addr: int, size: int, name: str) -> None:
         self._by_name.setdefault(name, addr)
         i = bisect.bisect(self._addrs, addr)

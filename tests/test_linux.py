@@ -1,0 +1,81 @@
+"""Debian's unmodified arm64 kernels recover from an SEA on armras as under QEMU+KVM.
+
+Marked `kernel`: needs the reference kernels in the cache (`make kernels`, which
+`.ci/run` runs). Outside CI a missing kernel skips the test; in CI it fails.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from armras.kernels import cached_kernel
+
+REPO = Path(__file__).resolve().parents[1]
+INITRAMFS = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio"
+
+pytestmark = pytest.mark.kernel
+
+
+def _kernel(series: str) -> Path:
+    path = cached_kernel(series)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"Debian {series} kernel is not cached: .ci/run must run `make kernels` first")
+        pytest.skip(f"Debian {series} kernel not cached (run `make kernels`)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def initramfs() -> Path:
+    if not INITRAMFS.exists():
+        subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
+    return INITRAMFS
+
+
+def _in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
+    """Each pattern must match after the previous one; returns the matches."""
+    pos, found = 0, []
+    for p in patterns:
+        m = re.compile(p, re.MULTILINE).search(text, pos)
+        assert m, f"{p!r} not found (in order) in the console:\n{text[-3000:]}"
+        found.append(m)
+        pos = m.end()
+    return found
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_debian_kernel_recovers_from_sea_on_poisoned_page(series: str, initramfs: Path, tmp_path: Path) -> None:
+    kernel = _kernel(series)
+    console = tmp_path / "console.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
+         "--append", "console=ttyAMA0 seatest", "--poison-on", r"PADDR=(0x[0-9a-f]+)",
+         "--timeout", "300", "--console", str(console)],
+        capture_output=True, text=True, timeout=400)
+    out = console.read_text(errors="replace")
+    assert proc.returncode == 0, f"{proc.stderr}\n{out[-3000:]}"
+    m = _in_order(out, [
+        r"EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path",
+        r"ACPI: HEST 0x",
+        r"HEST: Table parsing has been initialized\.",
+        r"GHES: ",
+        r"Run /init as init process",
+        r"SEATEST victim va=0x[0-9a-f]+ PADDR=(0x[0-9a-f]+)",
+        r"Hardware error from APEI Generic Hardware Error Source: 0$",
+        r"event severity: recoverable",
+        r"section_type: memory error",
+        r"physical_address: (0x[0-9a-f]+)",
+        r"Memory failure: (0x[0-9a-f]+): recovery action for dirty LRU page: Recovered",
+        r"SEATEST SIGBUS si_code=4 \(BUS_MCEERR_AR=4\)",
+        r"SEATEST DONE",
+    ])
+    page = int(m[5].group(1), 16) & ~0xFFF
+    assert int(m[9].group(1), 16) == page                 # the CPER carried the poisoned page
+    assert int(m[10].group(1), 16) == page >> 12          # memory_failure() on that pfn
+    assert "Kernel panic" not in out and "Oops" not in out
+    assert re.search(r"Linux reached /init after [\d.]+ s", proc.stderr), proc.stderr
