@@ -1,0 +1,544 @@
+"""`armras regress`: run declarative TOML scenarios and report like a test suite.
+
+A scenario file::
+
+    name = "ref-sea-ack"                 # optional (default: the file name without .toml)
+    image = "../guest_images/build/ras_ref.elf"   # bare-metal ELF, relative to this file
+    # or Linux: kernel = "debian:6.1" | "path/to/Image", initrd = "...", append = "..."
+    memory = "512M"                      # optional
+    timeout = 30                         # wall-clock seconds (default 60): exit 124 after
+    deterministic = true                 # optional: instruction-driven guest time
+
+    [[step]]
+    wait = "^READY"                      # wait for a console line (regex)
+    [[step]]
+    inject = "sea:pa=0x40fa6000"         # --inject syntax; applied when the step is reached
+    [[step]]
+    poison = "$1"                        # an address, a guest symbol, or a group of the last wait
+    [[step]]
+    expect = "ACK source=0 read_ack=0x1" # must appear, after the previous expect's match
+    [[step]]
+    expect_not = "UNEXPECTED"            # must not appear anywhere in the log
+    [[step]]
+    exit = 0                             # expected exit status (default 0)
+
+`wait`, `inject` and `poison` steps run in order while the guest runs: actions after a
+`wait` happen at the next block boundary after the matching line, as `on=` triggers do
+(`$1`/`$name` in an inject's pa= or a poison take a group of that line's match; an
+inject with its own at=/insn=/on= trigger is scheduled). `expect`, `expect_not` and
+`exit` are checked against the finished run. The log is the guest console followed by
+any armras error, exactly as `armras run` would print it (`armras: error: ...`), so a
+refused injection can be expected; exit statuses are those of `armras run`. Regexes
+are Python `re` with MULTILINE (`^`/`$` match at console line boundaries).
+
+Each scenario runs in its own `python -m armras.regress --worker` process (in-process
+Machine API there), so `--jobs N` runs N at once and a crash fails one scenario only.
+Linux scenarios are skipped ("Linux boot not available") unless armras.linux exists and
+the kernel is cached (`armras fetch-kernel 6.1`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from armras.errors import ArmrasError
+
+if TYPE_CHECKING:
+    from armras.machine import Machine
+
+log = logging.getLogger(__name__)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+STEP_KINDS = ("wait", "inject", "poison", "expect", "expect_not", "exit")
+TOP_KEYS = ("name", "description", "image", "kernel", "initrd", "append", "memory", "timeout",
+            "deterministic", "step")
+DEFAULT_TIMEOUT = 60.0
+WORKER_GRACE = 60.0            # extra seconds a worker gets beyond the scenario's timeout
+_GROUP_REF = re.compile(r"\$(\w+)")
+
+
+@dataclass(frozen=True)
+class Step:
+    index: int                 # 1-based, as the user counts [[step]] tables
+    kind: str
+    value: Any
+
+    def describe(self) -> str:
+        return f"step {self.index} ({self.kind} = {self.value!r})"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    path: Path
+    image: Path | None = None
+    kernel: str | None = None
+    initrd: Path | None = None
+    append: str = ""
+    memory: int | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    deterministic: bool = False
+    steps: tuple[Step, ...] = ()
+
+    @property
+    def expected_exit(self) -> int:
+        exits = [s.value for s in self.steps if s.kind == "exit"]
+        return exits[-1] if exits else 0
+
+
+@dataclass
+class Outcome:
+    outcome: str               # "pass" | "fail" | "skip"
+    reason: str = ""
+    status: int | None = None
+    guest_seconds: float | None = None
+    seconds: float = 0.0
+    log: Path | None = None
+
+
+@dataclass(frozen=True)
+class RegressConfig:
+    scenarios: tuple[Path, ...]
+    junit: Path | None = None
+    jobs: int = 1
+    log_dir: Path = Path("regress-logs")
+
+
+# --- loading ----------------------------------------------------------------------------------
+def _compile(where: str, pattern: Any) -> re.Pattern[str]:
+    if not isinstance(pattern, str) or not pattern:
+        raise ArmrasError(f"{where}: expected a non-empty regex string")
+    try:
+        return re.compile(pattern, re.MULTILINE)
+    except re.error as e:
+        raise ArmrasError(f"{where}: bad regex {pattern!r}: {e}") from None
+
+
+def _check_step(where: str, kind: str, value: Any, seen_wait: bool) -> Any:
+    from armras.ras.inject import parse_inject_spec
+
+    if kind in ("wait", "expect", "expect_not"):
+        _compile(where, value)
+        return value
+    if kind == "exit":
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+            raise ArmrasError(f"{where}: exit must be an integer 0-255")
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ArmrasError(f"{where}: {kind} must be a non-empty string")
+    own_trigger = kind == "inject" and "on=" in value
+    if _GROUP_REF.search(value) and not own_trigger and not seen_wait:
+        raise ArmrasError(f"{where}: {value!r} refers to a match group but no wait step comes before it")
+    if kind == "inject":
+        try:
+            parse_inject_spec(value if own_trigger else _GROUP_REF.sub("0x40000000", value))
+        except ArmrasError as e:
+            raise ArmrasError(f"{where}: {e}") from None
+    return value
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Parse and check a scenario file (ArmrasError naming the file on any problem)."""
+    from armras.cli import parse_size
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise ArmrasError(f"cannot read scenario {path}: {e.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ArmrasError(f"{path}: not valid TOML: {e}") from None
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise ArmrasError(f"{path}: unknown key {unknown[0]!r} (expected {', '.join(TOP_KEYS)})")
+    if ("image" in data) == ("kernel" in data):
+        raise ArmrasError(f"{path}: give exactly one of image (bare-metal ELF) and kernel (Linux)")
+    for key in ("initrd", "append"):
+        if key in data and "kernel" not in data:
+            raise ArmrasError(f"{path}: {key} needs kernel")
+    for key in ("name", "description", "image", "kernel", "initrd", "append"):
+        if key in data and not isinstance(data[key], str):
+            raise ArmrasError(f"{path}: {key} must be a string")
+    base = path.parent
+    fields: dict[str, Any] = {"name": data.get("name") or path.stem, "path": path}
+    if "image" in data:
+        fields["image"] = base / data["image"]
+    if "kernel" in data:
+        kernel = data["kernel"]
+        fields["kernel"] = kernel if kernel.startswith("debian:") else str(base / kernel)
+        if "initrd" in data:
+            fields["initrd"] = base / data["initrd"]
+        fields["append"] = data.get("append", "")
+    if "memory" in data:
+        memory = data["memory"]
+        try:
+            fields["memory"] = memory if isinstance(memory, int) and not isinstance(memory, bool) \
+                else parse_size(str(memory))
+        except argparse.ArgumentTypeError as e:
+            raise ArmrasError(f"{path}: memory: {e}") from None
+    if "timeout" in data:
+        timeout = data["timeout"]
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+            raise ArmrasError(f"{path}: timeout must be a positive number of seconds")
+        fields["timeout"] = float(timeout)
+    if "deterministic" in data:
+        if not isinstance(data["deterministic"], bool):
+            raise ArmrasError(f"{path}: deterministic must be true or false")
+        fields["deterministic"] = data["deterministic"]
+    raw_steps = data.get("step", [])
+    if not isinstance(raw_steps, list) or not all(isinstance(s, dict) for s in raw_steps):
+        raise ArmrasError(f"{path}: steps are [[step]] tables")
+    steps = []
+    seen_wait = False
+    for i, raw in enumerate(raw_steps, 1):
+        where = f"{path}: step {i}"
+        keys = [k for k in raw if k in STEP_KINDS]
+        other = sorted(set(raw) - set(STEP_KINDS))
+        if other:
+            raise ArmrasError(f"{where}: unknown key {other[0]!r} (expected one of {', '.join(STEP_KINDS)})")
+        if len(keys) != 1:
+            raise ArmrasError(f"{where}: give exactly one of {', '.join(STEP_KINDS)}")
+        kind = keys[0]
+        steps.append(Step(i, kind, _check_step(where, kind, raw[kind], seen_wait)))
+        seen_wait = seen_wait or kind == "wait"
+    fields["steps"] = tuple(steps)
+    return Scenario(**fields)
+
+
+# --- running one scenario (in the worker process) -------------------------------------------
+class StepDriver:
+    """Carries out wait/inject/poison steps in order while the guest runs."""
+
+    def __init__(self, machine: Machine, steps: Sequence[Step]) -> None:
+        self.machine = machine
+        self.steps = [s for s in steps if s.kind in ("wait", "inject", "poison")]
+        self.cursor = 0
+        self.match: re.Match[str] | None = None
+        self._patterns = {s.index: re.compile(s.value) for s in self.steps if s.kind == "wait"}
+
+    def start(self) -> None:
+        self.machine.console.watch(self._line)
+        self._advance()
+
+    def pending_wait(self) -> Step | None:
+        return self.steps[self.cursor] if self.cursor < len(self.steps) else None
+
+    def _line(self, line: str) -> None:
+        step = self.pending_wait()
+        if step is None or step.kind != "wait":
+            return
+        m = self._patterns[step.index].search(line)
+        if m:
+            self.match = m
+            self.cursor += 1
+            self._advance()
+
+    def _advance(self) -> None:
+        while self.cursor < len(self.steps) and self.steps[self.cursor].kind != "wait":
+            step = self.steps[self.cursor]
+            self.cursor += 1
+            match = self.match
+            self.machine.defer(lambda s=step, m=match: self._perform(s, m), f"scenario {step.describe()}")
+
+    def _substitute(self, step: Step, text: str, match: re.Match[str] | None) -> str:
+        def group(ref: re.Match[str]) -> str:
+            name = ref.group(1)
+            try:
+                value = match.group(int(name) if name.isdigit() else name) if match else None
+            except IndexError:
+                raise ArmrasError(f"{step.describe()}: no group ${name} in the last wait's regex") from None
+            if value is None:
+                raise ArmrasError(f"{step.describe()}: group ${name} did not match anything")
+            return value
+
+        return _GROUP_REF.sub(group, text)
+
+    def _perform(self, step: Step, match: re.Match[str] | None) -> None:
+        from armras.ras.inject import parse_inject_spec, perform, schedule
+
+        machine = self.machine
+        if step.kind == "poison":
+            machine.poison(machine.resolve_address(self._substitute(step, step.value, match)))
+            return
+        text = step.value if "on=" in step.value else self._substitute(step, step.value, match)
+        spec = parse_inject_spec(text)
+        if spec.on is not None or spec.at is not None or spec.insn is not None:
+            schedule(machine, spec)
+        else:
+            perform(machine, spec)
+
+
+def _linux_unavailable(scenario: Scenario) -> str | None:
+    """Why a Linux scenario cannot run here, or None."""
+    if importlib.util.find_spec("armras.linux") is None:
+        return "Linux boot not available"
+    assert scenario.kernel is not None
+    if scenario.kernel.startswith("debian:"):
+        from armras.kernels import cached_kernel
+
+        series = scenario.kernel.split(":", 1)[1]
+        if cached_kernel(series) is None:
+            return f"kernel {scenario.kernel} is not cached (armras fetch-kernel {series})"
+    return None
+
+
+def check_log(scenario: Scenario, text: str, status: int | None, driver_wait: Step | None) -> list[str]:
+    """Everything the finished run got wrong, expectation by expectation."""
+    problems: list[str] = []
+    if status != scenario.expected_exit:
+        last = [line for line in text.splitlines() if line.startswith("armras: error:")]
+        problems.append(f"exit status {status}, expected {scenario.expected_exit}"
+                        + (f" ({last[-1]})" if last else ""))
+    if driver_wait is not None:
+        problems.append(f"{driver_wait.describe()}: no console line matched")
+    pos = 0
+    previous: Step | None = None
+    for step in scenario.steps:
+        if step.kind == "expect":
+            m = re.compile(step.value, re.MULTILINE).search(text, pos)
+            if m is None:
+                where = f" after {previous.describe()}" if previous else ""
+                found_earlier = previous is not None and re.search(step.value, text, re.MULTILINE)
+                problems.append(f"{step.describe()} not found{where}"
+                                + (" (it appears earlier: out of order)" if found_earlier else ""))
+                continue
+            pos, previous = m.end(), step
+        elif step.kind == "expect_not":
+            m = re.compile(step.value, re.MULTILINE).search(text)
+            if m is not None:
+                line = text[text.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0]
+                problems.append(f"{step.describe()} matched: {line.strip()!r}")
+    return problems
+
+
+def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
+    """Run one scenario in this process, writing its console log; never raises."""
+    from armras.machine import Machine, MachineConfig
+    from armras.memmap import DEFAULT_RAM_SIZE
+
+    if scenario.kernel is not None:
+        why = _linux_unavailable(scenario)
+        if why:
+            return Outcome("skip", why)
+    elif scenario.image is not None and not scenario.image.exists():
+        return Outcome("fail", f"guest image {scenario.image} not found (make guests)")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    status: int | None = None
+    guest_seconds: float | None = None
+    diagnostics = ""
+    driver: StepDriver | None = None
+    with open(log_path, "wb") as console:
+        machine = None
+        try:
+            machine = Machine(MachineConfig(ram_size=scenario.memory or DEFAULT_RAM_SIZE, console=console,
+                                            timeout=scenario.timeout, deterministic=scenario.deterministic))
+            if scenario.kernel is not None:
+                from armras.linux import boot_linux, resolve_kernel
+
+                boot_linux(machine, resolve_kernel(scenario.kernel), scenario.initrd, scenario.append)
+            else:
+                assert scenario.image is not None
+                machine.load_elf(scenario.image)
+            driver = StepDriver(machine, scenario.steps)
+            driver.start()
+            result = machine.run()
+            status, guest_seconds = result.status, result.guest_seconds
+        except ArmrasError as e:
+            status = e.exit_code
+            first, _, rest = str(e).partition("\n")
+            diagnostics = f"armras: error: {first}\n" + (rest + "\n" if rest else "")
+        except Exception as e:  # an armras bug: report it as this scenario's failure
+            log.debug("scenario %s crashed", scenario.name, exc_info=True)
+            return Outcome("fail", f"internal error: {type(e).__name__}: {e}", log=log_path)
+        finally:
+            if machine is not None:
+                if guest_seconds is None:
+                    guest_seconds = machine.counter.guest_seconds()
+                machine.close()
+            console.flush()
+            if diagnostics:
+                console.write(diagnostics.encode())
+    text = log_path.read_bytes().decode("utf-8", "replace")
+    wait = driver.pending_wait() if driver is not None else None
+    problems = check_log(scenario, text, status, wait if wait is not None and wait.kind == "wait" else None)
+    return Outcome("fail" if problems else "pass", "; ".join(problems), status, guest_seconds, log=log_path)
+
+
+# --- the parent: workers, progress, summary, JUnit -------------------------------------------
+def _worker_env() -> dict[str, str]:
+    """Workers import the same armras as this process, wherever it was started from."""
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    return env
+
+
+def run_in_worker(scenario: Scenario, log_path: Path) -> Outcome:
+    cmd = [sys.executable, "-m", "armras.regress", "--worker", str(scenario.path), "--log", str(log_path)]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env(),
+                              timeout=scenario.timeout + WORKER_GRACE)
+    except subprocess.TimeoutExpired:
+        return Outcome("fail", f"worker did not finish within {scenario.timeout + WORKER_GRACE:g} s",
+                       seconds=time.monotonic() - start, log=log_path)
+    elapsed = time.monotonic() - start
+    lines = proc.stdout.strip().splitlines()
+    try:
+        data = json.loads(lines[-1])
+        outcome = Outcome(**{k: v for k, v in data.items() if k in ("outcome", "reason", "status", "guest_seconds")})
+    except (IndexError, ValueError, TypeError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return Outcome("fail", f"worker crashed (exit status {proc.returncode}): {tail}", seconds=elapsed,
+                       log=log_path)
+    outcome.seconds = elapsed
+    outcome.log = log_path if log_path.exists() else None
+    return outcome
+
+
+def _log_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".log"
+
+
+def write_junit(path: Path, results: list[tuple[Scenario, Outcome]], total_seconds: float) -> None:
+    failures = sum(o.outcome == "fail" for _, o in results)
+    skipped = sum(o.outcome == "skip" for _, o in results)
+    counts = {"tests": str(len(results)), "failures": str(failures), "errors": "0", "skipped": str(skipped),
+              "time": f"{total_seconds:.3f}"}
+    root = ET.Element("testsuites", name="armras regress", **counts)
+    suite = ET.SubElement(root, "testsuite", name="armras-regress", **counts,
+                          timestamp=datetime.datetime.now().isoformat(timespec="seconds"))
+    for scenario, outcome in results:
+        case = ET.SubElement(suite, "testcase", classname="armras.regress", name=scenario.name,
+                             file=str(scenario.path), time=f"{outcome.seconds:.3f}")
+        if outcome.outcome == "fail":
+            failure = ET.SubElement(case, "failure", message=outcome.reason, type="ScenarioFailure")
+            failure.text = outcome.reason + _log_tail(outcome.log)
+        elif outcome.outcome == "skip":
+            ET.SubElement(case, "skipped", message=outcome.reason)
+        if outcome.log is not None:
+            ET.SubElement(case, "system-out").text = f"console log: {outcome.log}"
+    ET.indent(root)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as e:
+        raise ArmrasError(f"cannot write JUnit XML {path}: {e.strerror}") from None
+
+
+def _log_tail(log_path: Path | None, lines: int = 20) -> str:
+    if log_path is None or not log_path.exists():
+        return ""
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    return "\n--- last console lines ---\n" + "\n".join(tail)
+
+
+def run_all(config: RegressConfig) -> int:
+    scenarios = [load_scenario(p) for p in config.scenarios]   # all checked before any runs
+    names: dict[str, Path] = {}
+    for s in scenarios:
+        if s.name in names:
+            raise ArmrasError(f"two scenarios are named {s.name!r}: {names[s.name]} and {s.path}")
+        names[s.name] = s.path
+    try:
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArmrasError(f"cannot create log directory {config.log_dir}: {e.strerror}") from None
+    start = time.monotonic()
+    lock = threading.Lock()
+    results: dict[int, Outcome] = {}
+
+    def one(i: int, scenario: Scenario) -> None:
+        outcome = run_in_worker(scenario, config.log_dir / _log_name(scenario.name))
+        results[i] = outcome
+        with lock:
+            if outcome.outcome == "pass":
+                print(f"[PASS] {scenario.name} ({outcome.seconds:.2f} s)", flush=True)
+            else:
+                print(f"[{outcome.outcome.upper()}] {scenario.name}: {outcome.reason}", flush=True)
+
+    with ThreadPoolExecutor(max_workers=max(1, config.jobs)) as pool:
+        for f in [pool.submit(one, i, s) for i, s in enumerate(scenarios)]:
+            f.result()
+    total = time.monotonic() - start
+    ordered = [(s, results[i]) for i, s in enumerate(scenarios)]
+    _print_summary(ordered, total)
+    if config.junit is not None:
+        write_junit(config.junit, ordered, total)
+    return 1 if any(o.outcome == "fail" for _, o in ordered) else 0
+
+
+def _print_summary(results: list[tuple[Scenario, Outcome]], total: float) -> None:
+    width = max([len(s.name) for s, _ in results] + [8])
+    print()
+    print(f"{'scenario':<{width}}  result  time      detail")
+    for s, o in results:
+        detail = o.reason if len(o.reason) <= 100 else o.reason[:97] + "..."
+        print(f"{s.name:<{width}}  {o.outcome.upper():<6}  {o.seconds:6.2f} s  {detail}".rstrip())
+    counts = {k: sum(o.outcome == k for _, o in results) for k in ("pass", "fail", "skip")}
+    print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped in {total:.2f} s")
+
+
+# --- command line -------------------------------------------------------------------------------
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = subparsers.add_parser("regress", help="run TOML scenarios as a regression suite (JUnit XML)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("scenarios", nargs="+", type=Path, metavar="SCENARIO", help="scenario .toml files")
+    p.add_argument("--junit", type=Path, default=None, metavar="FILE", help="write JUnit XML here")
+    p.add_argument("-j", "--jobs", type=_jobs, default=1, help="run N scenarios at once (default 1)")
+    p.add_argument("--log-dir", type=Path, default=Path("regress-logs"), metavar="DIR",
+                   help="keep each scenario's console log here (default regress-logs/)")
+    p.set_defaults(func=cmd_regress)
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    return run_all(RegressConfig(tuple(args.scenarios), args.junit, args.jobs, args.log_dir))
+
+
+def worker_main(argv: Sequence[str] | None = None) -> int:
+    """`python -m armras.regress --worker SCENARIO --log FILE`: one JSON line on stdout."""
+    p = argparse.ArgumentParser(prog="armras.regress")
+    p.add_argument("--worker", type=Path, required=True)
+    p.add_argument("--log", type=Path, required=True)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="armras: %(message)s", stream=sys.stderr)
+    try:
+        outcome = run_scenario(load_scenario(args.worker), args.log)
+    except ArmrasError as e:
+        outcome = Outcome("fail", str(e).splitlines()[0])
+    data = dataclasses.asdict(outcome)
+    data["log"] = str(outcome.log) if outcome.log else None
+    print(json.dumps(data), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(worker_main())
