@@ -1,0 +1,77 @@
+"""Deterministic mode: guest time is instruction counts, so identical runs print identical
+consoles; timers, WFI and the RTC follow guest time, not the host's."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from armras.guesttime import RTC_EPOCH, TICKS_PER_INSN
+from conftest import REPO
+from test_machine import IRQ_VECTORS, POWER_OFF, TIMER_GUEST
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+
+
+def run_console(image: Path, console: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "armras", "run", str(image), "--console", str(console),
+                           "--timeout", "60", *extra], capture_output=True, text=True, timeout=120, env=ENV, cwd=REPO)
+
+
+def test_two_deterministic_runs_print_identical_consoles(tmp_path: Path, guest_images: Path) -> None:
+    logs = []
+    for i in range(2):
+        log = tmp_path / f"run{i}.log"
+        proc = run_console(guest_images / "ras_ref.elf", log, "--deterministic",
+                           "--inject", "sea:pa=0x40fa6000,on=^READY",
+                           "--inject", "gpio:pa=0x41234000,at=1.5",
+                           "--inject", "arm:mpidr=0x80000000,type=tlb,insn=1200000")
+        assert proc.returncode == 0, proc.stderr
+        logs.append(log.read_bytes())
+    assert logs[0] == logs[1]
+    text = logs[0].decode()
+    assert "DONE sea=1 gpio=2 ticks=300" in text and "CPER section=arm-processor" in text
+
+
+def test_deterministic_scenario_logs_are_identical(tmp_path: Path, guest_images: Path) -> None:
+    for i in range(2):
+        proc = subprocess.run([sys.executable, "-m", "armras", "regress", str(REPO / "scenarios" / "el0_poison.toml"),
+                               "--log-dir", str(tmp_path / f"logs{i}")],
+                              capture_output=True, text=True, timeout=120, env=ENV, cwd=REPO)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "logs0" / "el0-poison.log").read_bytes() == (tmp_path / "logs1" / "el0-poison.log").read_bytes()
+
+
+def test_counter_is_instruction_count(board) -> None:
+    b = board("""
+ mrs x19, cntvct_el0
+ mrs x20, cntpct_el0
+ mov x2, #1000
+1: subs x2, x2, #1
+ b.ne 1b
+ mrs x21, cntvct_el0
+ ldr x3, =0x09010000
+ ldr w22, [x3]              // PL031 RTCDR
+""" + POWER_OFF, deterministic=True)
+    r = b.run()
+    assert r.status == 0
+    # 1000 iterations of a 2-instruction block: the counter moved by (about) 2000 ticks.
+    assert 2000 * TICKS_PER_INSN <= b.x(21) - b.x(19) <= 2100 * TICKS_PER_INSN
+    assert b.x(22) == RTC_EPOCH                          # guest time 0.00003 s: the fixed epoch
+    assert r.guest_seconds == r.instructions * TICKS_PER_INSN / 62.5e6
+
+
+def test_timer_interrupts_and_wfi_follow_instruction_time(board) -> None:
+    runs = []
+    for _ in range(2):
+        b = board("""
+ adr x2, vectors
+ msr vbar_el1, x2
+""" + TIMER_GUEST + "\n mov x1, #0\n" + POWER_OFF + IRQ_VECTORS, deterministic=True)
+        r = b.run()
+        assert r.status == 0
+        assert b.x(19) == 100 and b.x(17) == 27          # 100 virtual-timer IRQs acknowledged
+        assert b.x(18) / 62.5e6 >= 1.0                   # 1 s of guest time passed (WFI jumps)
+        runs.append((r.instructions, r.guest_seconds, b.x(18)))
+    assert runs[0] == runs[1]
