@@ -62,6 +62,36 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
     }
 }
 
+/*
+ * MRS/MSR filter. Unicorn's UC_HOOK_INSN for MRS/MSR fires for every system register
+ * access, and Linux reads SP_EL0 (`current`) and TPIDR_EL1 millions of times while
+ * booting. Only the generic timer registers (and, in deterministic mode, the counters)
+ * need the emulator: forward those to the Python callback, let everything else run.
+ */
+typedef struct {
+    uint32_t crn, crm, op0, op1, op2;
+    uint64_t val;
+} armras_cp_reg;
+
+typedef uint32_t (*armras_sys_cb)(void *uc, int reg, const armras_cp_reg *cp, void *user_data);
+
+typedef struct {
+    armras_sys_cb callback;     /* Python (ctypes) callback for trapped registers */
+    int32_t trap_counters;      /* also trap CNTPCT_EL0/CNTVCT_EL0 reads */
+    int32_t reserved;
+} armras_sysreg_state;
+
+static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, void *user_data)
+{
+    armras_sysreg_state *st = (armras_sysreg_state *)user_data;
+    if (cp->op0 != 3 || cp->op1 != 3 || cp->crn != 14)
+        return 0;
+    if (cp->crm == 2 || cp->crm == 3 ||
+        (st->trap_counters && cp->crm == 0 && (cp->op2 == 1 || cp->op2 == 2)))
+        return st->callback(uc, reg, cp, user_data);
+    return 0;
+}
+
 static struct PyModuleDef armras_native_module = {
     PyModuleDef_HEAD_INIT, "armras._native",
     "Native Unicorn block hook (stop requests and instruction counting).", -1, NULL,
@@ -74,7 +104,10 @@ PyMODINIT_FUNC PyInit__native(void)
         return NULL;
     if (PyModule_AddObject(m, "block_hook_address",
                            PyLong_FromVoidPtr((void *)armras_block_hook)) < 0 ||
-        PyModule_AddIntConstant(m, "state_size", (long)sizeof(armras_block_state)) < 0) {
+        PyModule_AddIntConstant(m, "state_size", (long)sizeof(armras_block_state)) < 0 ||
+        PyModule_AddObject(m, "sysreg_hook_address",
+                           PyLong_FromVoidPtr((void *)armras_sysreg_hook)) < 0 ||
+        PyModule_AddIntConstant(m, "sysreg_state_size", (long)sizeof(armras_sysreg_state)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

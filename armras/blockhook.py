@@ -100,3 +100,61 @@ class BlockHook:
 
 
 __all__ = ["BlockHook", "Callable"]
+
+
+class _CpReg(ctypes.Structure):
+    _fields_ = [("crn", ctypes.c_uint32), ("crm", ctypes.c_uint32), ("op0", ctypes.c_uint32),
+                ("op1", ctypes.c_uint32), ("op2", ctypes.c_uint32), ("val", ctypes.c_uint64)]
+
+
+_SYS_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(_CpReg), ctypes.c_void_p)
+
+
+class _SysregState(ctypes.Structure):
+    _fields_ = [("callback", _SYS_CB), ("trap_counters", ctypes.c_int32), ("reserved", ctypes.c_int32)]
+
+
+SysregHandler = Callable[[bool, int, "_CpReg"], int]
+
+
+class SysregTrap:
+    """Trap the generic timer's system registers (MRS and MSR) to `handler`.
+
+    `handler(is_write, reg, cp)` returns 1 when it emulated the access (for a read it has
+    written the destination register), 0 to let the instruction run natively. The native
+    filter keeps every other system register access out of Python.
+    """
+
+    def __init__(self, uc: Uc, handler: SysregHandler) -> None:
+        from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR
+        from unicorn.unicorn_const import UC_HOOK_INSN
+
+        self._handler = handler
+        try:
+            from armras import _native
+        except ImportError:
+            _native = None
+        self.native = _native is not None and _native.sysreg_state_size == ctypes.sizeof(_SysregState)
+        self._callbacks = []
+        self.states = []
+        for insn, is_write in ((UC_ARM64_INS_MRS, False), (UC_ARM64_INS_MSR, True)):
+            cb = _SYS_CB(lambda uc_, reg, cp, _ud, w=is_write: self._handler(w, reg, cp.contents))
+            self._callbacks.append(cb)
+            if self.native:
+                state = _SysregState(cb, 0, 0)
+                self.states.append(state)
+                handle = ctypes.c_size_t()
+                status = _ucmod.uclib.uc_hook_add(
+                    uc._uch, ctypes.byref(handle), UC_HOOK_INSN, ctypes.c_void_p(_native.sysreg_hook_address),
+                    ctypes.c_void_p(ctypes.addressof(state)), ctypes.c_uint64(1), ctypes.c_uint64(0),
+                    ctypes.c_int(insn))
+                if status != 0:
+                    raise UcError(status)
+            else:
+                uc.hook_add(UC_HOOK_INSN, lambda uc_, reg, cp, _ud, w=is_write: self._handler(w, reg, cp),
+                            None, 1, 0, insn)
+
+    def trap_counters(self, on: bool) -> None:
+        """Also trap CNTPCT_EL0/CNTVCT_EL0 reads (deterministic mode)."""
+        for state in self.states:
+            state.trap_counters = 1 if on else 0

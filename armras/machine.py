@@ -24,7 +24,6 @@ from unicorn import (
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
-    UC_HOOK_INSN,
     UC_HOOK_INTR,
     UC_HOOK_MEM_FETCH_UNMAPPED,
     UC_HOOK_MEM_READ_UNMAPPED,
@@ -36,10 +35,9 @@ from unicorn import (
     Uc,
     UcError,
 )
-from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR
 
 from armras.acpi import build_acpi_tables, board_platform
-from armras.blockhook import BlockHook
+from armras.blockhook import BlockHook, SysregTrap
 from armras.clock import Alarm, SystemCounter
 from armras.cpu import (
     EXCP_BKPT,
@@ -268,8 +266,8 @@ class Machine:
         add = self._hooks.append
         add(self.uc.hook_add(UC_HOOK_INTR, self._callback(self._on_intr)))
         add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._callback(self._on_unmapped)))
-        add(self.uc.hook_add(UC_HOOK_INSN, self._callback(self._on_mrs), None, 1, 0, UC_ARM64_INS_MRS))
-        add(self.uc.hook_add(UC_HOOK_INSN, self._callback(self._on_msr), None, 1, 0, UC_ARM64_INS_MSR))
+        self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg))
+        self.sysregs.trap_counters(self.det is not None)
 
     @property
     def instructions(self) -> int:
@@ -343,21 +341,22 @@ class Machine:
         self._unmapped = _Unmapped(access, address, size)
         return False
 
-    def _on_mrs(self, uc: Uc, reg: int, cp: object, _ud: object) -> int:
-        if self.det is not None:
+    def _on_sysreg(self, is_write: bool, reg: int, cp: object) -> int:
+        """A trapped MRS/MSR (timer registers; counters in deterministic mode).
+
+        Returns 1 when emulated here (a read has written its register), 0 to run natively.
+        """
+        if not is_write and self.det is not None:
             value = self.det.read_counter(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)  # type: ignore[attr-defined]
             if value is not None:
-                uc.reg_write(reg, value)
+                self.uc.reg_write(reg, value)
                 return 1
         if not self.timer.handles(cp.op0, cp.op1, cp.crn, cp.crm):  # type: ignore[attr-defined]
             return 0
-        uc.reg_write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
-        return 1
-
-    def _on_msr(self, uc: Uc, reg: int, cp: object, _ud: object) -> int:
-        if not self.timer.handles(cp.op0, cp.op1, cp.crn, cp.crm):  # type: ignore[attr-defined]
-            return 0
-        self.timer.write(cp.crm, cp.op2, cp.val)  # type: ignore[attr-defined]
+        if is_write:
+            self.timer.write(cp.crm, cp.op2, cp.val)  # type: ignore[attr-defined]
+        else:
+            self.uc.reg_write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
         return 1
 
     # --- stopping and waking ---------------------------------------------------------
