@@ -7,6 +7,7 @@ all: guests
 
 guests:
 	$(MAKE) -C guest_images PYTHON=$(PYTHON)
+	$(MAKE) -C guest_images/linux PYTHON=$(PYTHON)
 
 # Debian's arm64 kernels (apt-get download; cached under ~/.cache/armras, never committed).
 kernels:
@@ -17,6 +18,7 @@ test: guests
 
 bench: guests
 	$(PYTHON) benchmarks/bench_core.py
+	$(PYTHON) benchmarks/bench_linux.py 6.1
 
 clean:
 	$(MAKE) -C guest_images clean
