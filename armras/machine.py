@@ -77,6 +77,7 @@ from armras.memmap import (
     intid,
 )
 from armras.memory import PhysicalMemory, Region
+from armras.mmu import translate
 from armras.ras import cper
 from armras.ras.ghes import ErrorSources
 from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA, HardwareErrorsLayout
@@ -686,11 +687,17 @@ class Machine:
     def _disassemble(self, pc: int, before: int = 4, after: int = 3) -> list[str]:
         from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
 
-        start = max(pc - 4 * before, 0)
+        pa = translate(self.cpu, self.mem, pc)
+        if pa is None:
+            return [f"  (the code at {pc:#x} is not mapped by the guest's page tables)"]
+        # Stay inside the PC's page: the neighbouring virtual page may map elsewhere.
+        first = max(pa - 4 * before, pa & PAGE_MASK)
+        last = min(pa + 4 * (after + 1), (pa & PAGE_MASK) + PAGE_SIZE)
+        start = pc - (pa - first)
         try:
-            code = self.mem.read(start, 4 * (before + after + 1))
+            code = self.mem.read(first, last - first)
         except ArmrasError:
-            return ["  (code at PC is not readable as physical memory: MMU translation not followed)"]
+            return [f"  (the code at {pc:#x} (PA {pa:#x}) is not readable)"]
         out = []
         for insn in Cs(CS_ARCH_ARM64, CS_MODE_ARM).disasm(code, start):
             mark = "=>" if insn.address == pc else "  "

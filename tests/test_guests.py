@@ -91,3 +91,13 @@ def test_exception_entry_is_architectural(guest_images: Path) -> None:
     assert re.search(r"vec=0x200 ESR=0x96000005 .* FAR=0x7fdead0008", lines["dabt-el1"])
     assert "ESR=0xf2000007" in lines["brk7"] and "ESR=0x02000000" in lines["undef"]
     assert "EXC summary ok=6 fail=0" in out
+
+
+def test_page_table_walk_follows_the_guests_tables(guest_images: Path) -> None:
+    from armras.mmu import translate
+
+    m, status, out = boot(guest_images / "exc_test.elf")
+    assert status == 0 and "MMU on: L3 hole 0x401ff000, L1 hole 0x7fdead0000" in out
+    assert translate(m.cpu, m.mem, 0x40080123) == 0x40080123      # identity-mapped RAM
+    assert translate(m.cpu, m.mem, 0x401FF010) is None             # level-3 hole
+    assert translate(m.cpu, m.mem, 0x7FDEAD0008) is None           # level-1 hole
