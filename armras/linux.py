@@ -40,11 +40,19 @@ STACK_SIZE = 256 * 1024
 
 
 def resolve_kernel(spec: str) -> Path:
-    """A kernel path, or `debian:SERIES` for a cached/fetched Debian reference kernel."""
-    if spec.startswith("debian:"):
-        from armras.kernels import fetch_kernel
+    """A kernel path, or `debian:SERIES` for a Debian reference kernel already in the cache.
 
-        return fetch_kernel(spec.split(":", 1)[1])
+    Nothing is downloaded at run time: `armras fetch-kernel` / `make kernels` does that.
+    """
+    if spec.startswith("debian:"):
+        from armras.kernels import cached_kernel
+
+        series = spec.split(":", 1)[1]
+        path = cached_kernel(series)
+        if path is None:
+            raise ImageError(f"no cached Debian {series} kernel: run `armras fetch-kernel {series}` "
+                             "(or `make kernels`) first")
+        return path
     return Path(spec)
 
 
