@@ -376,7 +376,8 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             console.flush()
             if diagnostics:
                 console.write(diagnostics.encode())
-    text = log_path.read_bytes().decode("utf-8", "replace")
+    # Line-oriented matching: a serial console's CRLF ends a line like LF does.
+    text = log_path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
     wait = driver.pending_wait() if driver is not None else None
     problems = check_log(scenario, text, status, wait if wait is not None and wait.kind == "wait" else None)
     return Outcome("fail" if problems else "pass", "; ".join(problems), status, guest_seconds, log=log_path)
