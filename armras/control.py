@@ -533,9 +533,11 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
 @contextlib.contextmanager
 def attach(machine: Machine, args: argparse.Namespace) -> Iterator[ControlServer | None]:
     """The control socket and --pause-on triggers of one `armras run`."""
+    path = getattr(args, "control", None)
+    if getattr(args, "pause_on", None) and path is None:
+        raise ArmrasError("--pause-on needs --control: nothing else could resume the guest")
     for pattern in getattr(args, "pause_on", None) or []:
         machine.on_console(pattern, lambda _m: machine.pause(), f"pause (--pause-on {pattern!r})")
-    path = getattr(args, "control", None)
     if path is None:
         yield None
         return

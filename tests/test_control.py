@@ -237,3 +237,4 @@ def test_control_path_checks(tmp_path: Path, guest_images: Path) -> None:
     one_line_error(armras("inject", "--control", str(stale), "query-ack"), "connection refused")
     proc = armras("inject", "query-ack")
     assert proc.returncode == 1 and "needs --control" in proc.stderr
+    one_line_error(armras("run", ref, "--pause-on", "^READY"), "--pause-on needs --control")
