@@ -79,3 +79,34 @@ def test_debian_kernel_recovers_from_sea_on_poisoned_page(series: str, initramfs
     assert int(m[10].group(1), 16) == page >> 12          # memory_failure() on that pfn
     assert "Kernel panic" not in out and "Oops" not in out
     assert re.search(r"Linux reached /init after [\d.]+ s", proc.stderr), proc.stderr
+
+
+@pytest.mark.parametrize("inject, expected", [
+    ("gpio:pa=0x48000000,on=INIT-OK", [
+        r"Hardware error from APEI Generic Hardware Error Source: 1$",
+        r"section_type: memory error",
+        r"physical_address: 0x0000000048000000",
+        r"Memory failure: 0x48000: recovery action for free buddy page: Recovered",
+    ]),
+    ("arm:mpidr=0x80000000,type=cache,pa=0x48001000,va=0xffff0000,on=INIT-OK", [
+        r"Hardware error from APEI Generic Hardware Error Source: 1$",
+        r"section_type: ARM processor error",
+        r"MIDR: 0x00000000410fd08\d",
+        r"Multiprocessor Affinity Register \(MPIDR\): 0x0000000080000000",
+        r"error_type: 0x02: cache error",
+        r"virtual fault address: 0x00000000ffff0000",
+        r"physical fault address: 0x0000000048001000",
+    ]),
+], ids=["gpio-memory", "gpio-arm-processor"])
+def test_debian_kernel_handles_gpio_notified_errors(inject: str, expected: list[str], initramfs: Path,
+                                                    tmp_path: Path) -> None:
+    # Source 1: CPER + GED interrupt -> ACPI _EVT -> Notify(GEDD) -> hed -> GHES.
+    kernel = _kernel("6.1")
+    console = tmp_path / "console.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
+         "--append", "console=ttyAMA0 seatest", "--inject", inject, "--timeout", "300",
+         "--console", str(console)], capture_output=True, text=True, timeout=400)
+    out = console.read_text(errors="replace")
+    assert proc.returncode == 0, f"{proc.stderr}\n{out[-3000:]}"
+    _in_order(out, [r"INIT-OK", *expected, r"SEATEST DONE"])

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from armras.errors import ArmrasError
+from armras.cpu import MIDR_EL1
 from armras.ras import cper
 
 if TYPE_CHECKING:
@@ -133,7 +134,8 @@ def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = No
         machine.notify_gpio(cper.memory_error_record(pa, spec.severity))
     else:
         info = cper.ArmErrorInfo(spec.error_type, virt_addr=spec.va, phys_addr=pa)
-        machine.notify_gpio(cper.arm_processor_record(spec.mpidr, errors=(info,), severity=spec.severity))
+        midr = machine.cpu.sysreg(MIDR_EL1)   # the CPU that reports the error, as firmware would
+        machine.notify_gpio(cper.arm_processor_record(spec.mpidr, midr, errors=(info,), severity=spec.severity))
 
 
 def schedule(machine: Machine, spec: InjectSpec) -> None:
