@@ -42,8 +42,6 @@ from armras.clock import Alarm, SystemCounter
 from armras.cpu import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
-    EXCP_HALTED,
-    EXCP_HLT,
     EXCP_HVC,
     EXCP_PREFETCH_ABORT,
     EXCP_SMC,
@@ -123,7 +121,6 @@ class Console:
     def __init__(self, stream: BinaryIO | None) -> None:
         self._stream = stream
         self.recent: collections.deque[str] = collections.deque(maxlen=40)
-        self.transcript = bytearray()
         self._line = bytearray()
         self._watchers: list[Callable[[str], None]] = []
 
@@ -131,7 +128,6 @@ class Console:
         self._watchers.append(fn)
 
     def write(self, data: bytes) -> None:
-        self.transcript += data
         out = self._stream if self._stream is not None else sys.stdout.buffer
         out.write(data)
         for byte in data:
@@ -147,9 +143,6 @@ class Console:
 
     def flush(self) -> None:
         (self._stream if self._stream is not None else sys.stdout.buffer).flush()
-
-    def text(self) -> str:
-        return self.transcript.decode("utf-8", "replace")
 
 
 @dataclass
@@ -193,6 +186,9 @@ class Machine:
         self._insn_events: list[tuple[int, _Pending]] = []
         self._time_events: list[tuple[float, _Pending]] = []
         self._hooks: list[int] = []
+        self._deadline_wall: float | None = None  # --timeout, as a time.monotonic() value
+        self._started = False
+        self._wfi_requested = False              # PSCI CPU_SUSPEND: idle as for WFI
         self.paused = False                      # stopped from the control socket (pause/resume)
         self.control: object | None = None       # the open control socket server, if any
 
@@ -325,9 +321,6 @@ class Machine:
             else:
                 handler(cpu)
             return
-        if intno in (EXCP_HLT, EXCP_HALTED):
-            self.request_stop()
-            return
         if intno in (EXCP_UDEF, EXCP_SWI, EXCP_PREFETCH_ABORT, EXCP_DATA_ABORT, EXCP_BKPT):
             info = cpu.exception_info()
             if info.target_el != 1:
@@ -392,6 +385,8 @@ class Machine:
         self.request_stop()
 
     def wait_for_interrupt(self) -> None:
+        """PSCI CPU_SUSPEND (standby): the CPU idles as if it had executed WFI."""
+        self._wfi_requested = True
         self.request_stop()
 
     def _smccc_call(self, cpu: Cpu) -> None:
@@ -514,9 +509,6 @@ class Machine:
             deadline = min(deadline, self._deadline_wall)
         return deadline
 
-    _deadline_wall: float | None = None
-    _started = False
-
     def run(self) -> RunResult:
         start = time.monotonic()
         self._deadline_wall = start + self.config.timeout if self.config.timeout else None
@@ -528,12 +520,12 @@ class Machine:
                 self._service()
                 if self.exit_status is not None:
                     break
-                self._check_limits(start)
+                self._check_limits()
                 if self.paused:
                     self._wait_while_paused()
                     continue
                 self.alarm.arm(self._next_deadline())
-                self._stop_requested = False
+                self._stop_requested = self._wfi_requested = False
                 self._wake.clear()
                 self.blocks.clear()
                 self.blocks.stop_at(self._next_instruction_stop())
@@ -549,7 +541,8 @@ class Machine:
                 if self._hook_error is not None:
                     raise self._raise_hook_error()
                 # Neither we nor the block hook stopped it: the guest executed WFI.
-                if not self._stop_requested and not self.blocks.stopped_cpu and self.exit_status is None:
+                wfi = not self._stop_requested and not self.blocks.stopped_cpu
+                if (wfi or self._wfi_requested) and self.exit_status is None:
                     self._idle()
         except GuestFault as e:
             e.args = (f"{e.args[0]}\n{self.crash_report()}",)
@@ -575,7 +568,7 @@ class Machine:
         assert error is not None
         return error
 
-    def _check_limits(self, start: float) -> None:
+    def _check_limits(self) -> None:
         if self._deadline_wall is not None and time.monotonic() >= self._deadline_wall:
             err = RunawayGuest(f"guest did not power off within {self.config.timeout:g} s (wall clock)")
             err.exit_code = EXIT_TIMEOUT
@@ -679,8 +672,9 @@ class Machine:
         lines.append(f"--- CPU at EL{(regs['pstate'] >> 2) & 3}, PC {pc:#x}{f' <{where}>' if where else ''} ---")
         lines.append("  " + "  ".join(f"{k}={v:#x}" for k, v in regs.items() if k != "pc"))
         if regs["esr_el1"]:
+            elr_at = self.symbols.lookup(regs["elr_el1"])
             lines.append(f"  last exception: {describe_esr(regs['esr_el1'])} ELR {regs['elr_el1']:#x}"
-                         + (f" <{self.symbols.lookup(regs['elr_el1'])}>" if self.symbols.lookup(regs['elr_el1']) else ""))
+                         + (f" <{elr_at}>" if elr_at else ""))
         lines += self._disassemble(pc)
         return "\n".join(lines)
 
