@@ -630,9 +630,13 @@ class Machine:
         if pt is not None:
             self._wake.wait(self.counter.seconds(pt))
             return
+        # The counter moved on since the update above: a timer may have fired in between.
+        self.timer.update()
+        if self.gic.irq_asserted():
+            return
         if not self._external_wakeups():
             raise GuestFault("guest is waiting for an interrupt (WFI) with no timer armed and nothing "
-                             "that could wake it")
+                             f"that could wake it ({self.timer.describe()}; {self.gic.describe()})")
         # Only something from outside (a control command) can wake the guest now.
         self._wake.wait(POLL_QUANTUM)
 

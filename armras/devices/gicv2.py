@@ -114,6 +114,12 @@ class GicV2:
         prio = self.priority[i]
         return prio < self.pmr and prio < self.running_priority()
 
+    def describe(self) -> str:
+        pending = [i for i in range(NUM_IRQS) if self.is_pending(i)]
+        active = [i for i in range(NUM_IRQS) if self.active[i]]
+        return (f"GIC dist/cpu enable {self.dist_ctlr}/{self.cpu_ctlr:#x} PMR {self.pmr:#x} "
+                f"pending {pending} active {active} running {[i for _, i in self.running]}")
+
     def acknowledge(self) -> int:
         if not self.irq_asserted():
             return SPURIOUS

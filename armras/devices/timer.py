@@ -102,6 +102,10 @@ class GenericTimer:
         for t in self.timers.values():
             self.irq.set_level(t.intid, self._istatus(t) and not t.ctl & CTL_IMASK)
 
+    def describe(self) -> str:
+        return ", ".join(f"{t.name} timer CTL={t.ctl:#x} CVAL={t.cval:#x} count={self._count(t):#x}"
+                         for t in self.timers.values())
+
     def ticks_until_next(self, virtual: bool) -> int | None:
         """Counter ticks until the next pending-to-be interrupt of this kind, or None."""
         best: int | None = None
