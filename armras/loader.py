@@ -41,6 +41,18 @@ class Symbolizer:
         sym._by_name = {name: addr for addr, _, name in reversed(entries)}
         return sym
 
+    @classmethod
+    def from_entries(cls, entries: list[tuple[int, int, str]]) -> "Symbolizer":
+        """Symbols from (address, size, name) tuples (size 0: up to the next symbol)."""
+        sym = cls()
+        sym._entries = sorted(entries)
+        sym._addrs = [e[0] for e in sym._entries]
+        sym._by_name = {name: addr for addr, _, name in reversed(sym._entries)}
+        return sym
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def add(self, addr: int, size: int, name: str) -> None:
         self._by_name.setdefault(name, addr)
         i = bisect.bisect(self._addrs, addr)
