@@ -47,7 +47,6 @@ import re
 import struct
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from armras.loader import Symbolizer
 
@@ -118,16 +117,15 @@ class KallsymsTable:
         The size runs to the next higher symbol of any type, so a PC past the last
         function (data, or beyond _etext) is not blamed on it.
         """
-        bounds = sorted(set(self.addresses))
         out: list[tuple[int, int, str]] = []
-        import bisect
-
-        for addr, typ, name in zip(self.addresses, self.types, self.names):
-            if typ not in FUNCTION_TYPES:
-                continue
-            i = bisect.bisect_right(bounds, addr)
-            out.append((addr, bounds[i] - addr if i < len(bounds) else 0, name))
-        out.sort()
+        following = None           # the next higher address (addresses are sorted)
+        for i in range(len(self.addresses) - 1, -1, -1):
+            addr = self.addresses[i]
+            if self.types[i] in FUNCTION_TYPES:
+                out.append((addr, following - addr if following is not None else 0, self.names[i]))
+            if i and self.addresses[i - 1] != addr:
+                following = addr
+        out.reverse()
         return out
 
 
@@ -287,8 +285,11 @@ def _names_with_markers_at(data: bytes, x: int, token_table: int, seq_size: int)
         q_hi = x - tail_min - ALIGN
         q_lo = max(0, x - ALIGN - tail_max - ALIGN)
         wanted = {U32.pack(n) + b"\0\0\0\0": n for n in counts}
-        for q in range(q_hi - q_hi % ALIGN, q_lo - 1, -ALIGN):
-            n = wanted.get(data[q:q + 8])
+        hi = q_hi + ALIGN
+        while (z := data.rfind(b"\0\0\0\0", q_lo + 4, hi)) >= 0:   # the padding after num_syms
+            hi = z + 3
+            q = z - 4
+            n = wanted.get(data[q:q + 8]) if q % ALIGN == 0 else None
             if n is None:
                 continue
             end = _walk_names(data, q + ALIGN, n, markers)
