@@ -64,12 +64,15 @@ R_AARCH64_RELATIVE = 1027
 DIGIT_TOKENS = b"".join(bytes((c, 0)) for c in b"0123456789")
 FIRST_DIGIT = ord("0")
 MAX_TOKEN_LEN = 1024               # a token expands to at most a symbol name
-MAX_NAME_BYTES = 0x3FFF            # scripts/kallsyms.c: lengths fit a 2-byte ULEB128
+MAX_NAME_BYTES = 512               # KSYM_NAME_LEN (6.1+; 128 before): a name's compressed length
 MIN_ENTRY_BYTES = 2                # length byte + at least one token
 MAX_ENTRY_BYTES = 2 + MAX_NAME_BYTES
 MAX_SYMBOLS = 1 << 22
 MAX_TABLE_CANDIDATES = 64
 MAX_ZERO_WORDS = 1 << 16           # markers[0] candidates examined before giving up
+ZERO_WORD = bytes(4)
+ZERO_SKIP_CHUNK = 4096
+NEAR_TOKEN_TABLE = 2048            # only here can markers be a lone 0 (fewer than 257 symbols)
 SEQ_SIZES = (0, 3, 4)              # bytes per kallsyms_seqs_of_names entry (0: absent)
 KERNEL_VA_MIN = 0xFFFF_0000_0000_0000
 RELOC_ALIGN = 0x200000             # the link address of _text (KIMAGE_VADDR) is 2 MiB aligned
@@ -232,6 +235,17 @@ def _markers_at(data: bytes, at: int, count: int) -> tuple[int, ...] | None:
     return _u32s(data, at, count)
 
 
+def _zeros_start(data: bytes, lo: int, end: int) -> int:
+    """Start of the run of zero bytes ending at `end` (not before `lo`), in bounded chunks."""
+    while end > lo:
+        start = max(lo, end - ZERO_SKIP_CHUNK)
+        kept = len(data[start:end].rstrip(b"\0"))
+        if kept:
+            return start + kept
+        end = start
+    return lo
+
+
 def _find_names(data: bytes, token_table: int) -> _Names:
     """num_syms, names and markers end just before token_table (after seqs_of_names, if
     that sits there). markers[0] == 0 is a zero u32 at an 8-aligned offset: try each,
@@ -243,6 +257,10 @@ def _find_names(data: bytes, token_table: int) -> _Names:
         if x < 0:
             break
         hi = x + 3
+        if data[x + 4:x + 8] == ZERO_WORD and token_table - x > NEAR_TOKEN_TABLE:
+            # inside zeros, markers[1] would be 0 too: skip the run
+            hi = _zeros_start(data, lowest, x) + len(ZERO_WORD) - 1
+            continue
         if x % ALIGN or x == token_table:
             continue
         seen += 1
@@ -289,6 +307,9 @@ def _names_with_markers_at(data: bytes, x: int, token_table: int, seq_size: int)
         while (z := data.rfind(b"\0\0\0\0", q_lo + 4, hi)) >= 0:   # the padding after num_syms
             hi = z + 3
             q = z - 4
+            if data[q:z] == ZERO_WORD:      # num_syms is not 0: skip the run of zeros
+                hi = _zeros_start(data, q_lo, z) + 2 * len(ZERO_WORD) - 1
+                continue
             n = wanted.get(data[q:q + 8]) if q % ALIGN == 0 else None
             if n is None:
                 continue

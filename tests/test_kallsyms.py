@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -205,6 +206,17 @@ def test_truncated_and_corrupted_tables_never_raise() -> None:
         for _ in range(rnd.randrange(1, 40)):
             bad[rnd.randrange(at["num_syms"], len(bad))] = rnd.randrange(256)
         kallsyms_symbolizer(bytes(bad))                       # a Symbolizer or None, never an exception
+
+
+@pytest.mark.parametrize("order,seq_size", LAYOUTS)
+def test_zeroed_tables_are_rejected_quickly(order: str, seq_size: int) -> None:
+    """Runs of zeros (markers/num_syms candidates everywhere) must not make the search crawl."""
+    image, at = build_image(_symbols(), order, seq_size)
+    for bad in (bytes(16 << 20) + image[:at["names"]] + bytes(at["token_table"] - at["names"]) + image[at["token_table"]:],
+                bytes(16 << 20) + image[at["token_table"]:]):
+        start = time.perf_counter()
+        assert kallsyms_symbolizer(bad) is None
+        assert time.perf_counter() - start < 5
 
 
 # --- against the guest's /proc/kallsyms (Debian's kernels) ---
