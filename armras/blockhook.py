@@ -99,7 +99,6 @@ class BlockHook:
         self.state.stop_at = count or 0
 
 
-__all__ = ["BlockHook", "Callable"]
 
 
 class _CpReg(ctypes.Structure):
@@ -158,3 +157,6 @@ class SysregTrap:
         """Also trap CNTPCT_EL0/CNTVCT_EL0 reads (deterministic mode)."""
         for state in self.states:
             state.trap_counters = 1 if on else 0
+
+
+__all__ = ["BlockHook", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED", "STOP_COUNT"]

@@ -337,5 +337,5 @@ def safe_hook(fn: Callable[..., object], on_error: HookErrorSink) -> Callable[..
 
 
 __all__ = [
-    "Cpu", "ExceptionInfo", "GuestFault", "UcError", "describe_esr", "safe_hook", "sea_syndrome",
+    "Cpu", "ExceptionInfo", "GuestFault", "describe_esr", "safe_hook", "sea_syndrome",
 ]
