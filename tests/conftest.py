@@ -115,3 +115,15 @@ def make_elf(code: bytes, base: int = LOAD_ADDRESS) -> bytes:
                          ehsize, phsize, 1, 64, 0, 0)
     phdr = struct.pack("<IIQQQQQQ", 1, 5, offset, base, base, len(code), len(code), 0x1000)
     return header + phdr + code
+
+
+def debian_kernel(series: str) -> Path:
+    """A cached Debian reference kernel; skip without it (fail in CI, where .ci/run fetches it)."""
+    from armras.kernels import cached_kernel
+
+    path = cached_kernel(series)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"Debian {series} kernel is not cached: .ci/run must run `make kernels` first")
+        pytest.skip(f"Debian {series} kernel not cached (run `make kernels`)")
+    return path

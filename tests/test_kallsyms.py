@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import debian_kernel
+
 from armras.initramfs import build_initramfs
 from armras.kallsyms import (R_AARCH64_RELATIVE, KallsymsError, decode_kallsyms, kallsyms_symbolizer)
-from armras.kernels import cached_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 INIT_SOURCE = REPO / "tests" / "data" / "kallsyms_init.c"
@@ -221,15 +222,6 @@ def test_zeroed_tables_are_rejected_quickly(order: str, seq_size: int) -> None:
 
 # --- against the guest's /proc/kallsyms (Debian's kernels) ---
 
-def _kernel(series: str) -> Path:
-    path = cached_kernel(series)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"Debian {series} kernel is not cached: .ci/run must run `make kernels` first")
-        pytest.skip(f"Debian {series} kernel not cached (run `make kernels`)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def kallsyms_initramfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
@@ -259,7 +251,7 @@ def _run(kernel: Path, initrd: Path, append: str, timeout: int) -> subprocess.Co
 @pytest.mark.kernel
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_addresses_match_the_guests_proc_kallsyms(series: str, kallsyms_initramfs: Path) -> None:
-    kernel = _kernel(series)
+    kernel = debian_kernel(series)
     table = decode_kallsyms(kernel.read_bytes())
     proc = _run(kernel, kallsyms_initramfs, f"console=ttyAMA0 kallsyms_want={','.join(WANTED)}", 150)
     out = proc.stdout + proc.stderr
@@ -286,7 +278,7 @@ def test_addresses_match_the_guests_proc_kallsyms(series: str, kallsyms_initramf
 @pytest.mark.kernel
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_panic_crash_report_names_the_function(series: str) -> None:
-    kernel = _kernel(series)
+    kernel = debian_kernel(series)
     if not INITRAMFS.exists():
         subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
     proc = _run(kernel, INITRAMFS, "console=ttyAMA0 rdinit=/nope", 100)

@@ -5,7 +5,6 @@ Marked `kernel`: needs the reference kernels in the cache (`make kernels`, which
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -13,21 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from armras.kernels import cached_kernel
+from conftest import debian_kernel
 
 REPO = Path(__file__).resolve().parents[1]
 INITRAMFS = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio"
 
 pytestmark = pytest.mark.kernel
-
-
-def _kernel(series: str) -> Path:
-    path = cached_kernel(series)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"Debian {series} kernel is not cached: .ci/run must run `make kernels` first")
-        pytest.skip(f"Debian {series} kernel not cached (run `make kernels`)")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def _in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_debian_kernel_recovers_from_sea_on_poisoned_page(series: str, initramfs: Path, tmp_path: Path) -> None:
-    kernel = _kernel(series)
+    kernel = debian_kernel(series)
     console = tmp_path / "console.log"
     proc = subprocess.run(
         [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
@@ -101,7 +91,7 @@ def test_debian_kernel_recovers_from_sea_on_poisoned_page(series: str, initramfs
 def test_debian_kernel_handles_gpio_notified_errors(inject: str, expected: list[str], initramfs: Path,
                                                     tmp_path: Path) -> None:
     # Source 1: CPER + GED interrupt -> ACPI _EVT -> Notify(GEDD) -> hed -> GHES.
-    kernel = _kernel("6.1")
+    kernel = debian_kernel("6.1")
     console = tmp_path / "console.log"
     proc = subprocess.run(
         [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
