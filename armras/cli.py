@@ -16,10 +16,13 @@ import logging
 import re
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from armras import control, inject_client, regress
 from armras.errors import ArmrasError
+
+if TYPE_CHECKING:
+    from armras.machine import MachineConfig
 
 log = logging.getLogger("armras")
 

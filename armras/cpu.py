@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Callable
 
-from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, Uc, UcError
+from unicorn import UC_ARCH_ARM64, UC_HOOK_INTR, UC_MODE_ARM, Uc
 from unicorn.arm64_const import (
     UC_ARM64_REG_ELR_EL1,
     UC_ARM64_REG_ESR_EL1,
@@ -54,7 +54,6 @@ SCTLR_EL1 = (3, 0, 1, 0, 0)
 TCR_EL1 = (3, 0, 2, 0, 2)
 TTBR0_EL1 = (3, 0, 2, 0, 0)
 TTBR1_EL1 = (3, 0, 2, 0, 1)
-MPIDR_EL1 = (3, 0, 0, 0, 5)
 MIDR_EL1 = (3, 0, 0, 0, 0)
 
 SCR_NS = 1 << 0
@@ -95,7 +94,6 @@ EC_DABT_LOWER = 0x24
 EC_DABT_CUR = 0x25
 EC_BRK64 = 0x3C
 ISS_FNV = 1 << 10
-ISS_WNR = 1 << 6
 FSC_SEA = 0x10  # synchronous external abort, not on a translation table walk
 
 

@@ -16,7 +16,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -25,10 +25,7 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_INTR,
-    UC_HOOK_MEM_FETCH_UNMAPPED,
-    UC_HOOK_MEM_READ_UNMAPPED,
     UC_HOOK_MEM_UNMAPPED,
-    UC_HOOK_MEM_WRITE_UNMAPPED,
     UC_PROT_ALL,
     UC_PROT_EXEC,
     UC_PROT_READ,
@@ -38,7 +35,7 @@ from unicorn import (
 
 from armras.acpi import build_acpi_tables, board_platform
 from armras.blockhook import BlockHook, SysregTrap
-from armras.clock import Alarm, SystemCounter
+from armras.clock import Alarm
 from armras.cpu import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
@@ -90,7 +87,6 @@ MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for
 
 EXIT_TIMEOUT = 124
 EXIT_INSN_LIMIT = 125
-EXIT_GUEST_FAULT = 126
 
 
 class RunawayGuest(ArmrasError):

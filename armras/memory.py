@@ -71,12 +71,3 @@ class PhysicalMemory:
 
     def write_u64(self, pa: int, value: int) -> None:
         self.write(pa, struct.pack("<Q", value & 0xFFFF_FFFF_FFFF_FFFF))
-
-    def read_cstring(self, pa: int, limit: int = 4096) -> bytes:
-        out = bytearray()
-        while len(out) < limit:
-            chunk = self.read(pa + len(out), 1)
-            if chunk == b"\0":
-                break
-            out += chunk
-        return bytes(out)

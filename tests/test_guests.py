@@ -9,8 +9,6 @@ import io
 import re
 from pathlib import Path
 
-import pytest
-
 from armras.machine import Machine, MachineConfig
 from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA
 from armras.ras.inject import parse_inject_spec, schedule, schedule_poison_on

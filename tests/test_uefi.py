@@ -11,7 +11,6 @@ from armras.firmware.efi_memory import DESCRIPTOR_SIZE, EfiMemoryMap, MemoryType
 from armras.firmware.uefi import (
     EFI_BUFFER_TOO_SMALL,
     EFI_INVALID_PARAMETER,
-    EFI_NOT_FOUND,
     EFI_SUCCESS,
     LINUX_EFI_INITRD_MEDIA_GUID,
     LOAD_FILE2_PROTOCOL_GUID,
