@@ -21,10 +21,14 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from unicorn import (
+    UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_READ_PROT,
     UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_PROT,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_PROT,
     UC_HOOK_MEM_UNMAPPED,
     UC_PROT_ALL,
     UC_PROT_EXEC,
@@ -32,6 +36,7 @@ from unicorn import (
     Uc,
     UcError,
 )
+from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.acpi import build_acpi_tables, board_platform
 from armras.blockhook import BlockHook, SysregTrap
@@ -81,12 +86,19 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 0x1000
 PAGE_MASK = ~(PAGE_SIZE - 1)
+ADDRESS_MAX = 0xFFFF_FFFF_FFFF_FFFF
 RUN_UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never reached: emu_start runs until stopped
 POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is due
 MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for PSTATE.I
 
 EXIT_TIMEOUT = 124
 EXIT_INSN_LIMIT = 125
+
+
+# Unicorn's errors for an access the board cannot complete: an external abort in the guest.
+_BUS_ERRORS = (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED,
+               UC_ERR_READ_PROT, UC_ERR_WRITE_PROT, UC_ERR_FETCH_PROT)
+_FETCH_ERRORS = (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT)
 
 
 class RunawayGuest(ArmrasError):
@@ -151,9 +163,16 @@ class _Pending:
 
 @dataclass
 class _Unmapped:
+    """A guest access Unicorn could not complete, as its memory hook saw it."""
+
     access: int
     address: int
     size: int
+    # The CPU as it was at the faulting instruction (Unicorn syncs the PC before calling
+    # the hook). Most accesses stop right there, but a helper-based one (DC ZVA) runs on
+    # to the next load/store before Unicorn notices the error; restoring this snapshot
+    # makes the abort precise, as the architecture requires.
+    context: UcContext
 
 
 class Machine:
@@ -258,7 +277,15 @@ class Machine:
     def _install_hooks(self) -> None:
         add = self._hooks.append
         add(self.uc.hook_add(UC_HOOK_INTR, self._callback(self._on_intr)))
-        add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._callback(self._on_unmapped)))
+        # Bounded to the physical ranges outside RAM (plus each poisoned page, see poison()):
+        # Unicorn keeps every store to a page covered by any memory hook on its slow path
+        # for ever (cputlb.c notdirty_write checks uc_mem_hook_installed), so a hook over
+        # the whole address space would halve the guest's speed.
+        self._unmapped_cb = self._callback(self._on_unmapped)
+        # Flash is read-only and MMIO is not executable: a store to flash or a fetch from
+        # a device is a bus error (an external abort), like an unassigned address.
+        for begin, end in ((0, self.ram.base - 1), (self.ram.end, ADDRESS_MAX)):
+            add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_PROT, self._unmapped_cb, begin=begin, end=end))
         self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg))
         self.sysregs.trap_counters(self.det is not None)
 
@@ -328,7 +355,7 @@ class Machine:
         raise GuestFault(f"unsupported exception {intno} at {cpu.pc:#x}")
 
     def _on_unmapped(self, uc: Uc, access: int, address: int, size: int, value: int, _ud: object) -> bool:
-        self._unmapped = _Unmapped(access, address, size)
+        self._unmapped = _Unmapped(access, address, size, self.uc.context_save())
         return False
 
     def _on_sysreg(self, is_write: bool, reg: int, cp: object) -> int:
@@ -464,6 +491,8 @@ class Machine:
         if page in self.poisoned:
             return
         self.uc.mem_unmap(page, PAGE_SIZE)
+        self._hooks.append(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._unmapped_cb,
+                                            begin=page, end=page + PAGE_SIZE - 1))
         self.poisoned.add(page)
         log.info("poisoned page %#x", page)
 
@@ -471,8 +500,9 @@ class Machine:
         info, self._unmapped = self._unmapped, None
         if info is None:
             raise GuestFault(f"guest memory access failed at {self.cpu.pc:#x}: {err}")
+        self.uc.context_restore(info.context)   # back to the faulting instruction, exactly
         page = info.address & PAGE_MASK
-        fetch = err.errno == UC_ERR_FETCH_UNMAPPED
+        fetch = err.errno in _FETCH_ERRORS
         if page in self.poisoned:
             source = self.sources.by_id(SOURCE_SEA)
             if not source.acknowledged():
@@ -483,8 +513,10 @@ class Machine:
             source.record(cper.memory_error_record(page))
             log.info("guest touched poisoned page %#x", page)
         else:
-            log.warning("guest accessed unassigned physical address %#x at %#x: synchronous external abort",
-                        info.address, self.cpu.pc)
+            what = {UC_ERR_WRITE_PROT: "wrote to read-only flash at",
+                    UC_ERR_FETCH_PROT: "fetched an instruction from a device at",
+                    UC_ERR_READ_PROT: "read unreadable memory at"}.get(err.errno, "accessed unassigned physical address")
+            log.warning("guest %s %#x at %#x: synchronous external abort", what, info.address, self.cpu.pc)
         self._enter_sea(instruction=fetch)
 
     # --- the run loop ----------------------------------------------------------------
@@ -530,7 +562,7 @@ class Machine:
                 except UcError as e:
                     if self._hook_error is not None:
                         raise self._raise_hook_error() from None
-                    if e.errno in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
+                    if e.errno in _BUS_ERRORS:
                         self._handle_unmapped_access(e)
                         continue
                     raise GuestFault(f"CPU stopped at {self.cpu.pc:#x}: {e}") from None
