@@ -90,6 +90,8 @@ ADDRESS_MAX = 0xFFFF_FFFF_FFFF_FFFF
 RUN_UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never reached: emu_start runs until stopped
 POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is due
 MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for PSTATE.I
+MAX_HOST_WAIT = 1.0                 # longest single host sleep: guest deadlines can be ~2^64 ticks away
+MAX_STOP_MARK = 1 << 62             # instruction stops beyond this are never reached (the native counter is u64)
 
 EXIT_TIMEOUT = 124
 EXIT_INSN_LIMIT = 125
@@ -589,7 +591,7 @@ class Machine:
                  if c is not None]
         if self.det is not None:
             marks += self.det.stop_marks(self.instructions, self._time_events[0][0] if self._time_events else None)
-        return min(marks) if marks else None
+        return min(min(marks), MAX_STOP_MARK) if marks else None
 
     def _raise_hook_error(self) -> BaseException:
         error, self._hook_error = self._hook_error, None
@@ -656,7 +658,7 @@ class Machine:
             self.counter.skip(min(candidates))
             return
         if pt is not None:
-            self._wake.wait(self.counter.seconds(pt))
+            self._wake.wait(min(self.counter.seconds(pt), MAX_HOST_WAIT))
             return
         # The counter moved on since the update above: a timer may have fired in between.
         self.timer.update()
