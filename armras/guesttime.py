@@ -47,9 +47,26 @@ _CNTVCTSS = (3, 3, 14, 0, 6)
 
 
 class PausableCounter(SystemCounter):
-    """The host-time system counter, whose virtual count can be frozen while stopped."""
+    """The host-time system counter, whose virtual count can be frozen while stopped.
 
-    _frozen_at: int | None = None
+    While frozen, everything the platform derives from guest time (timer deadlines,
+    `at=` injections, query-status) sees the value frozen at; the guest itself is not
+    running, so Unicorn's own counter moving on is never observed. thaw() moves
+    CNTVOFF so the guest resumes counting from that value.
+    """
+
+    def __init__(self, uc: Uc) -> None:
+        self._frozen_at: int | None = None
+        super().__init__(uc)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None
+
+    def virtual_count(self) -> int:
+        if self._frozen_at is not None:
+            return self._frozen_at
+        return super().virtual_count()
 
     def freeze(self) -> None:
         if self._frozen_at is None:
