@@ -126,6 +126,9 @@ void ghes_ack(struct ghes_source *s, struct cper_result *r)
     if (blk)
         mmio_write32(blk, 0);                   /* block_status = 0: consumed */
     dsb_sy();
+    /* Checked before the ack: once acked, the platform may write the next record (and
+     * clear read-ack) at any instruction, so later reads may already see that one. */
+    r->block_status_after = blk ? mmio_read32(blk) : 0;
     if (s->has_ack) {
         u64 v = mmio_read64(s->ack_reg);
         v &= s->ack_preserve << s->ack_bit_offset;
@@ -133,11 +136,13 @@ void ghes_ack(struct ghes_source *s, struct cper_result *r)
         mmio_write64(s->ack_reg, v);
         dsb_sy();
         r->read_ack = mmio_read64(s->ack_reg);
-        r->acked = (r->read_ack == v);
+        /* Stuck, or already consumed by a new record (read-ack cleared, block set). */
+        r->acked = r->read_ack == v || (blk && r->read_ack == 0 && mmio_read32(blk) != 0);
+        if (r->read_ack != v && r->acked)
+            r->read_ack = v;
     } else {
         r->acked = 1;                           /* GHES v1: nothing to acknowledge */
     }
-    r->block_status_after = blk ? mmio_read32(blk) : 0;
     printf("ACK source=%u read_ack=0x%lx block_status=0x%x\n", s->id, r->read_ack,
            r->block_status_after);
 }
