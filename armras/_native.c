@@ -22,6 +22,14 @@ typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_reg_read_fn)(void *uc, int regid, void *value);
 
 #define PSTATE_I (1u << 7)
+#define PSTATE_EL_MASK (3u << 2)
+#define PSTATE_SP (1u << 0)
+
+/* Unicorn's uc_arm64_cp_reg: read SPSR_EL1 (op0 3, op1 0, CRn 4, CRm 0, op2 0) through it. */
+typedef struct {
+    uint32_t crn, crm, op0, op1, op2;
+    uint64_t val;
+} armras_cp_reg;
 
 typedef struct {
     volatile int32_t stop;      /* set by any thread: stop at the next block */
@@ -32,16 +40,43 @@ typedef struct {
     uc_reg_read_fn reg_read;    /* libunicorn's uc_reg_read */
     int32_t pstate_regid;       /* UC_ARM64_REG_PSTATE */
     int32_t reason;             /* why the hook stopped the CPU (STOP_*), 0 if it did not */
+    int32_t sea_pending;        /* an injected SEA waits for a point where it may be taken */
+    int32_t elr_regid;          /* UC_ARM64_REG_ELR_EL1 */
+    int32_t cp_regid;           /* UC_ARM64_REG_CP_REG */
+    int32_t reserved;
+    uint64_t sea_deadline;      /* take the pending SEA here at the latest (instruction count) */
 } armras_block_state;
 
 #define STOP_REQUESTED 1
 #define STOP_UNMASKED 2
 #define STOP_COUNT 3
+#define STOP_SEA 4
+
+/*
+ * May an injected SEA be taken at this block start? Not while the guest is between an
+ * exception entry and saving ELR_EL1/SPSR_EL1 (a nested entry would overwrite them).
+ * Safe: EL0; EL1 with IRQs unmasked (an OS saves its exception state before unmasking,
+ * or a nested IRQ would clobber it too); the first block after an exception return
+ * (PC == ELR_EL1 and PSTATE's EL/SP == SPSR_EL1's: the interrupted context, restored).
+ * armras.machine.Machine._sea_safe_now is the same rule for the host side.
+ */
+static int armras_sea_safe(void *uc, armras_block_state *st, uint64_t address)
+{
+    uint64_t pstate = PSTATE_I | (1u << 2), elr = 0;
+    armras_cp_reg spsr = {4, 0, 3, 0, 0, 0};
+    st->reg_read(uc, st->pstate_regid, &pstate);
+    if ((pstate & PSTATE_EL_MASK) == 0 || !(pstate & PSTATE_I))
+        return 1;
+    st->reg_read(uc, st->elr_regid, &elr);
+    if (elr != address)
+        return 0;
+    st->reg_read(uc, st->cp_regid, &spsr);
+    return ((spsr.val ^ pstate) & (PSTATE_EL_MASK | PSTATE_SP)) == 0;
+}
 
 static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     armras_block_state *st = (armras_block_state *)user_data;
-    (void)address;
     st->instructions += size / 4;
     if (st->watch_unmask) {
         /* QEMU ends a block after DAIF writes and ERET, so this sees the unmask at once:
@@ -54,6 +89,13 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
             st->emu_stop(uc);
             return;
         }
+    }
+    if (st->sea_pending &&
+        (armras_sea_safe(uc, st, address) || st->instructions >= st->sea_deadline)) {
+        st->sea_pending = 0;
+        st->reason = STOP_SEA;
+        st->emu_stop(uc);
+        return;
     }
     if (st->stop || (st->stop_at && st->instructions >= st->stop_at)) {
         st->reason = st->stop ? STOP_REQUESTED : STOP_COUNT;
@@ -68,11 +110,6 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
  * booting. Only the generic timer registers (and, in deterministic mode, the counters)
  * need the emulator: forward those to the Python callback, let everything else run.
  */
-typedef struct {
-    uint32_t crn, crm, op0, op1, op2;
-    uint64_t val;
-} armras_cp_reg;
-
 typedef uint32_t (*armras_sys_cb)(void *uc, int reg, const armras_cp_reg *cp, void *user_data);
 
 typedef struct {

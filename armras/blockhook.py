@@ -13,7 +13,7 @@ import logging
 from typing import Callable
 
 from unicorn import UC_HOOK_BLOCK, Uc, UcError
-from unicorn.arm64_const import UC_ARM64_REG_PSTATE
+from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PSTATE
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,15 @@ class _State(ctypes.Structure):
         ("reg_read", ctypes.c_void_p),
         ("pstate_regid", ctypes.c_int32),
         ("reason", ctypes.c_int32),
+        ("sea_pending", ctypes.c_int32),
+        ("elr_regid", ctypes.c_int32),
+        ("cp_regid", ctypes.c_int32),
+        ("reserved", ctypes.c_int32),
+        ("sea_deadline", ctypes.c_uint64),
     ]
 
 
-STOP_REQUESTED, STOP_UNMASKED, STOP_COUNT = 1, 2, 3
+STOP_REQUESTED, STOP_UNMASKED, STOP_COUNT, STOP_SEA = 1, 2, 3, 4
 
 
 class BlockHook:
@@ -44,7 +49,11 @@ class BlockHook:
         self.state.emu_stop = ctypes.cast(_ucmod.uclib.uc_emu_stop, ctypes.c_void_p).value
         self.state.reg_read = ctypes.cast(_ucmod.uclib.uc_reg_read, ctypes.c_void_p).value
         self.state.pstate_regid = UC_ARM64_REG_PSTATE
+        self.state.elr_regid = UC_ARM64_REG_ELR_EL1
+        self.state.cp_regid = UC_ARM64_REG_CP_REG
         self.native = False
+        # The host-side twin of the native SEA rule, for the Python fallback hook.
+        self.sea_safe: Callable[[int], bool] | None = None
         try:
             from armras import _native
         except ImportError:
@@ -69,10 +78,33 @@ class BlockHook:
             st.reason = STOP_UNMASKED
             uc.emu_stop()
             return
+        if st.sea_pending and (self.sea_safe is not None and self.sea_safe(address)
+                               or st.instructions >= st.sea_deadline):
+            st.sea_pending = 0
+            st.reason = STOP_SEA
+            uc.emu_stop()
+            return
         if st.stop or (st.stop_at and st.instructions >= st.stop_at):
             st.reason = STOP_REQUESTED if st.stop else STOP_COUNT
             st.stop = 0
             uc.emu_stop()
+
+    def hold_sea(self, deadline: int) -> None:
+        """Stop at the first block start where an injected SEA may be taken (see _native.c
+        armras_sea_safe), or once `deadline` instructions have run in any case."""
+        self.state.sea_deadline = deadline
+        self.state.sea_pending = 1
+
+    def clear_sea(self) -> None:
+        self.state.sea_pending = 0
+
+    @property
+    def sea_held(self) -> bool:
+        return bool(self.state.sea_pending)
+
+    @property
+    def stopped_for_sea(self) -> bool:
+        return self.state.reason == STOP_SEA
 
     def request_stop(self) -> None:
         """Stop at the next block boundary (safe from any thread or callback)."""
@@ -159,4 +191,4 @@ class SysregTrap:
             state.trap_counters = 1 if on else 0
 
 
-__all__ = ["BlockHook", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED", "STOP_COUNT"]
+__all__ = ["BlockHook", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED", "STOP_COUNT", "STOP_SEA"]

@@ -64,6 +64,7 @@ HCR_RW = 1 << 31
 # PSTATE / SPSR bits
 PSTATE_SP = 1 << 0
 PSTATE_EL_SHIFT = 2
+PSTATE_EL_MASK = 3 << PSTATE_EL_SHIFT
 PSTATE_F = 1 << 6
 PSTATE_I = 1 << 7
 PSTATE_A = 1 << 8
@@ -188,6 +189,7 @@ class Cpu:
         # and no progress: a guest stuck in an exception loop.
         self._last_entry: tuple[int, int] | None = None
         self._repeat = 0
+        self.exceptions_taken = 0
 
     # --- registers -------------------------------------------------------------------
     @property
@@ -272,6 +274,7 @@ class Cpu:
             writes.append((UC_ARM64_REG_FAR_EL1, far))
         writes += [(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF), (UC_ARM64_REG_PC, target)]
         self.uc.reg_write_batch(writes)
+        self.exceptions_taken += 1
         # Written last through the cp-reg path: that rebuilds QEMU's cached hflags after
         # the PSTATE change, without which the handler's ERET would UNDEF.
         self.uc.cpr_write(*SPSR_EL1, pstate)

@@ -36,6 +36,7 @@ from unicorn import (
     Uc,
     UcError,
 )
+from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.acpi import build_acpi_tables, board_platform
@@ -49,6 +50,11 @@ from armras.cpu import (
     EXCP_SMC,
     EXCP_SWI,
     EXCP_UDEF,
+    PSTATE_EL_MASK,
+    PSTATE_EL_SHIFT,
+    PSTATE_I,
+    PSTATE_SP,
+    SPSR_EL1,
     VECTOR_IRQ,
     VECTOR_SYNC,
     Cpu,
@@ -91,6 +97,7 @@ RUN_UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never reached: emu_start runs until stoppe
 POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is due
 MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for PSTATE.I
 MAX_HOST_WAIT = 1.0                 # longest single host sleep: guest deadlines can be ~2^64 ticks away
+SEA_HOLD_LIMIT = 1 << 24            # instructions an injected SEA may wait for a safe point
 MAX_STOP_MARK = 1 << 62             # instruction stops beyond this are never reached (the native counter is u64)
 
 EXIT_TIMEOUT = 124
@@ -211,6 +218,7 @@ class Machine:
 
         self._map_memory()
         self.blocks = BlockHook(self.uc)
+        self.blocks.sea_safe = self._sea_safe_at
         self.counter = make_counter(self.uc, self.blocks, self.config.deterministic)
         self.console = Console(self.config.console)
         self.gic = GicV2(on_change=self._irq_changed)
@@ -458,9 +466,38 @@ class Machine:
         self.sources.by_id(source_id).record(estatus)
 
     def inject_sea(self, pa: int, severity: cper.Severity = cper.Severity.RECOVERABLE) -> None:
-        """Record a memory-error CPER in the SEA source and take an SEA now (CPU stopped)."""
+        """Record a memory-error CPER in the SEA source and raise an SEA (CPU stopped).
+
+        Hardware raises an SEA synchronously to the access that consumed the error, never
+        while the OS is between an exception entry and saving ELR_EL1/SPSR_EL1 (its
+        vectors touch no poisoned memory). An injection arrives from outside at an
+        arbitrary instruction boundary, so it is taken at once only where a nested
+        exception cannot destroy live exception state (see _sea_safe_at); otherwise the
+        block hook holds it to the first such block start. The CPER is written now.
+        """
         self._check_ram_address(pa)
         self.record_error(SOURCE_SEA, cper.memory_error_record(pa, severity))
+        if self._sea_safe_at(self.cpu.pc):
+            self._enter_sea(instruction=False)
+        else:
+            log.info("SEA held at %#x until the guest is out of its exception entry", self.cpu.pc)
+            self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
+
+    def _sea_safe_at(self, pc: int) -> bool:
+        """May an injected SEA be taken at `pc` (a block start)? Twin of _native.c armras_sea_safe."""
+        pstate = self.cpu.pstate
+        if (pstate >> PSTATE_EL_SHIFT) & 3 == 0 or not pstate & PSTATE_I:
+            return True      # EL0, or EL1 with IRQs unmasked: exception state already saved
+        if self.cpu.exceptions_taken == 0:
+            return True      # nothing was ever entered, so nothing is half-saved
+        elr, spsr = self.cpu.uc.reg_read(UC_ARM64_REG_ELR_EL1), self.cpu.sysreg(SPSR_EL1)
+        return pc == elr and (spsr ^ pstate) & (PSTATE_EL_MASK | PSTATE_SP) == 0   # just returned
+
+    def _take_held_sea(self) -> None:
+        """The block hook stopped the CPU for a held SEA (a safe point, or the hold limit)."""
+        if not self._sea_safe_at(self.cpu.pc):
+            log.warning("injected SEA held for %d instructions without reaching a point where the guest "
+                        "has saved its exception state; taking it at %#x", SEA_HOLD_LIMIT, self.cpu.pc)
         self._enter_sea(instruction=False)
 
     def notify_gpio(self, estatus: bytes) -> None:
@@ -570,6 +607,9 @@ class Machine:
                     raise GuestFault(f"CPU stopped at {self.cpu.pc:#x}: {e}") from None
                 if self._hook_error is not None:
                     raise self._raise_hook_error()
+                if self.blocks.stopped_for_sea and self.exit_status is None:
+                    self._take_held_sea()
+                    continue
                 # Neither we nor the block hook stopped it: the guest executed WFI.
                 wfi = not self._stop_requested and not self.blocks.stopped_cpu
                 if (wfi or self._wfi_requested) and self.exit_status is None:
@@ -640,6 +680,11 @@ class Machine:
 
     def _idle(self) -> None:
         """The guest executed WFI: wake it at once, or jump time to the next deadline."""
+        if self.blocks.sea_held:
+            # An idle CPU is not inside an exception entry: the held SEA is taken here.
+            self.blocks.clear_sea()
+            self._enter_sea(instruction=False)
+            return
         self.timer.update()
         if self.gic.irq_asserted() or self._pending:
             return
