@@ -23,7 +23,7 @@ from armras.firmware.efi_memory import PAGE, AllocationError, MemoryType
 from armras.firmware.uefi import Uefi
 from armras.image import Arm64Image, load_arm64_image
 from armras.kallsyms import kallsyms_symbolizer
-from armras.loader import Symbolizer
+from armras.loader import LazySymbolizer, Symbolizer
 from armras.machine import Machine
 from armras.memmap import MiB
 
@@ -154,8 +154,9 @@ def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str
     if system_map.exists():
         machine.symbols = Symbolizer.from_system_map(system_map)
     if not len(machine.symbols):
-        # no System.map, or Debian's stub: decode the Image's own kallsyms tables (~0.1-0.2 s)
-        machine.symbols = kallsyms_symbolizer(image.data) or machine.symbols
+        # No System.map, or Debian's stub: the Image's own kallsyms tables, decoded
+        # (~0.1-0.2 s) only when a crash report or a symbol lookup needs them.
+        machine.symbols = LazySymbolizer(lambda: kallsyms_symbolizer(image.data))
     boot = LinuxBoot(uefi, kernel)
     _watch_console(machine, boot)
     return boot

@@ -5,6 +5,7 @@ import bisect
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
@@ -70,6 +71,38 @@ class Symbolizer:
 
     def address_of(self, name: str) -> int | None:
         return self._by_name.get(name)
+
+
+class LazySymbolizer(Symbolizer):
+    """A Symbolizer built on first use: decoding a kernel's kallsyms costs ~0.2 s, and only
+    a crash report or a symbol lookup needs it."""
+
+    def __init__(self, load: Callable[[], Symbolizer | None]) -> None:
+        super().__init__()
+        self._load: Callable[[], Symbolizer | None] | None = load
+
+    def _ensure(self) -> None:
+        if self._load is not None:
+            load, self._load = self._load, None
+            loaded = load()
+            if loaded is not None:
+                self._addrs, self._entries, self._by_name = loaded._addrs, loaded._entries, loaded._by_name
+
+    def __len__(self) -> int:
+        self._ensure()
+        return super().__len__()
+
+    def add(self, addr: int, size: int, name: str) -> None:
+        self._ensure()
+        super().add(addr, size, name)
+
+    def lookup(self, addr: int) -> str | None:
+        self._ensure()
+        return super().lookup(addr)
+
+    def address_of(self, name: str) -> int | None:
+        self._ensure()
+        return super().address_of(name)
 
 
 @dataclass
