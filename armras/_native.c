@@ -17,6 +17,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <string.h>
 
 typedef int (*uc_emu_stop_fn)(void *uc);
 typedef int (*uc_reg_read_fn)(void *uc, int regid, void *value);
@@ -129,6 +130,116 @@ static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, v
     return 0;
 }
 
+
+/*
+ * Exception entry (Arm ARM D1.10) for the guest's own synchronous exceptions.
+ *
+ * Unicorn 2.1.4 has no AArch64 exception entry: SVC, UDEF, BRK and aborts reach
+ * UC_HOOK_INTR with only QEMU's exception number, the rest being in env->exception.
+ * armras.cpu.Cpu.take_exception does the entry in Python (~50 us); doing the common
+ * cases here keeps system calls and page faults off Python. Rules are the same:
+ * SPSR_EL1 = PSTATE, ELR_EL1 = PC, ESR_EL1 = syndrome, FAR_EL1 = fault address for
+ * aborts, SP_EL0 banked when the live SP is SP_EL0, PSTATE = EL1h with DAIF masked,
+ * PC = VBAR_EL1 + {0x000 SP0, 0x200 SPx, 0x400 lower EL} + 0x000 (synchronous).
+ * Anything unusual (HVC/SMC, a target other than EL1, no vector table, a loop of
+ * identical exceptions) goes to the Python callback, which does it all the slow way.
+ */
+typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
+typedef int (*uc_context_save_fn)(void *uc, void *context);   /* refreshes an allocated context */
+typedef void (*armras_intr_cb)(void *uc, uint32_t intno, void *user_data);
+
+enum { R_PC, R_SP, R_SP_EL0, R_SP_EL1, R_VBAR, R_ELR, R_ESR, R_FAR, R_PSTATE, R_CP, R_COUNT };
+
+typedef struct {
+    armras_intr_cb fallback;        /* Python: HVC/SMC and everything not handled here */
+    uc_reg_read_fn reg_read;
+    uc_reg_write_fn reg_write;
+    uc_context_save_fn context_update;
+    void *context;                  /* a uc_context owned by Python, to read env->exception */
+    uint64_t exception_offset;      /* of env->exception inside that context */
+    int32_t regids[R_COUNT];
+    int32_t enabled;
+    uint64_t entries;               /* exceptions entered here */
+    uint64_t last_elr, last_esr;    /* exception-loop detection, as Cpu._check_exception_loop */
+    uint64_t repeat;
+} armras_intr_state;
+
+#define EXCP_UDEF 1
+#define EXCP_SWI 2
+#define EXCP_PREFETCH_ABORT 3
+#define EXCP_DATA_ABORT 4
+#define EXCP_BKPT 7
+#define PSTATE_DAIF (0xFu << 6)
+#define PSTATE_EL1H ((1u << 2) | PSTATE_SP)
+#define LOOP_LIMIT 32
+
+struct armras_exception {           /* QEMU target/arm/cpu.h: env->exception */
+    uint32_t syndrome, fsr;
+    uint64_t vaddress;
+    uint32_t target_el;
+};
+
+static void armras_intr_hook(void *uc, uint32_t intno, void *user_data)
+{
+    armras_intr_state *st = (armras_intr_state *)user_data;
+    struct armras_exception exc;
+    uint64_t pc = 0, sp = 0, sp_el1 = 0, vbar = 0, pstate = 0, base, elr;
+    const int32_t *r = st->regids;
+
+    if (!st->enabled || !(intno == EXCP_SWI || intno == EXCP_UDEF || intno == EXCP_BKPT ||
+                          intno == EXCP_PREFETCH_ABORT || intno == EXCP_DATA_ABORT))
+        goto slow;
+    st->context_update(uc, st->context);
+    memcpy(&exc, (const char *)st->context + st->exception_offset, sizeof(exc));
+    if (exc.target_el != 1)
+        goto slow;
+    st->reg_read(uc, r[R_PSTATE], &pstate);
+    st->reg_read(uc, r[R_VBAR], &vbar);
+    if ((pstate & PSTATE_EL_MASK) > (1u << 2) || vbar == 0)
+        goto slow;
+    st->reg_read(uc, r[R_PC], &pc);
+    elr = pc;
+    if (elr >= vbar && elr < vbar + 0x800 && elr == st->last_elr && exc.syndrome == st->last_esr) {
+        if (++st->repeat >= LOOP_LIMIT)
+            goto slow;
+    } else {
+        st->repeat = 0;
+    }
+    st->last_elr = elr;
+    st->last_esr = exc.syndrome;
+
+    if ((pstate & PSTATE_EL_MASK) == 0)
+        base = 0x400;
+    else
+        base = (pstate & PSTATE_SP) ? 0x200 : 0x000;
+    if ((pstate & PSTATE_EL_MASK) == 0 || !(pstate & PSTATE_SP)) {
+        /* The live SP is SP_EL0: bank it and switch to SP_EL1 (QEMU aarch64_save_sp). */
+        st->reg_read(uc, r[R_SP], &sp);
+        st->reg_read(uc, r[R_SP_EL1], &sp_el1);
+        st->reg_write(uc, r[R_SP_EL0], &sp);
+        st->reg_write(uc, r[R_SP], &sp_el1);
+    }
+    {
+        uint64_t esr = exc.syndrome, far = exc.vaddress;
+        uint64_t new_pstate = PSTATE_EL1H | PSTATE_DAIF, target = vbar + base;
+        armras_cp_reg spsr = {4, 0, 3, 0, 0, pstate};
+        st->reg_write(uc, r[R_ELR], &elr);
+        st->reg_write(uc, r[R_ESR], &esr);
+        if (intno == EXCP_PREFETCH_ABORT || intno == EXCP_DATA_ABORT)
+            st->reg_write(uc, r[R_FAR], &far);
+        st->reg_write(uc, r[R_PSTATE], &new_pstate);
+        st->reg_write(uc, r[R_PC], &target);
+        /* Last, through the cp-reg path: rebuilds QEMU's cached hflags after the
+         * PSTATE change (without it the handler's ERET would UNDEF). */
+        st->reg_write(uc, r[R_CP], &spsr);
+    }
+    st->entries++;
+    return;
+slow:
+    st->repeat = 0;
+    st->fallback(uc, intno, user_data);
+}
+
 static struct PyModuleDef armras_native_module = {
     PyModuleDef_HEAD_INIT, "armras._native",
     "Native Unicorn block hook (stop requests and instruction counting).", -1, NULL,
@@ -144,7 +255,10 @@ PyMODINIT_FUNC PyInit__native(void)
         PyModule_AddIntConstant(m, "state_size", (long)sizeof(armras_block_state)) < 0 ||
         PyModule_AddObject(m, "sysreg_hook_address",
                            PyLong_FromVoidPtr((void *)armras_sysreg_hook)) < 0 ||
-        PyModule_AddIntConstant(m, "sysreg_state_size", (long)sizeof(armras_sysreg_state)) < 0) {
+        PyModule_AddIntConstant(m, "sysreg_state_size", (long)sizeof(armras_sysreg_state)) < 0 ||
+        PyModule_AddObject(m, "intr_hook_address",
+                           PyLong_FromVoidPtr((void *)armras_intr_hook)) < 0 ||
+        PyModule_AddIntConstant(m, "intr_state_size", (long)sizeof(armras_intr_state)) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -191,4 +191,76 @@ class SysregTrap:
             state.trap_counters = 1 if on else 0
 
 
-__all__ = ["BlockHook", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED", "STOP_COUNT", "STOP_SEA"]
+_INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
+
+# Register ids in the order of _native.c's R_* enum.
+_INTR_REGS = ("PC", "SP", "SP_EL0", "SP_EL1", "VBAR_EL1", "ELR_EL1", "ESR_EL1", "FAR_EL1", "PSTATE", "CP_REG")
+
+
+class _IntrState(ctypes.Structure):
+    _fields_ = [
+        ("fallback", _INTR_CB),
+        ("reg_read", ctypes.c_void_p),
+        ("reg_write", ctypes.c_void_p),
+        ("context_update", ctypes.c_void_p),
+        ("context", ctypes.c_void_p),
+        ("exception_offset", ctypes.c_uint64),
+        ("regids", ctypes.c_int32 * len(_INTR_REGS)),
+        ("enabled", ctypes.c_int32),
+        ("entries", ctypes.c_uint64),
+        ("last_elr", ctypes.c_uint64),
+        ("last_esr", ctypes.c_uint64),
+        ("repeat", ctypes.c_uint64),
+    ]
+
+
+IntrHandler = Callable[[Uc, int, object], None]
+
+
+class ExceptionHook:
+    """UC_HOOK_INTR: the guest's synchronous exceptions to EL1 are entered natively
+    (_native.c armras_intr_hook); HVC/SMC and anything unusual reach `handler`.
+
+    Without the compiled extension every exception goes to `handler`.
+    """
+
+    def __init__(self, uc: Uc, handler: IntrHandler, context: object, exception_offset: int) -> None:
+        from unicorn import UC_HOOK_INTR
+        from unicorn import arm64_const
+
+        self._handler = handler
+        self._context = context          # keeps the uc_context alive for the native hook
+        try:
+            from armras import _native
+        except ImportError:
+            _native = None
+        self.native = _native is not None and _native.intr_state_size == ctypes.sizeof(_IntrState)
+        if not self.native:
+            self.state = None
+            uc.hook_add(UC_HOOK_INTR, handler)
+            return
+        self._fallback = _INTR_CB(lambda _uc, intno, _ud: self._handler(uc, intno, None))
+        st = self.state = _IntrState()
+        st.fallback = self._fallback
+        st.reg_read = ctypes.cast(_ucmod.uclib.uc_reg_read, ctypes.c_void_p).value
+        st.reg_write = ctypes.cast(_ucmod.uclib.uc_reg_write, ctypes.c_void_p).value
+        st.context_update = ctypes.cast(_ucmod.uclib.uc_context_save, ctypes.c_void_p).value
+        st.context = context.context.value  # type: ignore[attr-defined]
+        st.exception_offset = exception_offset
+        for i, name in enumerate(_INTR_REGS):
+            st.regids[i] = getattr(arm64_const, f"UC_ARM64_REG_{name}")
+        st.enabled = 1
+        handle = ctypes.c_size_t()
+        status = _ucmod.uclib.uc_hook_add(
+            uc._uch, ctypes.byref(handle), UC_HOOK_INTR, ctypes.c_void_p(_native.intr_hook_address),
+            ctypes.c_void_p(ctypes.addressof(st)), ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if status != 0:
+            raise UcError(status)
+
+    @property
+    def entries(self) -> int:
+        """Exceptions entered natively so far."""
+        return self.state.entries if self.state is not None else 0
+
+
+__all__ = ["BlockHook", "ExceptionHook", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED", "STOP_COUNT", "STOP_SEA"]

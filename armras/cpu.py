@@ -189,7 +189,9 @@ class Cpu:
         # and no progress: a guest stuck in an exception loop.
         self._last_entry: tuple[int, int] | None = None
         self._repeat = 0
-        self.exceptions_taken = 0
+        self._entries = 0
+        # Exceptions entered elsewhere (the native hook, armras.blockhook.ExceptionHook).
+        self.other_entries: Callable[[], int] = lambda: 0
 
     # --- registers -------------------------------------------------------------------
     @property
@@ -240,6 +242,20 @@ class Cpu:
                UC_ARM64_REG_ESR_EL1, UC_ARM64_REG_FAR_EL1, UC_ARM64_REG_VBAR_EL1]
         return dict(zip(names, self.uc.reg_read_batch(ids)))
 
+    @property
+    def exceptions_taken(self) -> int:
+        """Exceptions entered since the CPU started (here and natively)."""
+        return self._entries + self.other_entries()
+
+    @property
+    def context_blob(self) -> object:
+        """The saved-context buffer exception_info() reads env->exception from."""
+        return self._ctx
+
+    @property
+    def exception_offset(self) -> int:
+        return self._exc_offset
+
     # --- exception entry -----------------------------------------------------------
     def take_exception(self, kind: int, *, elr: int, esr: int | None = None, far: int | None = None) -> int:
         """Enter EL1 at VBAR_EL1 + offset as the architecture does. Returns the new PC.
@@ -274,7 +290,7 @@ class Cpu:
             writes.append((UC_ARM64_REG_FAR_EL1, far))
         writes += [(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF), (UC_ARM64_REG_PC, target)]
         self.uc.reg_write_batch(writes)
-        self.exceptions_taken += 1
+        self._entries += 1
         # Written last through the cp-reg path: that rebuilds QEMU's cached hflags after
         # the PSTATE change, without which the handler's ERET would UNDEF.
         self.uc.cpr_write(*SPSR_EL1, pstate)

@@ -40,7 +40,7 @@ from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.acpi import build_acpi_tables, board_platform
-from armras.blockhook import BlockHook, SysregTrap
+from armras.blockhook import BlockHook, ExceptionHook, SysregTrap
 from armras.clock import Alarm
 from armras.cpu import (
     EXCP_BKPT,
@@ -286,7 +286,9 @@ class Machine:
 
     def _install_hooks(self) -> None:
         add = self._hooks.append
-        add(self.uc.hook_add(UC_HOOK_INTR, self._callback(self._on_intr)))
+        self.exceptions = ExceptionHook(self.uc, self._callback(self._on_intr), self.cpu.context_blob,
+                                        self.cpu.exception_offset)
+        self.cpu.other_entries = lambda: self.exceptions.entries
         # Bounded to the physical ranges outside RAM (plus each poisoned page, see poison()):
         # Unicorn keeps every store to a page covered by any memory hook on its slow path
         # for ever (cputlb.c notdirty_write checks uc_mem_hook_installed), so a hook over

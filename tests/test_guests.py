@@ -9,14 +9,19 @@ import io
 import re
 from pathlib import Path
 
+import pytest
+
 from armras.machine import Machine, MachineConfig
 from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA
 from armras.ras.inject import parse_inject_spec, schedule, schedule_poison_on
 
 
-def boot(image: Path, *injections: str, poison_on: str | None = None) -> tuple[Machine, int, str]:
+def boot(image: Path, *injections: str, poison_on: str | None = None,
+         native_exceptions: bool = True) -> tuple[Machine, int, str]:
     console = io.BytesIO()
     m = Machine(MachineConfig(console=console, timeout=30))
+    if not native_exceptions:
+        m.exceptions.state.enabled = 0     # every exception through Cpu.take_exception
     try:
         m.load_elf(image)
         for spec in injections:
@@ -77,9 +82,12 @@ def test_el0_guest_survives_without_poison(guest_images: Path) -> None:
     assert status == 1 and "EL0 task survived: page was not poisoned" in out
 
 
-def test_exception_entry_is_architectural(guest_images: Path) -> None:
-    _, status, out = boot(guest_images / "exc_test.elf")
+@pytest.mark.parametrize("native", [True, False], ids=["native-entry", "python-entry"])
+def test_exception_entry_is_architectural(guest_images: Path, native: bool) -> None:
+    m, status, out = boot(guest_images / "exc_test.elf", native_exceptions=native)
     assert status == 0, out
+    # Both implementations of exception entry must be the one doing the work.
+    assert (m.exceptions.entries > 0) == native
     # The guest compares every value with what it computed from its own code.
     lines = {m.group(1): m.group(0) for m in re.finditer(r"EXC (\S+) vec=.*", out)}
     assert set(lines) >= {"svc0", "dabt-el0", "dabt-el1", "brk7", "undef", "svc1-el1"}, out
