@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,9 +177,21 @@ def test_truncated_pe(cut: int, what: str) -> None:
         parse_arm64_image(make_image()[:cut])
 
 
-def test_truncation_just_after_section_table_is_fine() -> None:
-    img = parse_arm64_image(make_image()[:PE_OFF + 24 + OPT_SIZE + 80])
-    assert len(img.sections) == 2
+def test_truncated_image_is_refused_naming_the_section(tmp_path: Path) -> None:
+    # .text's file bytes end at 0x30000: one byte less is a cut-short download, which
+    # would otherwise boot into zeros.
+    parse_arm64_image(make_image()[:0x30000])
+    with pytest.raises(ImageError, match=r"truncated Image: section \.text needs 196608 bytes .* has 196607"):
+        parse_arm64_image(make_image()[:0x30000 - 1])
+    with pytest.raises(ImageError, match=r"truncated Image: section \.text"):
+        parse_arm64_image(make_image()[:PE_OFF + 24 + OPT_SIZE + 80])
+    # Through the command line: one line, exit 1.
+    cut = write(tmp_path, make_image()[:0x20000])
+    proc = subprocess.run([sys.executable, "-m", "armras", "run", "--kernel", str(cut)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("armras: error: ") and "truncated Image" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_missing_pe_signature() -> None:
