@@ -10,8 +10,10 @@ guests:
 	$(MAKE) -C guest_images/linux PYTHON=$(PYTHON)
 
 # Debian's arm64 kernels (apt-get download; cached under ~/.cache/armras, never committed).
+# --setup-apt: may run dpkg --add-architecture arm64 / apt-get update and add a pinned
+# bookworm-backports source (needs root; what .ci/run's fresh machine needs).
 kernels:
-	$(PYTHON) -m armras fetch-kernel 6.1 6.12
+	$(PYTHON) -m armras fetch-kernel --setup-apt 6.1 6.12
 
 test: guests
 	$(PYTHON) -m pytest -q

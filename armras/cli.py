@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from armras import control, inject_client, regress
+from armras import control, inject_client, limits, regress
 from armras.errors import ArmrasError
+from armras.paths import refuse_overwriting_inputs
+from armras.ratelimit import flush_warnings
 
 if TYPE_CHECKING:
     from armras.machine import MachineConfig
@@ -36,24 +38,35 @@ def parse_size(text: str) -> int:
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
 
 
-def _positive_float(text: str) -> float:
+def parse_memory(text: str) -> int:
+    """A guest RAM size: 16M-16G, a multiple of 2M (armras.limits)."""
+    size = parse_size(text)
+    try:
+        return limits.check_ram_size(size, f"{text!r}")
+    except ArmrasError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _timeout(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+    try:
+        return limits.check_timeout(value, text)
+    except ArmrasError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _positive_int(text: str) -> int:
+def _insn_count(text: str) -> int:
     try:
         value = int(text, 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
+    try:
+        return limits.check_count(value, text, minimum=1)
+    except ArmrasError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="boot an arm64 Linux Image through UEFI (a path, or debian:6.1 / debian:6.12)")
     run.add_argument("--initrd", type=Path, default=None, help="initramfs handed to the kernel's EFI stub")
     run.add_argument("--append", default="", metavar="ARGS", help="kernel command line")
-    run.add_argument("-m", "--memory", type=parse_size, default=None, help="guest RAM size (default 512M)")
+    run.add_argument("-m", "--memory", type=parse_memory, default=None,
+                     help="guest RAM size, 16M-16G in multiples of 2M (default 512M)")
     run.add_argument("--inject", action="append", default=[], metavar="SPEC",
                      help="schedule an error injection, e.g. sea:pa=0x40fa6000,at=0.5 or "
                           "sea:pa=$1,on=PADDR=(0x[0-9a-f]+) (see armras.ras.inject)")
@@ -75,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="poison the page at ADDR (address or guest symbol) before the guest starts")
     run.add_argument("--poison-on", action="append", default=[], metavar="REGEX",
                      help="poison the page whose address is group 1 of a console line matching REGEX")
-    run.add_argument("--max-insns", type=_positive_int, default=None,
+    run.add_argument("--max-insns", type=_insn_count, default=None,
                      help="fail if the guest runs this many instructions (enables counting: slower)")
-    run.add_argument("--timeout", type=_positive_float, default=None, help="fail after this many wall-clock seconds")
+    run.add_argument("--timeout", type=_timeout, default=None,
+                     help="fail after this many wall-clock seconds (at most 1e6)")
     run.add_argument("--console", type=Path, default=None, help="write the guest console to FILE (default stdout)")
     run.add_argument("--deterministic", action="store_true",
                      help="guest time from instruction counts: identical runs print identical consoles")
@@ -85,12 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
-    hest.add_argument("-m", "--memory", type=parse_size, default=None)
+    hest.add_argument("-m", "--memory", type=parse_memory, default=None)
     hest.set_defaults(func=cmd_hest)
 
-    fetch = sub.add_parser("fetch-kernel", help="download Debian's arm64 reference kernels into the cache")
+    fetch = sub.add_parser("fetch-kernel", help="download Debian's arm64 reference kernels into the cache",
+                           description="apt-get download Debian's arm64 kernel packages and cache their Image. "
+                                       "This needs apt to know arm64 packages; armras changes the host's apt "
+                                       "configuration for that only with --setup-apt.")
     fetch.add_argument("series", nargs="*", default=["6.1"], help="kernel series: 6.1, 6.12 (default 6.1)")
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
+    fetch.add_argument("--setup-apt", action="store_true",
+                       help="allow changing the host's apt setup (as root): dpkg --add-architecture arm64, "
+                            "apt-get update, a pinned bookworm-backports source for 6.12 if needed")
     fetch.set_defaults(func=cmd_fetch_kernel)
     inject_client.register(sub)
     regress.register(sub)
@@ -101,7 +122,7 @@ def _machine_config(args: argparse.Namespace, console: object = None) -> "Machin
     from armras.machine import MachineConfig
     from armras.memmap import DEFAULT_RAM_SIZE
 
-    return MachineConfig(ram_size=args.memory or DEFAULT_RAM_SIZE, console=console,  # type: ignore[arg-type]
+    return MachineConfig(ram_size=DEFAULT_RAM_SIZE if args.memory is None else args.memory, console=console,  # type: ignore[arg-type]
                          timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None),
                          deterministic=getattr(args, "deterministic", False))
 
@@ -115,6 +136,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.kernel is None and (args.initrd or args.append):
         raise ArmrasError("--initrd and --append need --kernel")
     specs = [parse_inject_spec(s) for s in args.inject]   # validate before building anything
+    kernel: Path | None = None
+    if args.kernel:
+        from armras.linux import resolve_kernel
+
+        kernel = resolve_kernel(args.kernel)
+    inputs = [("guest image", args.image), ("kernel", kernel), ("initrd", args.initrd)]
+    refuse_overwriting_inputs([("--console", args.console)] if args.console is not None else [],
+                              [(what, path) for what, path in inputs if path is not None])
     console = None
     if args.console is not None:
         try:
@@ -124,10 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     machine = Machine(_machine_config(args, console))
     linux = None
     try:
-        if args.kernel:
-            from armras.linux import boot_linux, resolve_kernel
+        if kernel is not None:
+            from armras.linux import boot_linux
 
-            linux = boot_linux(machine, resolve_kernel(args.kernel), args.initrd, args.append)
+            linux = boot_linux(machine, kernel, args.initrd, args.append)
         else:
             machine.load_elf(args.image)
         for addr in args.poison:
@@ -142,6 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             wall, guest = linux.init_reached
             print(f"armras: Linux reached /init after {wall:.2f} s (guest time {guest:.2f} s)", file=sys.stderr)
     finally:
+        flush_warnings(machine)
         machine.close()
         if console is not None:
             console.close()
@@ -166,7 +196,7 @@ def cmd_fetch_kernel(args: argparse.Namespace) -> int:
     from armras.kernels import fetch_kernel
 
     for series in args.series:
-        print(fetch_kernel(series, force=args.force))
+        print(fetch_kernel(series, force=args.force, setup_apt=args.setup_apt))
     return 0
 
 

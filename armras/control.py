@@ -37,6 +37,7 @@ import contextlib
 import errno
 import json
 import logging
+import math
 import os
 import socket
 import stat
@@ -47,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from armras import limits
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.ras import cper
 from armras.ras.hw_errors import ERROR_BLOCK_SIZE, SOURCE_GPIO, SOURCE_SEA
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
 MAX_LINE = 1 << 20            # a base64 CPER of a whole 1 KiB block is ~1.4 KiB
+LISTEN_BACKLOG = 128          # clients connecting at once (a CI job may start dozens)
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
 
 
@@ -98,8 +101,10 @@ class _Args:
     def address(self, name: str) -> int | str | None:
         """An int, or a string to resolve on the CPU thread (number or guest symbol)."""
         value = self.raw.get(name)
-        if value is None or isinstance(value, int) and not isinstance(value, bool):
+        if value is None:
             return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return self._bounded(name, value, limits.check_pa)
         if isinstance(value, str) and value.strip():
             return value.strip()
         raise CommandError("InvalidParameter", f"{self.command}: {name} must be an address (number or string)")
@@ -111,13 +116,21 @@ class _Args:
                 raise self._missing(name)
             return None
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return self._bounded(name, value, limits.check_u64)
         if isinstance(value, str):
             try:
-                return int(value, 0)
+                number = int(value, 0)
             except ValueError:
                 pass
+            else:
+                return self._bounded(name, number, limits.check_u64)
         raise CommandError("InvalidParameter", f"{self.command}: {name}={value!r} is not an integer")
+
+    def _bounded(self, name: str, value: int, check: Callable[[int, str], int]) -> int:
+        try:
+            return check(value, name)
+        except ArmrasError as e:
+            raise CommandError("InvalidParameter", f"{self.command}: {e}") from None
 
     def severity(self) -> cper.Severity:
         value = self.raw.get("severity")
@@ -186,7 +199,7 @@ class ControlServer:
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)
-        listener.listen(8)
+        listener.listen(LISTEN_BACKLOG)
         self._listener = listener
         self._inode = os.stat(path).st_ino
         self.machine.control = self
@@ -268,16 +281,18 @@ class ControlServer:
 
     @staticmethod
     def _send(stream: Any, message: dict[str, Any]) -> None:
-        stream.write(json.dumps(message).encode() + b"\n")
+        stream.write(_encode(message) + b"\n")
         stream.flush()
 
     # --- requests ---------------------------------------------------------------------------
     def handle_line(self, line: bytes) -> dict[str, Any]:
         """One request line -> one reply (never raises)."""
         try:
-            request = json.loads(line)
+            request = json.loads(line, parse_constant=_reject_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError) as e:
             return _error(None, "GenericError", f"JSON parse error: {e}")
+        except RecursionError:
+            return _error(None, "GenericError", "JSON parse error: the request is nested too deeply")
         if not isinstance(request, dict):
             return _error(None, "GenericError", "a request must be a JSON object with \"execute\"")
         req_id = request.get("id")
@@ -475,6 +490,25 @@ def _notify_name(notify_type: int) -> str:
 def _text(address: int | str) -> str:
     """An address as armras.ras.inject takes it: a number in hex, or a symbol."""
     return hex(address) if isinstance(address, int) else address
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON (numbers must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} does not fit in a double")
+    return value
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    """A reply as strict JSON; one that cannot be (an id nested too deeply) becomes an error reply."""
+    try:
+        return json.dumps(message, allow_nan=False).encode()
+    except (ValueError, RecursionError) as e:
+        return json.dumps(_error(None, "GenericError", f"the reply cannot be encoded: {type(e).__name__}")).encode()
 
 
 def _error(req_id: Any, error_class: str, desc: str) -> dict[str, Any]:

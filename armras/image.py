@@ -166,6 +166,13 @@ def _parse_pe(data: bytes, pe_off: int, where: str) -> tuple[int, int, int, int,
         sections.append(PeSection(raw_name.decode("ascii", "replace"), vsize, vaddr, rsize, roff, chars))
     if size_of_image and entry >= size_of_image:
         raise ImageError(f"{where}: PE entry point {entry:#x} outside SizeOfImage {size_of_image:#x}")
+    # The sections' file data is the kernel's text and data: a file cut short (an interrupted
+    # download or copy) would otherwise boot into zeros.
+    for sec in sections:
+        end = sec.raw_offset + sec.raw_size
+        if sec.raw_size and end > len(data):
+            raise ImageError(f"{where}: truncated Image: section {sec.name} needs {end} bytes of file "
+                             f"(to {end:#x}), the file has {len(data)}")
     return entry, size_of_image, sect_align, file_align, sections
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from armras import limits
 from armras.errors import ArmrasError
 from armras.ras import cper
 
@@ -123,12 +124,24 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    try:
+        return limits.check_timeout(value, text)
+    except ArmrasError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("inject", help="send a command to a running `armras run --control PATH`",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--control", type=Path, default=os.environ.get("ARMRAS_CONTROL"), metavar="PATH",
                    help="the control socket (default $ARMRAS_CONTROL)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply (default 30)")
+    p.add_argument("--timeout", type=_seconds, default=30.0,
+                   help="seconds to wait for the reply (default 30, at most 1e6)")
     cmds = p.add_subparsers(dest="inject_command", required=True, metavar="COMMAND")
 
     sea = cmds.add_parser("sea", help="memory error in the SEA source (0) and a Synchronous External Abort")

@@ -14,9 +14,15 @@ and ``6.12`` (bookworm-security ships ``linux-image-6.12.N+deb12-arm64-unsigned`
 bookworm-backports ``...+bpo-...``; trixie ``...+deb13-...``).  The newest
 version available to apt is resolved at fetch time, never hard-coded.
 
-Only when no 6.12 package is visible to apt at all, an extra apt source
-(bookworm-backports) is added under /etc/apt/sources.list.d/, restricted to
-arm64 and pinned low so that nothing on the host is ever upgraded from it.
+Downloading needs apt to know arm64 packages, which changes the host's package
+configuration. armras does that only when asked (``armras fetch-kernel --setup-apt``,
+as ``make kernels`` does): ``dpkg --add-architecture arm64`` (written under
+/var/lib/dpkg), ``apt-get update`` (refreshes /var/lib/apt/lists) and, only when no
+6.12 package is visible to apt at all on bookworm, an extra apt source
+(bookworm-backports) under /etc/apt/sources.list.d/ plus a pin under
+/etc/apt/preferences.d/, restricted to arm64 and pinned low so that nothing on the host
+is ever upgraded from it. Without ``--setup-apt`` a host that needs any of this gets
+one line saying what to run by hand, and nothing is changed.
 """
 
 from __future__ import annotations
@@ -124,7 +130,14 @@ def _require_tools() -> None:
             )
 
 
-def _ensure_arm64_arch() -> bool:
+def _needs_setup(what: str) -> ArmrasError:
+    return ArmrasError(
+        f"{what}; armras changes the host's apt configuration only when asked: rerun with --setup-apt "
+        f"(as root), or do it by hand: sudo dpkg --add-architecture {ARCH} && sudo apt-get update"
+    )
+
+
+def _ensure_arm64_arch(setup_apt: bool) -> bool:
     """Make dpkg know the arm64 architecture; True if it had to be added."""
     native = _run(["dpkg", "--print-architecture"]).stdout.strip()
     if native == ARCH:
@@ -132,6 +145,8 @@ def _ensure_arm64_arch() -> bool:
     foreign = _run(["dpkg", "--print-foreign-architectures"]).stdout.split()
     if ARCH in foreign:
         return False
+    if not setup_apt:
+        raise _needs_setup(f"dpkg does not know the {ARCH} architecture")
     log.info("adding the %s architecture to dpkg (dpkg --add-architecture %s)", ARCH, ARCH)
     proc = _run(["dpkg", "--add-architecture", ARCH], check=False)
     if proc.returncode != 0:
@@ -243,18 +258,21 @@ def _resolve(series: str) -> KernelSpec | None:
     return best
 
 
-def find_kernel(series: str) -> KernelSpec:
+def find_kernel(series: str, setup_apt: bool = False) -> KernelSpec:
     """The newest Debian arm64 kernel package of ``series`` ("6.1" or "6.12") apt can reach.
 
-    May add the arm64 architecture, run ``apt-get update`` and (for 6.12 on a
-    host whose suites lack it) add a pinned bookworm-backports source.
+    With ``setup_apt`` it may add the arm64 architecture, run ``apt-get update`` and
+    (for 6.12 on a host whose suites lack it) add a pinned bookworm-backports source;
+    without it, it only reads apt's lists and fails with the command to run instead.
     """
     _series_re(series)
     _require_tools()
-    added = _ensure_arm64_arch()
+    added = _ensure_arm64_arch(setup_apt)
     if added:
         _apt_update()
     spec = _resolve(series)
+    if spec is None and not setup_apt:
+        raise _needs_setup(f"no linux-image-{series}*-arm64-unsigned package in apt's lists")
     if spec is None and not added:
         log.info("no %s arm64 kernel in the local apt lists; refreshing them", series)
         _apt_update()
@@ -362,7 +380,7 @@ def _download_and_extract(spec: KernelSpec, dest: Path) -> None:
         staging.rename(dest)
 
 
-def fetch_kernel(series: str, force: bool = False) -> Path:
+def fetch_kernel(series: str, force: bool = False, setup_apt: bool = False) -> Path:
     """Path of the cached Image of the newest ``series`` kernel, downloading it if needed.
 
     Resolves the newest version through apt; if that one is cached (and not
@@ -370,7 +388,7 @@ def fetch_kernel(series: str, force: bool = False) -> Path:
     older version of the series is cached, that one is returned with a warning.
     """
     try:
-        spec = find_kernel(series)
+        spec = find_kernel(series, setup_apt)
     except ArmrasError as exc:
         fallback = None if force else cached_kernel(series)
         if fallback is None:
@@ -384,11 +402,14 @@ def fetch_kernel(series: str, force: bool = False) -> Path:
         return image
     try:
         _download_and_extract(spec, dest)
-    except ArmrasError:
+    except ArmrasError as exc:
         # The local lists may name a version the mirror has since dropped.
+        if not setup_apt:
+            raise ArmrasError(f"{exc} (apt's lists may be stale: sudo apt-get update, or rerun with "
+                              "--setup-apt)") from None
         log.info("download failed; refreshing the apt lists and retrying once")
         _apt_update()
-        spec = find_kernel(series)
+        spec = find_kernel(series, setup_apt)
         dest = kernels_dir() / spec.cache_name
         image = dest / "vmlinuz"
         if image.is_file() and not force:
@@ -406,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("series", nargs="+", choices=sorted(_SERIES_PATTERNS), help="kernel series")
     parser.add_argument("--force", action="store_true", help="download again even if cached")
     parser.add_argument("--cached", action="store_true", help="only print what is cached; no apt")
+    parser.add_argument("--setup-apt", action="store_true",
+                        help="let armras add the arm64 architecture / an apt source and run apt-get update")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -413,7 +436,10 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     for series in args.series:
         try:
-            path = cached_kernel(series) if args.cached else fetch_kernel(series, force=args.force)
+            if args.cached:
+                path = cached_kernel(series)
+            else:
+                path = fetch_kernel(series, force=args.force, setup_apt=args.setup_apt)
         except ArmrasError as exc:
             print(f"armras: {series}: {exc}", file=sys.stderr)
             status = 1

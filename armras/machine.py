@@ -85,6 +85,7 @@ from armras.memmap import (
 from armras.memory import PhysicalMemory, Region
 from armras.mmu import translate
 from armras.ras import cper
+from armras.ratelimit import FIRMWARE_WARNINGS, RateLimiter
 from armras.ras.ghes import ErrorSources
 from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA, HardwareErrorsLayout
 
@@ -133,7 +134,13 @@ class RunResult:
 
 
 class Console:
-    """The UART's output: forwarded to a stream, kept as recent lines, matched by triggers."""
+    """The UART's output: forwarded to a stream, kept as recent lines, matched by triggers.
+
+    A line is complete at LF, or at MAX_LINE bytes: a guest printing without newlines
+    must not grow armras without bound (the bytes still reach the stream as they come).
+    """
+
+    MAX_LINE = 4096
 
     def __init__(self, stream: BinaryIO | None) -> None:
         self._stream = stream
@@ -147,16 +154,27 @@ class Console:
     def write(self, data: bytes) -> None:
         out = self._stream if self._stream is not None else sys.stdout.buffer
         out.write(data)
-        for byte in data:
-            if byte == 0x0A:
+        view = memoryview(data)
+        while view:
+            newline = bytes(view[:self.MAX_LINE - len(self._line)]).find(b"\n")
+            if newline >= 0:
+                self._line += view[:newline]
+                view = view[newline + 1:]
                 out.flush()
-                line = self._line.decode("utf-8", "replace").rstrip("\r")
-                self._line.clear()
-                self.recent.append(line)
-                for w in self._watchers:
-                    w(line)
-            else:
-                self._line.append(byte)
+                self._end_line()
+                continue
+            room = self.MAX_LINE - len(self._line)
+            self._line += view[:room]
+            view = view[room:]
+            if len(self._line) >= self.MAX_LINE:
+                self._end_line()
+
+    def _end_line(self) -> None:
+        line = self._line.decode("utf-8", "replace").rstrip("\r")
+        self._line.clear()
+        self.recent.append(line)
+        for w in self._watchers:
+            w(line)
 
     def flush(self) -> None:
         (self._stream if self._stream is not None else sys.stdout.buffer).flush()
@@ -350,8 +368,13 @@ class Machine:
             imm = cpu.exception_info().syndrome & 0xFFFF
             handler = self.hvc_handlers.get(imm)
             if handler is None:
-                log.warning("guest %s #%#x at %#x: no firmware service; returning NOT_SUPPORTED",
-                            "SMC" if intno == EXCP_SMC else "HVC", imm, cpu.pc)
+                # A guest may retry forever: log a few, then "... repeated N times".
+                limiter = getattr(self, FIRMWARE_WARNINGS, None)
+                if limiter is None:
+                    limiter = RateLimiter(log)
+                    setattr(self, FIRMWARE_WARNINGS, limiter)
+                limiter.warning((intno, imm), "guest %s #%#x at %#x: no firmware service; returning NOT_SUPPORTED",
+                                "SMC" if intno == EXCP_SMC else "HVC", imm, cpu.pc)
                 cpu.set_x(0, -1)
             else:
                 handler(cpu)

@@ -5,8 +5,8 @@ A scenario file::
     name = "ref-sea-ack"                 # optional (default: the file name without .toml)
     image = "../guest_images/build/ras_ref.elf"   # bare-metal ELF, relative to this file
     # or Linux: kernel = "debian:6.1" | "path/to/Image", initrd = "...", append = "..."
-    memory = "512M"                      # optional
-    timeout = 30                         # wall-clock seconds (default 60): exit 124 after
+    memory = "512M"                      # optional: 16M-16G, a multiple of 2M
+    timeout = 30                         # wall-clock seconds (default 60, at most 1e6): exit 124 after
     deterministic = true                 # optional: instruction-driven guest time
 
     [[step]]
@@ -56,7 +56,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from armras import limits
 from armras.errors import ArmrasError
+from armras.paths import refuse_overwriting_inputs, same_file
+from armras.ratelimit import flush_warnings
 
 if TYPE_CHECKING:
     from armras.machine import Machine
@@ -158,14 +161,14 @@ def _check_step(where: str, kind: str, value: Any, seen_wait: bool) -> Any:
 
 def load_scenario(path: Path) -> Scenario:
     """Parse and check a scenario file (ArmrasError naming the file on any problem)."""
-    from armras.cli import parse_size
+    from armras.cli import parse_memory
 
     try:
         data = tomllib.loads(path.read_text())
     except OSError as e:
         raise ArmrasError(f"cannot read scenario {path}: {e.strerror}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ArmrasError(f"{path}: not valid TOML: {e}") from None
+    except (ValueError, UnicodeDecodeError) as e:   # TOMLDecodeError, or an integer of > 4300 digits
+        raise ArmrasError(f"{path}: not valid TOML: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
         raise ArmrasError(f"{path}: unknown key {unknown[0]!r} (expected {', '.join(TOP_KEYS)})")
@@ -190,15 +193,20 @@ def load_scenario(path: Path) -> Scenario:
     if "memory" in data:
         memory = data["memory"]
         try:
-            fields["memory"] = memory if isinstance(memory, int) and not isinstance(memory, bool) \
-                else parse_size(str(memory))
-        except argparse.ArgumentTypeError as e:
+            if isinstance(memory, int) and not isinstance(memory, bool):
+                fields["memory"] = limits.check_ram_size(memory, str(memory))
+            else:
+                fields["memory"] = parse_memory(str(memory))
+        except (argparse.ArgumentTypeError, ArmrasError) as e:
             raise ArmrasError(f"{path}: memory: {e}") from None
     if "timeout" in data:
         timeout = data["timeout"]
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
             raise ArmrasError(f"{path}: timeout must be a positive number of seconds")
-        fields["timeout"] = float(timeout)
+        try:
+            fields["timeout"] = limits.check_timeout(timeout)
+        except ArmrasError as e:
+            raise ArmrasError(f"{path}: {e}") from None
     if "deterministic" in data:
         if not isinstance(data["deterministic"], bool):
             raise ArmrasError(f"{path}: deterministic must be true or false")
@@ -348,7 +356,8 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
     with open(log_path, "wb") as console:
         machine = None
         try:
-            machine = Machine(MachineConfig(ram_size=scenario.memory or DEFAULT_RAM_SIZE, console=console,
+            ram_size = DEFAULT_RAM_SIZE if scenario.memory is None else scenario.memory
+            machine = Machine(MachineConfig(ram_size=ram_size, console=console,
                                             timeout=scenario.timeout, deterministic=scenario.deterministic))
             if scenario.kernel is not None:
                 from armras.linux import boot_linux, resolve_kernel
@@ -370,6 +379,7 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             return Outcome("fail", f"internal error: {type(e).__name__}: {e}", log=log_path)
         finally:
             if machine is not None:
+                flush_warnings(machine)
                 if guest_seconds is None:
                     guest_seconds = machine.counter.guest_seconds()
                 machine.close()
@@ -415,8 +425,48 @@ def run_in_worker(scenario: Scenario, log_path: Path) -> Outcome:
     return outcome
 
 
-def _log_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".log"
+MAX_LOG_STEM = 100             # characters of a scenario name kept in its log file name
+
+
+def _log_stem(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)[:MAX_LOG_STEM]
+    return "_" + stem if stem.strip(".") == "" else stem    # never "." or ".." + ".log" tricks
+
+
+def log_names(names: Sequence[str]) -> list[str]:
+    """A log file name per scenario name: readable, and unique even when two names differ
+    only in characters a file name cannot keep ("same log" / "same_log") or in case (on
+    case-insensitive file systems): later ones get -2, -3, ... in the order given."""
+    used: set[str] = set()
+    result = []
+    for name in names:
+        stem = _log_stem(name)
+        candidate, n = stem, 1
+        while candidate.casefold() in used:
+            n += 1
+            candidate = f"{stem}-{n}"
+        used.add(candidate.casefold())
+        result.append(candidate + ".log")
+    return result
+
+
+# Characters XML 1.0 cannot carry at all, even as character references.
+_XML_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(text: str) -> str:
+    r"""`text` with XML-illegal characters written as \xNN / \uNNNN (a console's ESC, NUL...)."""
+    return _XML_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                            else f"\\u{ord(m.group()):04x}", text)
+
+
+def _xml_safe(element: ET.Element) -> None:
+    for e in element.iter():
+        e.attrib = {xml_text(k): xml_text(v) for k, v in e.attrib.items()}
+        if e.text:
+            e.text = xml_text(e.text)
+        if e.tail:
+            e.tail = xml_text(e.tail)
 
 
 def write_junit(path: Path, results: list[tuple[Scenario, Outcome]], total_seconds: float) -> None:
@@ -438,6 +488,7 @@ def write_junit(path: Path, results: list[tuple[Scenario, Outcome]], total_secon
         if outcome.log is not None:
             ET.SubElement(case, "system-out").text = f"console log: {outcome.log}"
     ET.indent(root)
+    _xml_safe(root)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
@@ -459,6 +510,8 @@ def run_all(config: RegressConfig) -> int:
         if s.name in names:
             raise ArmrasError(f"two scenarios are named {s.name!r}: {names[s.name]} and {s.path}")
         names[s.name] = s.path
+    logs = [config.log_dir / n for n in log_names([s.name for s in scenarios])]
+    _refuse_overwriting_inputs(config, scenarios, logs)
     try:
         config.log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -468,7 +521,7 @@ def run_all(config: RegressConfig) -> int:
     results: dict[int, Outcome] = {}
 
     def one(i: int, scenario: Scenario) -> None:
-        outcome = run_in_worker(scenario, config.log_dir / _log_name(scenario.name))
+        outcome = run_in_worker(scenario, logs[i])
         results[i] = outcome
         with lock:
             if outcome.outcome == "pass":
@@ -485,6 +538,25 @@ def run_all(config: RegressConfig) -> int:
     if config.junit is not None:
         write_junit(config.junit, ordered, total)
     return 1 if any(o.outcome == "fail" for _, o in ordered) else 0
+
+
+def _refuse_overwriting_inputs(config: RegressConfig, scenarios: Sequence[Scenario], logs: Sequence[Path]) -> None:
+    """--junit and the console logs must not land on a scenario or a file it boots."""
+    inputs: list[tuple[str, Path]] = []
+    for s in scenarios:
+        inputs.append(("scenario", s.path))
+        for what, path in (("guest image", s.image), ("initrd", s.initrd)):
+            if path is not None:
+                inputs.append((f"{what} of {s.path}", path))
+        if s.kernel is not None and not s.kernel.startswith("debian:"):
+            inputs.append((f"kernel of {s.path}", Path(s.kernel)))
+    outputs = [("--log-dir", log) for log in logs]
+    if config.junit is not None:
+        outputs.insert(0, ("--junit", config.junit))
+        clash = next((log for log in logs if same_file(config.junit, log)), None)
+        if clash is not None:
+            raise ArmrasError(f"--junit {config.junit} is also a scenario's console log; choose another file")
+    refuse_overwriting_inputs(outputs, inputs)
 
 
 def _print_summary(results: list[tuple[Scenario, Outcome]], total: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,9 +177,21 @@ def test_truncated_pe(cut: int, what: str) -> None:
         parse_arm64_image(make_image()[:cut])
 
 
-def test_truncation_just_after_section_table_is_fine() -> None:
-    img = parse_arm64_image(make_image()[:PE_OFF + 24 + OPT_SIZE + 80])
-    assert len(img.sections) == 2
+def test_truncated_image_is_refused_naming_the_section(tmp_path: Path) -> None:
+    # .text's file bytes end at 0x30000: one byte less is a cut-short download, which
+    # would otherwise boot into zeros.
+    parse_arm64_image(make_image()[:0x30000])
+    with pytest.raises(ImageError, match=r"truncated Image: section \.text needs 196608 bytes .* has 196607"):
+        parse_arm64_image(make_image()[:0x30000 - 1])
+    with pytest.raises(ImageError, match=r"truncated Image: section \.text"):
+        parse_arm64_image(make_image()[:PE_OFF + 24 + OPT_SIZE + 80])
+    # Through the command line: one line, exit 1.
+    cut = write(tmp_path, make_image()[:0x20000])
+    proc = subprocess.run([sys.executable, "-m", "armras", "run", "--kernel", str(cut)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("armras: error: ") and "truncated Image" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_missing_pe_signature() -> None:
@@ -272,3 +286,70 @@ def test_real_debian_kernel_parses(series: str) -> None:
     assert img.pe_entry is not None
     text = img.sections[0]
     assert text.virtual_address <= img.pe_entry < text.virtual_address + text.virtual_size
+
+
+# ---------------------------------------------------------------- fetch-kernel and the host's apt setup
+
+class FakeApt:
+    """Stands in for apt/dpkg: records every command, changes nothing on the host."""
+
+    def __init__(self, foreign: str = "", pkgnames: str = "") -> None:
+        self.commands: list[list[str]] = []
+        self.foreign = foreign
+        self.pkgnames = pkgnames
+
+    def __call__(self, cmd: list[str], *, cwd: Path | None = None, check: bool = True):
+        import subprocess
+
+        self.commands.append(cmd)
+        out = {("dpkg", "--print-architecture"): "amd64\n",
+               ("dpkg", "--print-foreign-architectures"): self.foreign,
+               ("apt-cache", "pkgnames"): self.pkgnames}.get(tuple(cmd[:2]), "")
+        return subprocess.CompletedProcess(cmd, 0, out, "")
+
+    def changed_the_host(self) -> bool:
+        return any(c[:2] in (["dpkg", "--add-architecture"], ["apt-get", "update"]) for c in self.commands)
+
+
+def test_fetch_kernel_leaves_apt_alone_unless_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ARMRAS_CACHE", str(tmp_path))            # nothing cached: no fallback
+    monkeypatch.setattr(kernels.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(kernels, "_ensure_extra_source", lambda series: pytest.fail("would write /etc/apt"))
+    apt = FakeApt()
+    monkeypatch.setattr(kernels, "_run", apt)
+    with pytest.raises(ArmrasError, match=r"dpkg does not know the arm64 architecture; .* --setup-apt .*"
+                                          r"sudo dpkg --add-architecture arm64 && sudo apt-get update"):
+        kernels.fetch_kernel("6.1")
+    assert not apt.changed_the_host()
+    apt = FakeApt(foreign="arm64\n")                             # arm64 known, but no package in the lists
+    monkeypatch.setattr(kernels, "_run", apt)
+    with pytest.raises(ArmrasError, match=r"no linux-image-6\.1\*-arm64-unsigned package in apt's lists; .*"
+                                          r"--setup-apt"):
+        kernels.fetch_kernel("6.1")
+    assert not apt.changed_the_host()
+    # With --setup-apt the same host gets the architecture and an apt-get update.
+    apt = FakeApt()
+    monkeypatch.setattr(kernels, "_run", apt)
+    monkeypatch.setattr(kernels, "_ensure_extra_source", lambda series: False)
+    with pytest.raises(ArmrasError, match="no Debian linux-image-6.1"):
+        kernels.fetch_kernel("6.1", setup_apt=True)
+    assert ["dpkg", "--add-architecture", "arm64"] in apt.commands and ["apt-get", "update"] in apt.commands
+
+
+def test_fetch_kernel_command_line_says_what_it_would_change(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             tmp_path: Path) -> None:
+    from armras import cli
+
+    monkeypatch.setenv("ARMRAS_CACHE", str(tmp_path))
+    monkeypatch.setattr(kernels.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    apt = FakeApt()
+    monkeypatch.setattr(kernels, "_run", apt)
+    assert cli.main(["fetch-kernel", "6.1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("armras: error: dpkg does not know the arm64 architecture")
+    assert not apt.changed_the_host()
+    assert "--setup-apt" in (REPO_MAKEFILE.read_text().split("\nkernels:", 1)[1].split("\n\n", 1)[0])
+
+
+REPO_MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"

@@ -62,6 +62,7 @@ RUNTIME_BASE = 0xE100
 PROTOCOL_BASE = 0xE200
 HVC_EXCEPTION = 0xEFFE     # firmware vector table: the stub took an exception
 HVC_IMAGE_RETURN = 0xEFFF  # the image returned to the firmware
+COPY_CHUNK = 1 << 20       # SetMem/CopyMem/CalculateCrc32 work on guest memory 1 MiB at a time
 
 BOOT_SERVICES = [
     "RaiseTPL", "RestoreTPL", "AllocatePages", "FreePages", "GetMemoryMap", "AllocatePool", "FreePool",
@@ -459,22 +460,31 @@ class Uefi:
     def _bs_SetWatchdogTimer(self, *_: int) -> int:
         return EFI_SUCCESS
 
+    # Guest-sized buffers are processed COPY_CHUNK bytes at a time, after checking the
+    # whole range: a rejected 512 MiB request must not allocate 512 MiB on the host.
     def _bs_CalculateCrc32(self, data: int, size: int, crc_ptr: int, *_: int) -> int:
-        if size > self.machine.ram.size:
-            return EFI_INVALID_PARAMETER
-        self.mem.write_u32(crc_ptr, zlib.crc32(self.mem.read(data, size)) & 0xFFFF_FFFF)
+        self.mem.region_of(data, size)
+        crc = 0
+        for off in range(0, size, COPY_CHUNK):
+            crc = zlib.crc32(self.mem.read(data + off, min(COPY_CHUNK, size - off)), crc)
+        self.mem.write_u32(crc_ptr, crc & 0xFFFF_FFFF)
         return EFI_SUCCESS
 
     def _bs_CopyMem(self, dst: int, src: int, length: int, *_: int) -> int:
-        if length > self.machine.ram.size:
-            return EFI_INVALID_PARAMETER
-        self.mem.write(dst, self.mem.read(src, length))
+        self.mem.region_of(src, length)
+        self.mem.region_of(dst, length)
+        # memmove semantics: copy backwards when the destination overlaps the source's tail.
+        offsets = range(0, length, COPY_CHUNK)
+        for off in (reversed(offsets) if src < dst < src + length else offsets):
+            n = min(COPY_CHUNK, length - off)
+            self.mem.write(dst + off, self.mem.read(src + off, n))
         return EFI_SUCCESS
 
     def _bs_SetMem(self, buf: int, size: int, value: int, *_: int) -> int:
-        if size > self.machine.ram.size:
-            return EFI_INVALID_PARAMETER
-        self.mem.write(buf, bytes([value & 0xFF]) * size)
+        self.mem.region_of(buf, size)
+        chunk = bytes([value & 0xFF]) * min(size, COPY_CHUNK)
+        for off in range(0, size, COPY_CHUNK):
+            self.mem.write(buf + off, chunk[:size - off])
         return EFI_SUCCESS
 
     # --- runtime services ----------------------------------------------------------------

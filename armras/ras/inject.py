@@ -15,15 +15,19 @@ Spec grammar (the value of `armras run --inject`):
     insn=N      after N guest instructions (enables instruction counting)
     on=REGEX    when a console line matches; must be the last key (takes the rest)
 
-With no trigger the injection happens as soon as the guest starts running.
+With no trigger the injection happens as soon as the guest starts running. Each key
+may be given once. Numbers are checked as they are parsed (armras.limits): a numeric
+pa= below 2^48 (and, for sea/gpio, inside guest RAM when performed), va=/mpidr= below
+2^64, at= finite in [0, 1e9] s, insn= in [0, 2^63).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from armras.errors import ArmrasError
+from armras import limits
+from armras.errors import ArmrasError, GuestAddressError
 from armras.cpu import MIDR_EL1
 from armras.ras import cper
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
 
 KINDS = ("sea", "gpio", "arm")
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -53,19 +58,37 @@ class InjectSpec:
         return what
 
 
-def _int(key: str, value: str) -> int:
+def _int(text: str, key: str, value: str) -> int:
     try:
         return int(value, 0)
     except ValueError:
-        raise ArmrasError(f"--inject: {key}={value!r} is not a number") from None
+        raise ArmrasError(f"--inject {text!r}: {key}={value!r} is not a number") from None
+
+
+def _checked(text: str, check: Callable[[], T]) -> T:
+    try:
+        return check()
+    except ArmrasError as e:
+        raise ArmrasError(f"--inject {text!r}: {e}") from None
+
+
+def _check_pa_text(text: str, value: str) -> None:
+    """A numeric pa= is checked now; symbols and $groups when they are resolved."""
+    try:
+        pa = int(value, 0)
+    except ValueError:
+        return
+    _checked(text, lambda: limits.check_pa(pa))
 
 
 def parse_inject_spec(text: str) -> InjectSpec:
+    """Parse one --inject SPEC (ArmrasError with one line on anything malformed)."""
     kind, _, rest = text.partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:
         raise ArmrasError(f"--inject {text!r}: unknown kind {kind!r} (expected one of {', '.join(KINDS)})")
     fields: dict[str, object] = {}
+    seen: set[str] = set()
     while rest:
         if rest.startswith("on="):
             fields["on"] = rest[3:]
@@ -75,7 +98,11 @@ def parse_inject_spec(text: str) -> InjectSpec:
         key = key.strip()
         if not eq or not value:
             raise ArmrasError(f"--inject {text!r}: expected key=value, got {item!r}")
+        if key in seen:
+            raise ArmrasError(f"--inject {text!r}: {key}= is given twice")
+        seen.add(key)
         if key == "pa":
+            _check_pa_text(text, value)
             fields["pa"] = value
         elif key == "severity":
             if value.lower() not in SEVERITIES:
@@ -83,15 +110,16 @@ def parse_inject_spec(text: str) -> InjectSpec:
             fields["severity"] = SEVERITIES[value.lower()]
         elif key == "at":
             try:
-                fields["at"] = float(value)
+                seconds = float(value)
             except ValueError:
                 raise ArmrasError(f"--inject: at={value!r} is not a number of seconds") from None
+            fields["at"] = _checked(text, lambda: limits.check_guest_seconds(seconds, "at"))
         elif key == "insn":
-            fields["insn"] = _int(key, value)
-        elif key == "mpidr":
-            fields["mpidr"] = _int(key, value)
-        elif key == "va":
-            fields["va"] = _int(key, value)
+            count = _int(text, key, value)
+            fields["insn"] = _checked(text, lambda: limits.check_count(count, "insn"))
+        elif key in ("mpidr", "va"):
+            number = _int(text, key, value)
+            fields[key] = _checked(text, lambda: limits.check_u64(number, key))
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value
@@ -124,8 +152,17 @@ def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None)
 
 
 def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = None) -> None:
-    """Carry out one injection now (the CPU is stopped between slices)."""
+    """Carry out one injection now (the CPU is stopped between slices).
+
+    A memory error (sea, gpio) must name guest RAM, as QEMU's memory-failure path only
+    reports RAM; an ARM processor error's pa= only has to be a physical address.
+    """
     pa = _resolve_pa(machine, spec, match)
+    if pa is not None:
+        limits.check_pa(pa, f"inject {spec.kind}: pa")
+        if spec.kind in ("sea", "gpio") and not machine.ram.contains(pa):
+            raise GuestAddressError(f"inject {spec.kind}: physical address {pa:#x} is outside guest RAM "
+                                    f"({machine.ram.base:#x}-{machine.ram.end - 1:#x})")
     if spec.kind == "sea":
         assert pa is not None
         machine.inject_sea(pa, spec.severity)

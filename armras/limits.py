@@ -1,0 +1,87 @@
+"""The ranges armras accepts for numbers from the user (command line, scenarios, control socket).
+
+Every check raises ArmrasError with one line naming the value, so a bad number is refused
+where it is typed instead of wrapping, overflowing or hanging later:
+
+* RAM: 16 MiB to 16 GiB, a multiple of 2 MiB (the firmware tables take the top 2 MiB; the
+  guest's RAM is one host mmap reserved up front).
+* wall-clock timeouts: finite, > 0, at most 1,000,000 s (~11.5 days).
+* guest-time triggers (`at=`): finite, >= 0, at most 1e9 s (fits the 64-bit instruction
+  counter at 62.5 ticks per microsecond in deterministic mode).
+* instruction counts (`insn=`, `--max-insns`): below 2^63 (the native counter is 64-bit).
+* physical addresses: below 2^48 (the architecture's largest PA, FEAT_LPA aside); other
+  64-bit fields (va=, mpidr=): below 2^64.
+"""
+from __future__ import annotations
+
+import math
+
+from armras.errors import ArmrasError
+from armras.memmap import GiB, MiB
+
+MIN_RAM_SIZE = 16 * MiB
+MAX_RAM_SIZE = 16 * GiB
+RAM_ALIGN = 2 * MiB
+MAX_TIMEOUT = 1_000_000.0
+MAX_GUEST_SECONDS = 1e9
+MAX_INSNS = (1 << 63) - 1
+PA_BITS = 48
+MAX_PA = (1 << PA_BITS) - 1
+MAX_U64 = (1 << 64) - 1
+
+
+def _show(value: object) -> str:
+    """A number as the user gave it, shortened (a 5000-digit int is not worth printing)."""
+    try:
+        text = f"{value:#x}" if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 9999 \
+            else repr(value)
+    except ValueError:
+        text = "a huge number"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:    # an int too large for a double
+        return False
+
+
+def check_ram_size(size: int, what: str = "memory") -> int:
+    if not MIN_RAM_SIZE <= size <= MAX_RAM_SIZE or size % RAM_ALIGN:
+        raise ArmrasError(f"{what}: {_show(size)} bytes is not a RAM size armras supports "
+                          "(16M to 16G, a multiple of 2M)")
+    return size
+
+
+def check_timeout(value: float, what: str = "timeout") -> float:
+    """Wall-clock seconds: finite, positive, at most MAX_TIMEOUT."""
+    if not _finite(value) or not 0 < value <= MAX_TIMEOUT:
+        raise ArmrasError(f"{what}: {_show(value)} is not a number of seconds in (0, {MAX_TIMEOUT:g}]")
+    return float(value)
+
+
+def check_guest_seconds(value: float, what: str = "at") -> float:
+    if not _finite(value) or not 0 <= value <= MAX_GUEST_SECONDS:
+        raise ArmrasError(f"{what}: {_show(value)} is not a guest time in seconds in [0, {MAX_GUEST_SECONDS:g}]")
+    return float(value)
+
+
+def check_count(value: int, what: str, minimum: int = 0) -> int:
+    """An instruction count for the native 64-bit counter: minimum <= value < 2^63."""
+    if not minimum <= value <= MAX_INSNS:
+        raise ArmrasError(f"{what}: {_show(value)} is out of range ({minimum} to 2^63-1)")
+    return value
+
+
+def check_pa(value: int, what: str = "pa") -> int:
+    """A physical address the architecture can express (below 2^48)."""
+    if not 0 <= value <= MAX_PA:
+        raise ArmrasError(f"{what}: {_show(value)} is not a physical address (must be below 2^{PA_BITS})")
+    return value
+
+
+def check_u64(value: int, what: str) -> int:
+    if not 0 <= value <= MAX_U64:
+        raise ArmrasError(f"{what}: {_show(value)} does not fit in 64 bits (0 to 2^64-1)")
+    return value
