@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Sequence
 from armras import control, inject_client, limits, regress
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs
-from armras.ratelimit import flush_warnings
 
 if TYPE_CHECKING:
     from armras.machine import MachineConfig
@@ -171,7 +170,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             wall, guest = linux.init_reached
             print(f"armras: Linux reached /init after {wall:.2f} s (guest time {guest:.2f} s)", file=sys.stderr)
     finally:
-        flush_warnings(machine)
         machine.close()
         if console is not None:
             console.close()

@@ -85,7 +85,7 @@ from armras.memmap import (
 from armras.memory import PhysicalMemory, Region
 from armras.mmu import translate
 from armras.ras import cper
-from armras.ratelimit import FIRMWARE_WARNINGS, RateLimiter
+from armras.ratelimit import RateLimiter
 from armras.ras.ghes import ErrorSources
 from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA, HardwareErrorsLayout
 
@@ -233,6 +233,8 @@ class Machine:
         self._wfi_requested = False              # PSCI CPU_SUSPEND: idle as for WFI
         self.paused = False                      # stopped from the control socket (pause/resume)
         self.control: object | None = None       # the open control socket server, if any
+        # Warnings a guest can trigger again and again (unserviced calls, bus errors).
+        self.warnings = RateLimiter(log)
 
         self._map_memory()
         self.blocks = BlockHook(self.uc)
@@ -369,11 +371,7 @@ class Machine:
             handler = self.hvc_handlers.get(imm)
             if handler is None:
                 # A guest may retry forever: log a few, then "... repeated N times".
-                limiter = getattr(self, FIRMWARE_WARNINGS, None)
-                if limiter is None:
-                    limiter = RateLimiter(log)
-                    setattr(self, FIRMWARE_WARNINGS, limiter)
-                limiter.warning((intno, imm), "guest %s #%#x at %#x: no firmware service; returning NOT_SUPPORTED",
+                self.warnings.warning((intno, imm), "guest %s #%#x at %#x: no firmware service; returning NOT_SUPPORTED",
                                 "SMC" if intno == EXCP_SMC else "HVC", imm, cpu.pc)
                 cpu.set_x(0, -1)
             else:
@@ -580,7 +578,8 @@ class Machine:
             what = {UC_ERR_WRITE_PROT: "wrote to read-only flash at",
                     UC_ERR_FETCH_PROT: "fetched an instruction from a device at",
                     UC_ERR_READ_PROT: "read unreadable memory at"}.get(err.errno, "accessed unassigned physical address")
-            log.warning("guest %s %#x at %#x: synchronous external abort", what, info.address, self.cpu.pc)
+            self.warnings.warning(("bus error", err.errno), "guest %s %#x at %#x: synchronous external abort",
+                                  what, info.address, self.cpu.pc)
         self._enter_sea(instruction=fetch)
 
     # --- the run loop ----------------------------------------------------------------
@@ -674,6 +673,7 @@ class Machine:
             raise err
 
     def close(self) -> None:
+        self.warnings.flush()
         self.alarm.close()
 
     def _service(self) -> None:

@@ -16,8 +16,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-FIRMWARE_WARNINGS = "firmware_warnings"   # the attribute of a Machine holding its limiter
-
 
 @dataclass
 class _Entry:
@@ -65,10 +63,3 @@ class RateLimiter:
         for entry in self._entries.values():
             if entry.suppressed:
                 self._summarize(entry, now)
-
-
-def flush_warnings(owner: object) -> None:
-    """Flush the RateLimiter `owner` keeps in FIRMWARE_WARNINGS, if it made one."""
-    limiter = getattr(owner, FIRMWARE_WARNINGS, None)
-    if isinstance(limiter, RateLimiter):
-        limiter.flush()

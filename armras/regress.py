@@ -59,7 +59,6 @@ from typing import TYPE_CHECKING, Any, Sequence
 from armras import limits
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs, same_file
-from armras.ratelimit import flush_warnings
 
 if TYPE_CHECKING:
     from armras.machine import Machine
@@ -379,7 +378,6 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             return Outcome("fail", f"internal error: {type(e).__name__}: {e}", log=log_path)
         finally:
             if machine is not None:
-                flush_warnings(machine)
                 if guest_seconds is None:
                     guest_seconds = machine.counter.guest_seconds()
                 machine.close()
