@@ -4,10 +4,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -17,6 +19,23 @@ from armras.machine import Machine, MachineConfig, RunResult
 REPO = Path(__file__).resolve().parents[1]
 GUEST_BUILD = REPO / "guest_images" / "build"
 LOAD_ADDRESS = 0x4008_0000
+
+
+def unavailable(what: str, how: str) -> NoReturn:
+    """Skip a test that needs something this machine lacks; under CI (`CI` set, as
+    `.ci/run` does) fail instead: CI installs everything, so a skip there would hide a
+    test that never ran."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not available in CI: {how}", pytrace=False)
+    pytest.skip(f"{what} is not available ({how})")
+
+
+def require_tool(name: str, how: str) -> str:
+    """The path of a host tool, or skip (fail under CI) saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        unavailable(name, how)
+    return path
 
 
 def _zig_available() -> bool:
@@ -30,7 +49,7 @@ def _zig_available() -> bool:
 def assemble(source: str, base: int = LOAD_ADDRESS) -> bytes:
     """Assemble AArch64 source (GNU syntax) to raw bytes linked at `base`."""
     if not _zig_available():
-        pytest.skip("ziglang (pip install ziglang) is needed to assemble test guests")
+        unavailable("ziglang", "pip install ziglang; needed to assemble test guests")
     text = f".text\n.global _start\n_start:\n{source}\n"
     key = hashlib.sha256(f"{base:#x}\n{text}".encode()).hexdigest()[:16]
     cache = Path(tempfile.gettempdir()) / "armras-test-asm"
@@ -97,7 +116,7 @@ def board():
 def guest_images() -> Path:
     """The bare-metal guest images, built with `make -C guest_images` if missing."""
     if not _zig_available():
-        pytest.skip("ziglang is needed to build the guest images")
+        unavailable("ziglang", "pip install ziglang; needed to build the guest images")
     needed = ["ras_ref.elf", "ras_el0.elf", "exc_test.elf"]
     if not all((GUEST_BUILD / n).exists() for n in needed):
         subprocess.run(["make", "-C", str(REPO / "guest_images"), f"PYTHON={sys.executable}"], check=True,
@@ -123,7 +142,5 @@ def debian_kernel(series: str) -> Path:
 
     path = cached_kernel(series)
     if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"Debian {series} kernel is not cached: .ci/run must run `make kernels` first")
-        pytest.skip(f"Debian {series} kernel not cached (run `make kernels`)")
+        unavailable(f"the Debian {series} kernel", "run `make kernels`")
     return path

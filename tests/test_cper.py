@@ -238,3 +238,22 @@ def test_parse_errors_are_one_line():
     with pytest.raises(ArmrasError) as exc:
         parse_generic_error_status(b"\x01" * 5)
     assert "\n" not in str(exc.value)
+
+
+def test_record_length_includes_raw_data():
+    # ACPI 6.4 table 18.11 Generic Error Status Block: raw data offset at byte 4, raw
+    # data length at 8, data length at 12.  Linux's cper_estatus_len: with raw data the
+    # record ends at raw_data_offset + raw_data_length, else at 20 + data_length.
+    rec = bytearray(memory_error_record(PA)) + bytes(range(40))
+    rec[4:12] = struct.pack("<II", 180, 32)          # raw data at 180..211, past 8 bytes of gap
+    st = parse_generic_error_status(bytes(rec))
+    assert (st.data_length, st.raw_data_offset, st.raw_data_length) == (152, 180, 32)
+    assert st.length == 212
+    # Without raw data the length is header + data entries.
+    assert parse_generic_error_status(memory_error_record(PA)).length == 172
+    # The whole record, raw data included, must be present and fit the 1 KiB block.
+    with pytest.raises(ArmrasError, match="truncated: 200 bytes, the header says 212"):
+        parse_generic_error_status(bytes(rec[:200]))
+    rec[8:12] = struct.pack("<I", 1024 - 180 + 1)
+    with pytest.raises(ArmrasError, match="record length 1025 exceeds the 1024-byte"):
+        parse_generic_error_status(bytes(rec) + bytes(1024))

@@ -20,6 +20,7 @@ from armras.image import (
     load_arm64_image,
     parse_arm64_image,
 )
+from conftest import debian_kernel
 
 PE_OFF = 0x40
 OPT_SIZE = 0xA0  # PE32+ optional header with 16 data directories, as Linux emits
@@ -269,10 +270,7 @@ def test_series_package_names(series: str, name: str, ok: bool) -> None:
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_real_debian_kernel_parses(series: str) -> None:
-    path = kernels.cached_kernel(series)
-    if path is None:
-        pytest.skip(f"no cached {series} kernel (python -m armras.kernels {series} fetches it)")
-    img = load_arm64_image(path)
+    img = load_arm64_image(debian_kernel(series))
     assert img.is_pe and img.pe_offset == 0x40
     assert img.data[:2] == b"MZ"
     assert img.text_offset == 0
@@ -353,3 +351,15 @@ def test_fetch_kernel_command_line_says_what_it_would_change(monkeypatch: pytest
 
 
 REPO_MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
+
+
+def test_missing_prerequisites_skip_locally_and_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CI must not go green by skipping: conftest.unavailable fails there instead.
+    from conftest import require_tool
+
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="no-such-tool-xyz is not available in CI"):
+        require_tool("no-such-tool-xyz", "apt-get install it")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="no-such-tool-xyz is not available"):
+        require_tool("no-such-tool-xyz", "apt-get install it")

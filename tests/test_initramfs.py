@@ -14,6 +14,8 @@ import pytest
 
 from armras.errors import ImageError
 from armras.initramfs import HEADER_LEN, build_initramfs, read_cpio, write_initramfs
+from armras.regress import load_scenario
+from conftest import require_tool, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
 INIT_C = REPO / "guest_images" / "linux" / "init.c"
@@ -151,7 +153,7 @@ def test_cli_writes_archive(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def init_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if importlib.util.find_spec("ziglang") is None:
-        pytest.skip("ziglang not installed (pip install ziglang): cannot cross-compile init.c")
+        unavailable("ziglang", "pip install ziglang; needed to cross-compile init.c")
     out = tmp_path_factory.mktemp("init") / "init"
     proc = subprocess.run([sys.executable, "-m", "ziglang", "cc", "-target", "aarch64-linux-musl", "-static",
                            "-Os", "-Wall", "-Wextra", "-Werror", "-o", str(out), str(INIT_C)],
@@ -183,10 +185,6 @@ def test_init_prints_the_host_contract(init_binary: Path) -> None:
                  b"SEATEST SIGBUS si_code=%d (BUS_MCEERR_AR=%d) si_addr=0x%lx", b"SEATEST no SIGBUS",
                  b"HardwareCorrupted:", b"SEATEST DONE", b"/proc/self/pagemap", b"seatest"):
         assert text in blob, text
-    # The host's console trigger finds the address in the line init prints.
-    line = "SEATEST victim va=0x%lx PADDR=0x%lx" % (0xFFFF9ABC0100, 0x4ABCD100)
-    m = re.search(r"PADDR=(0x[0-9a-f]+)", line)
-    assert m and int(m.group(1), 16) == 0x4ABCD100
 
 
 def test_initramfs_with_real_init(init_binary: Path) -> None:
@@ -196,16 +194,21 @@ def test_initramfs_with_real_init(init_binary: Path) -> None:
     assert ents["init"].mode == stat.S_IFREG | 0o755
 
 
-def _qemu_user() -> str | None:
+def _qemu_user() -> str:
     import os
-    import shutil
 
-    qemu = shutil.which("qemu-aarch64-static")
-    if qemu is None or shutil.which("unshare") is None or shutil.which("chroot") is None:
-        return None
+    qemu = require_tool("qemu-aarch64-static", "apt-get install qemu-user-static")
+    require_tool("unshare", "apt-get install util-linux")
+    require_tool("chroot", "apt-get install coreutils")
     if os.geteuid() != 0:
-        return None
+        unavailable("root", "run as root: the test chroots into a fresh mount namespace")
     return qemu
+
+
+# What the host waits for in /init's output: the shipped Linux scenarios' first wait and
+# README's `--poison-on` regex; group 1 is the physical address to poison.
+HOST_TRIGGERS = [load_scenario(REPO / "scenarios" / f"linux_{s}_sea.toml").steps[0].value for s in ("6_1", "6_12")]
+HOST_TRIGGERS.append(r"PADDR=(0x[0-9a-f]+)")
 
 
 @pytest.mark.parametrize("cmdline,seatest", [("console=ttyAMA0 seatest", True),
@@ -219,10 +222,8 @@ def test_init_runs_under_qemu_user(tmp_path: Path, cmdline: str, seatest: bool) 
     read succeeds: this checks the flow and the exact lines, not the SEA.
     """
     qemu = _qemu_user()
-    if qemu is None:
-        pytest.skip("needs root, unshare, chroot and qemu-aarch64-static (apt-get install qemu-user-static)")
     if importlib.util.find_spec("ziglang") is None:
-        pytest.skip("ziglang not installed")
+        unavailable("ziglang", "pip install ziglang; needed to cross-compile init.c")
     import shutil
 
     root = tmp_path / "root"
@@ -235,7 +236,7 @@ def test_init_runs_under_qemu_user(tmp_path: Path, cmdline: str, seatest: bool) 
                    check=True, capture_output=True, timeout=600)
     unshare = subprocess.run(["unshare", "--pid", "--fork", "--mount", "true"], capture_output=True)
     if unshare.returncode != 0:
-        pytest.skip(f"cannot create namespaces here: {unshare.stderr.decode().strip()}")
+        unavailable("PID and mount namespaces", unshare.stderr.decode().strip())
     proc = subprocess.run(["unshare", "--pid", "--fork", "--mount", "--mount-proc",
                            "chroot", str(root), "/qemu-aarch64-static", "/init"],
                           capture_output=True, text=True, timeout=60)
@@ -247,9 +248,13 @@ def test_init_runs_under_qemu_user(tmp_path: Path, cmdline: str, seatest: bool) 
         assert "SEATEST" not in out
         return
     if "SEATEST ERROR" in out and "pagemap" in out:
-        pytest.skip("this host hides /proc/self/pagemap from qemu-user: " + out.strip().splitlines()[-2])
+        unavailable("/proc/self/pagemap under qemu-user", out.strip().splitlines()[-2])
     m = re.search(r"^SEATEST victim va=(0x[0-9a-f]+) PADDR=(0x[0-9a-f]+)$", out, re.MULTILINE)
     assert m, out
     assert int(m.group(1), 16) & 0xFFF == 0x100 == int(m.group(2), 16) & 0xFFF
+    # The host's triggers find that address in the line /init really printed.
+    for trigger in HOST_TRIGGERS:
+        found = re.search(trigger, out)
+        assert found and int(found.group(1), 16) == int(m.group(2), 16), trigger
     assert "SEATEST no SIGBUS (read 0x5a, expected 0x5a)" in lines
     assert lines[-1] == "SEATEST DONE"

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import debian_kernel
+from conftest import debian_kernel, unavailable
 
 from armras.initramfs import build_initramfs
 from armras.kallsyms import (R_AARCH64_RELATIVE, KallsymsError, decode_kallsyms, kallsyms_symbolizer)
@@ -227,7 +227,7 @@ def kallsyms_initramfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         import ziglang  # noqa: F401
     except ImportError:
-        pytest.skip("ziglang (pip install ziglang) is needed to build the test /init")
+        unavailable("ziglang", "pip install ziglang; needed to build the test /init")
     source = INIT_SOURCE.read_bytes()
     cache = Path(tempfile.gettempdir()) / "armras-test-kallsyms"
     cache.mkdir(exist_ok=True)

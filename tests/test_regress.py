@@ -110,3 +110,58 @@ def test_linux_scenarios_parse_and_skip_without_linux_boot(tmp_path: Path, monke
                             lambda name, *a: None if name == "armras.linux" else real_find_spec(name, *a))
         outcome = regress.run_scenario(scenario, tmp_path / "linux.log")
         assert (outcome.outcome, outcome.reason) == ("skip", "Linux boot not available")
+
+
+FAILING = {
+    # name: (steps, the problem armras regress must report)
+    "fires-expect-not": ('wait = "^READY"\n[[step]]\ninject = "sea:pa=0x40fa6000"\n[[step]]\n'
+                         'expect_not = "^CPER section=memory"',
+                         "step 3 (expect_not = '^CPER section=memory') matched: "
+                         "'CPER section=memory pa=0x0000000040fa6000'"),
+    "wrong-exit": ('wait = "^READY"\n[[step]]\nexpect = "^DONE sea=0 "\n[[step]]\nexit = 3',
+                   "exit status 0, expected 3"),
+    "out-of-order": ('wait = "^READY"\n[[step]]\ninject = "sea:pa=0x40fa6000"\n[[step]]\n'
+                     'expect = "^ACK source=0"\n[[step]]\nexpect = "^SEA ESR="',
+                     "step 4 (expect = '^SEA ESR=') not found after step 3 (expect = '^ACK source=0') "
+                     "(it appears earlier: out of order)"),
+    "never-matches": ('wait = "^NO SUCH LINE"\n[[step]]\ninject = "sea:pa=0x40fa6000"',
+                      "step 1 (wait = '^NO SUCH LINE'): no console line matched"),
+}
+
+
+def test_each_kind_of_failure_is_reported_and_counted(tmp_path: Path, guest_images: Path) -> None:
+    paths = []
+    for name, (steps, _) in FAILING.items():
+        path = tmp_path / f"{name}.toml"
+        path.write_text(f'name = "{name}"\nimage = "{guest_images / "ras_ref.elf"}"\ndeterministic = true\n'
+                        f'timeout = 30\n[[step]]\n{steps}\n')
+        paths.append(str(path))
+    junit = tmp_path / "out.xml"
+    proc = regress_cli(*paths, str(SCENARIOS / "ref_sea_ack.toml"), "--junit", str(junit), "--jobs", "2",
+                       "--log-dir", str(tmp_path / "logs"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for name, (_, problem) in FAILING.items():
+        assert f"[FAIL] {name}: {problem}\n" in proc.stdout, proc.stdout
+    assert "[PASS] ref-sea-ack (" in proc.stdout
+    assert "1 passed, 4 failed, 0 skipped" in proc.stdout
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "4", "0")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    for name, (_, problem) in FAILING.items():
+        failure = cases[name].find("failure")
+        assert failure is not None and failure.get("message") == problem
+    assert cases["ref-sea-ack"].find("failure") is None
+    # The refused wait never injected: the guest ran to DONE without an SEA.
+    assert "DONE sea=0 " in (tmp_path / "logs" / "never-matches.log").read_text()
+
+
+def test_exit_status_mismatch_alone_fails_the_scenario(tmp_path: Path) -> None:
+    # check_log directly: every expectation met but the exit status differs.
+    scenario = tmp_path / "s.toml"
+    scenario.write_text('image = "x.elf"\n[[step]]\nexpect = "^OK$"\n[[step]]\nexit = 7\n')
+    s = regress.load_scenario(scenario)
+    assert regress.check_log(s, "OK\n", 7, None) == []
+    assert regress.check_log(s, "OK\n", 0, None) == ["exit status 0, expected 7"]
+    assert regress.check_log(s, "OK\narmras: error: boom\n", 1, None) == \
+        ["exit status 1, expected 7 (armras: error: boom)"]

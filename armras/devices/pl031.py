@@ -1,4 +1,12 @@
-"""Arm PrimeCell PL031 real-time clock (Arm DDI 0224): a seconds counter."""
+"""Arm PrimeCell PL031 real-time clock (Arm DDI 0224): a seconds counter.
+
+As QEMU's hw/rtc/pl031.c: writing RTCMR (or RTCLR) arms a match that sets the raw
+interrupt status RTCRIS when the counter next reaches RTCMR (at once if it already
+reads RTCMR; the 32-bit distance wraps, so a match in the past is ~136 years away);
+RTCMIS = RTCRIS & RTCIMSC; writing 1 to RTCICR clears it. The status is evaluated when
+the guest reads it: the board does not wire the RTC's interrupt output (QEMU virt's
+SPI 2 / INTID 34), which no guest here relies on.
+"""
 from __future__ import annotations
 
 import time
@@ -22,9 +30,24 @@ class Pl031:
         self._offset = 0
         self.match = 0
         self.imsc = 0
+        self.ris = 0
+        self._alarm: int | None = None   # unwrapped count at which RTCRIS gets set
+
+    def _count(self) -> int:
+        return int(self._now()) + self._offset
 
     def _seconds(self) -> int:
-        return (int(self._now()) + self._offset) & 0xFFFF_FFFF
+        return self._count() & 0xFFFF_FFFF
+
+    def _set_alarm(self) -> None:
+        count = self._count()
+        self._alarm = count + ((self.match - count) & 0xFFFF_FFFF)
+        self._poll()
+
+    def _poll(self) -> None:
+        if self._alarm is not None and self._count() >= self._alarm:
+            self.ris = 1
+            self._alarm = None
 
     def read(self, offset: int, size: int) -> int:
         if offset == RTCDR:
@@ -35,14 +58,25 @@ class Pl031:
             return 1
         if offset == RTCIMSC:
             return self.imsc
+        if offset == RTCRIS:
+            self._poll()
+            return self.ris
+        if offset == RTCMIS:
+            self._poll()
+            return self.ris & self.imsc
         if 0xFE0 <= offset <= 0xFFC:
             return ID_REGS[(offset - 0xFE0) >> 2]
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
         if offset == RTCLR:
-            self._offset = value - int(self._now())
+            self._offset = (value & 0xFFFF_FFFF) - int(self._now())
+            self._set_alarm()
         elif offset == RTCMR:
-            self.match = value
+            self.match = value & 0xFFFF_FFFF
+            self._set_alarm()
         elif offset == RTCIMSC:
             self.imsc = value & 1
+        elif offset == RTCICR:
+            self._poll()
+            self.ris &= ~value & 1

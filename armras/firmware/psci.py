@@ -35,6 +35,8 @@ AFFINITY_ON = 0
 
 SUPPORTED = {PSCI_VERSION, CPU_SUSPEND, CPU_OFF, CPU_ON, AFFINITY_INFO, MIGRATE_INFO_TYPE,
              SYSTEM_OFF, SYSTEM_RESET, PSCI_FEATURES, SMCCC_VERSION}
+# Functions that also have an SMC64 id (DEN 0022D table 5.1); the others are SMC32 only.
+HAS_SMC64 = {CPU_SUSPEND, CPU_ON, AFFINITY_INFO}
 
 
 class PowerControl(Protocol):
@@ -53,6 +55,9 @@ class Psci:
     def call(self, fid: int, x1: int, x2: int, x3: int) -> int:
         fid &= 0xFFFF_FFFF
         base = fid & ~SMC64
+        if fid & SMC64 and base not in HAS_SMC64:
+            log.debug("SMCCC function %#x not supported (no SMC64 variant)", fid)
+            return NOT_SUPPORTED
         if fid == SMCCC_VERSION:
             return SMCCC_1_1
         if fid == SMCCC_ARCH_FEATURES:
@@ -60,7 +65,10 @@ class Psci:
         if base == PSCI_VERSION:
             return PSCI_1_1
         if base == PSCI_FEATURES:
-            return SUCCESS if (x1 & 0xFFFF_FFFF) & ~SMC64 in SUPPORTED else NOT_SUPPORTED
+            queried = x1 & 0xFFFF_FFFF
+            if queried & SMC64 and queried & ~SMC64 not in HAS_SMC64:
+                return NOT_SUPPORTED
+            return SUCCESS if queried & ~SMC64 in SUPPORTED else NOT_SUPPORTED
         if base == SYSTEM_OFF:
             self._power.power_off(x1 & 0xFF, "PSCI SYSTEM_OFF")
             return SUCCESS

@@ -1,0 +1,332 @@
+"""GICv2 distributor and CPU interface (Arm IHI 0048B), register by register, plus
+guest-level delivery: an IRQ pending while masked is taken right at `msr daifclr`.
+
+Register offsets and values are the spec's (4.1.2 distributor map, 4.1.3 CPU interface
+map), written out here rather than taken from armras.
+"""
+from __future__ import annotations
+
+import pytest
+
+from armras.devices.gicv2 import GicV2
+from test_machine import POWER_OFF
+
+# Distributor (IHI 0048B table 4-1)
+CTLR, ISENABLER, ICENABLER = 0x000, 0x100, 0x180
+ISPENDR, ICPENDR, ISACTIVER, ICACTIVER = 0x200, 0x280, 0x300, 0x380
+IPRIORITYR, ICFGR, SGIR = 0x400, 0xC00, 0xF00
+# CPU interface (table 4-2)
+C_CTLR, PMR, IAR, EOIR, RPR, HPPIR, DIR = 0x00, 0x04, 0x0C, 0x10, 0x14, 0x18, 0x1000
+SPURIOUS = 1023     # 3.2.5: no pending interrupt of sufficient priority
+
+
+class Gic:
+    """A GicV2 driven only through its two MMIO frames, as a guest would."""
+
+    def __init__(self) -> None:
+        self.changes = 0
+        self.dev = GicV2(on_change=self._changed)
+
+    def _changed(self) -> None:
+        self.changes += 1
+
+    def dw(self, off: int, value: int, size: int = 4) -> None:
+        self.dev.distributor.write(off, size, value)
+
+    def dr(self, off: int, size: int = 4) -> int:
+        return self.dev.distributor.read(off, size)
+
+    def cw(self, off: int, value: int) -> None:
+        self.dev.cpu_interface.write(off, 4, value)
+
+    def cr(self, off: int) -> int:
+        return self.dev.cpu_interface.read(off, 4)
+
+    def enable(self, intid: int, priority: int) -> None:
+        self.dw(ISENABLER + intid // 32 * 4, 1 << intid % 32)
+        self.dw(IPRIORITYR + intid, priority, size=1)
+
+    def pend(self, intid: int) -> None:
+        self.dw(ISPENDR + intid // 32 * 4, 1 << intid % 32)
+
+    def pending(self, intid: int) -> bool:
+        return bool(self.dr(ISPENDR + intid // 32 * 4) >> intid % 32 & 1)
+
+    def active(self, intid: int) -> bool:
+        return bool(self.dr(ISACTIVER + intid // 32 * 4) >> intid % 32 & 1)
+
+
+@pytest.fixture
+def gic() -> Gic:
+    g = Gic()
+    g.dw(CTLR, 1)       # 4.3.1 GICD_CTLR.Enable
+    g.cw(C_CTLR, 1)     # 4.4.1 GICC_CTLR.Enable
+    g.cw(PMR, 0xFF)
+    return g
+
+
+def test_priority_mask_must_be_strictly_above_the_interrupt_priority(gic: Gic) -> None:
+    # 3.3.2 / 4.4.2: an interrupt is signalled only if its priority is higher (numerically
+    # lower) than GICC_PMR; PMR 0 (its reset value) masks everything.
+    gic.enable(40, 0x80)
+    gic.pend(40)
+    gic.cw(PMR, 0x80)
+    assert not gic.dev.irq_asserted()
+    assert gic.cr(IAR) == SPURIOUS and gic.pending(40) and not gic.active(40)
+    gic.cw(PMR, 0x81)
+    assert gic.cr(PMR) == 0x81
+    assert gic.dev.irq_asserted()
+    assert gic.cr(IAR) == 40
+    assert gic.active(40) and not gic.pending(40)
+    fresh = Gic()
+    assert fresh.cr(PMR) == 0
+
+
+def test_iar_reads_1023_when_nothing_is_pending_or_the_interface_is_disabled(gic: Gic) -> None:
+    assert gic.cr(IAR) == SPURIOUS
+    gic.enable(50, 0x10)
+    gic.pend(50)
+    gic.cw(C_CTLR, 0)                   # CPU interface disabled: nothing signalled
+    assert gic.cr(IAR) == SPURIOUS
+    gic.cw(C_CTLR, 1)
+    gic.dw(CTLR, 0)                     # distributor disabled: nothing forwarded
+    assert gic.cr(IAR) == SPURIOUS
+    gic.dw(CTLR, 1)
+    gic.dw(ICENABLER + 4, 1 << (50 - 32))
+    assert gic.cr(IAR) == SPURIOUS      # pending but disabled
+    assert gic.pending(50)
+
+
+def test_running_priority_and_preemption(gic: Gic) -> None:
+    # 3.3.3 / 4.4.6: GICC_RPR reads 0xFF when idle, else the priority of the highest
+    # active interrupt; only a strictly higher priority pre-empts it.
+    assert gic.cr(RPR) == 0xFF
+    for intid, prio in ((40, 0x80), (41, 0xA0), (42, 0x40)):
+        gic.enable(intid, prio)
+    gic.pend(40)
+    assert gic.cr(IAR) == 40 and gic.cr(RPR) == 0x80
+    gic.pend(41)                                  # lower priority: must wait
+    assert not gic.dev.irq_asserted() and gic.cr(IAR) == SPURIOUS
+    assert gic.cr(HPPIR) == 41                    # but it is the highest pending one
+    gic.enable(43, 0x80)
+    gic.pend(43)                                  # equal priority: does not pre-empt
+    assert gic.cr(IAR) == SPURIOUS
+    gic.pend(42)                                  # higher priority: pre-empts
+    assert gic.dev.irq_asserted()
+    assert gic.cr(IAR) == 42 and gic.cr(RPR) == 0x40
+    gic.cw(EOIR, 42)                              # priority drop back to 40's
+    assert gic.cr(RPR) == 0x80 and not gic.active(42) and gic.active(40)
+    assert gic.cr(IAR) == SPURIOUS                # 41 and 43 still wait
+    gic.cw(EOIR, 40)
+    assert gic.cr(RPR) == 0xFF
+    assert gic.cr(IAR) == 43                      # 0x80 beats 0xA0
+    gic.cw(EOIR, 43)
+    assert gic.cr(IAR) == 41 and gic.cr(RPR) == 0xA0
+    gic.cw(EOIR, 41)
+    assert gic.cr(RPR) == 0xFF and gic.cr(IAR) == SPURIOUS
+
+
+def test_icfgr_sgis_are_fixed_edge_and_spis_are_configurable(gic: Gic) -> None:
+    # 4.3.13: two bits per interrupt, bit [2F+1] = 1 edge-triggered; SGI fields are
+    # read-only 0b10.  QEMU resets SPIs to level-sensitive.
+    assert gic.dr(ICFGR) == 0xAAAAAAAA
+    gic.dw(ICFGR, 0)
+    assert gic.dr(ICFGR) == 0xAAAAAAAA
+    assert gic.dr(ICFGR + 8) == 0                 # INTIDs 32-47: level
+    gic.dw(ICFGR + 8, 2 << 2 * (40 - 32))         # INTID 40 edge
+    assert gic.dr(ICFGR + 8) == 0x20000
+    gic.enable(40, 0x80)
+    gic.enable(41, 0x80)
+    # Edge: a rising edge latches the pending state; the line dropping does not clear it.
+    gic.dev.set_level(40, True)
+    gic.dev.set_level(40, False)
+    assert gic.pending(40)
+    assert gic.cr(IAR) == 40 and not gic.pending(40)
+    gic.cw(EOIR, 40)
+    # Level: pending exactly while the line is high; still pending after acknowledge
+    # (active and pending) until the device drops the line.
+    gic.dev.set_level(41, True)
+    assert gic.pending(41)
+    assert gic.cr(IAR) == 41 and gic.active(41) and gic.pending(41)
+    gic.dev.set_level(41, False)
+    assert not gic.pending(41)
+    gic.cw(EOIR, 41)
+    assert not gic.active(41) and gic.cr(IAR) == SPURIOUS
+    gic.dev.set_level(41, True)
+    gic.dev.set_level(41, False)
+    assert not gic.pending(41)                    # a level interrupt does not latch
+
+
+def test_set_and_clear_pending_and_active_registers(gic: Gic) -> None:
+    # 4.3.7-4.3.10: the set and clear registers read back the same state.
+    gic.dw(ISPENDR + 4, 0x0000_0300)              # INTIDs 40, 41
+    assert gic.dr(ISPENDR + 4) == gic.dr(ICPENDR + 4) == 0x300
+    gic.dw(ICPENDR + 4, 0x0000_0100)              # clear 40
+    assert gic.dr(ISPENDR + 4) == 0x200
+    gic.dw(ISACTIVER + 4, 0x0001_0000)            # INTID 48 active
+    assert gic.dr(ISACTIVER + 4) == gic.dr(ICACTIVER + 4) == 0x10000
+    gic.dw(ICACTIVER + 4, 0x0001_0000)
+    assert gic.dr(ISACTIVER + 4) == 0
+    gic.dw(ISENABLER + 4, 0x8000_0001)            # INTIDs 32 and 63
+    gic.dw(ISENABLER + 4, 0x0000_0002)            # writing 0 bits changes nothing
+    assert gic.dr(ISENABLER + 4) == gic.dr(ICENABLER + 4) == 0x8000_0003
+    gic.dw(ICENABLER + 4, 0x8000_0000)
+    assert gic.dr(ISENABLER + 4) == 3
+    # A software-pended active interrupt is not signalled again until it is deactivated.
+    gic.enable(41, 0x80)                          # still pending from above
+    gic.enable(45, 0x20)
+    gic.dw(ISACTIVER + 4, 1 << (45 - 32))
+    gic.pend(45)
+    assert gic.cr(IAR) == 41                      # 45 is active: the next one is 41
+    gic.cw(EOIR, 41)
+    gic.dw(ICACTIVER + 4, 1 << (45 - 32))
+    assert gic.cr(IAR) == 45
+    # Byte access to the priority registers (4.3.11: byte-accessible).
+    gic.dw(IPRIORITYR + 44, 0x11223344)
+    assert gic.dr(IPRIORITYR + 45, size=1) == 0x33 and gic.dr(IPRIORITYR + 44) == 0x11223344
+
+
+def test_sgis_through_gicd_sgir(gic: Gic) -> None:
+    # 4.3.15 GICD_SGIR: [25:24] TargetListFilter (0 = CPUTargetList, 1 = all but self,
+    # 2 = self only), [23:16] CPUTargetList, [3:0] SGIINTID. The board has CPU 0 only.
+    for sgi in (1, 3, 5, 7):
+        gic.enable(sgi, 0x10)
+    gic.dw(SGIR, 2 << 24 | 3)                     # to self
+    gic.dw(SGIR, 0 << 24 | 0x01 << 16 | 5)        # list: CPU 0
+    gic.dw(SGIR, 0 << 24 | 0x02 << 16 | 7)        # list: CPU 1 only (absent)
+    gic.dw(SGIR, 1 << 24 | 1)                     # all others: none here
+    assert gic.dr(ISPENDR) & 0xFFFF == (1 << 3) | (1 << 5)
+    # 4.4.4: GICC_IAR [12:10] is the requesting CPU (0) for SGIs, [9:0] the INTID.
+    assert gic.cr(IAR) == 3
+    assert gic.cr(IAR) == SPURIOUS                # 5 has the same priority: no pre-emption
+    gic.cw(EOIR, 3)
+    assert gic.cr(IAR) == 5
+    gic.cw(EOIR, 5)
+    assert gic.cr(IAR) == SPURIOUS
+    assert not gic.active(3) and not gic.active(5)
+
+
+def test_eoimode_splits_priority_drop_and_deactivation(gic: Gic) -> None:
+    # 4.4.1 GICC_CTLR.EOImodeNS (bit 9): EOIR only drops the running priority, GICC_DIR
+    # deactivates (Linux with a hypervisor-style split EOI).
+    gic.cw(C_CTLR, 1 | 1 << 9)
+    gic.enable(40, 0x80)
+    gic.pend(40)
+    assert gic.cr(IAR) == 40
+    gic.cw(EOIR, 40)
+    assert gic.cr(RPR) == 0xFF and gic.active(40)
+    gic.pend(40)
+    assert gic.cr(IAR) == SPURIOUS                # still active: not signalled again
+    gic.cw(DIR, 40)
+    assert not gic.active(40)
+    assert gic.cr(IAR) == 40
+    # EOImode 0: EOIR does both.
+    gic.cw(C_CTLR, 1)
+    gic.cw(EOIR, 40)
+    assert not gic.active(40) and gic.cr(RPR) == 0xFF
+
+
+def test_gicd_typer_and_cpu_interface_enable_readback() -> None:
+    g = Gic()
+    # 4.3.2 GICD_TYPER.ITLinesNumber: 32*(N+1) interrupts; QEMU virt has 288 -> N = 8.
+    assert g.dr(0x004) & 0x1F == 8
+    g.cw(C_CTLR, 1)
+    g.dw(CTLR, 1)
+    assert g.cr(C_CTLR) & 1 == 1 and g.dr(CTLR) == 1
+
+
+# --- guest level --------------------------------------------------------------------
+
+IRQ_AT_UNMASK = """
+ adr x2, vectors
+ msr vbar_el1, x2
+ ldr x3, =0x40400000
+ mov sp, x3
+ msr daifset, #2              // IRQs masked while the SPI is made pending
+ ldr x6, =0x08000000
+ ldr x8, =0x08010000
+ mov w7, #1
+ str w7, [x6]                 // GICD_CTLR
+ str w7, [x8]                 // GICC_CTLR
+ mov w7, #0xff
+ str w7, [x8, #4]             // GICC_PMR
+ mov w7, #(1 << (40 - 32))
+ str w7, [x6, #0x104]         // GICD_ISENABLER1: SPI 40
+ str w7, [x6, #0x204]         // GICD_ISPENDR1: pending now, while masked
+ mov x5, #0
+ mov x19, #0
+ mov x9, #200
+1: subs x9, x9, #1            // a masked while: the IRQ must wait
+ b.ne 1b
+ msr daifclr, #2
+after_unmask:
+ mov x5, #1
+ adr x4, after_unmask
+ mov x9, #200
+2: subs x9, x9, #1
+ b.ne 2b
+ mov x1, #0
+""" + POWER_OFF + """
+ .balign 0x800
+vectors:
+ .skip 0x280                  // current EL with SP_ELx, IRQ
+ mrs x21, elr_el1
+ mov x22, x5                  // had the instruction after the msr run?
+ ldr w10, [x8, #0xc]          // GICC_IAR
+ mov x17, x10
+ add x19, x19, #1
+ str w10, [x8, #0x10]         // GICC_EOIR
+ eret
+ .ltorg
+"""
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_irq_pending_while_masked_is_taken_exactly_at_daifclr(board, deterministic: bool) -> None:
+    b = board(IRQ_AT_UNMASK, deterministic=deterministic)
+    r = b.run()
+    assert r.status == 0
+    assert b.x(19) == 1 and b.x(17) == 40
+    # Arm ARM D1.13.4: the unmasked IRQ is taken before the next instruction; the
+    # preferred return address is the instruction after the MSR.
+    assert b.x(21) == b.x(4)
+    assert b.x(22) == 0
+
+
+def test_guest_sends_itself_an_sgi(board) -> None:
+    b = board("""
+ adr x2, vectors
+ msr vbar_el1, x2
+ ldr x3, =0x40400000
+ mov sp, x3
+ ldr x6, =0x08000000
+ ldr x8, =0x08010000
+ mov w7, #1
+ str w7, [x6]                 // GICD_CTLR
+ str w7, [x8]                 // GICC_CTLR
+ mov w7, #0xf0
+ str w7, [x8, #4]             // GICC_PMR
+ mov w7, #(1 << 6)
+ str w7, [x6, #0x100]         // enable SGI 6
+ mov x19, #0
+ msr daifclr, #2
+ ldr w7, =0x02000006          // GICD_SGIR: TargetListFilter 2 (self), SGI 6
+ str w7, [x6, #0xf00]
+ mov x9, #100
+1: subs x9, x9, #1
+ b.ne 1b
+ mov x1, #0
+""" + POWER_OFF + """
+ .balign 0x800
+vectors:
+ .skip 0x280
+ ldr w10, [x8, #0xc]          // GICC_IAR
+ mov x17, x10
+ add x19, x19, #1
+ str w10, [x8, #0x10]         // GICC_EOIR
+ eret
+ .ltorg
+""")
+    r = b.run()
+    assert r.status == 0
+    assert b.x(19) == 1 and b.x(17) == 6      # one SGI 6 from CPU 0 (IAR[12:10] = 0)

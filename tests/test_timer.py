@@ -1,0 +1,228 @@
+"""The EL1 physical and virtual generic timers (Arm ARM DDI 0487 D11.2, registers
+D17.10 CNTP_/CNTV_{CTL,CVAL,TVAL}_EL0), against a counter the test controls, and on a
+running board: deadlines raise PPI 30 / 27, and in deterministic mode the counter moves
+one tick per instruction."""
+from __future__ import annotations
+
+import pytest
+
+from armras.devices.timer import GenericTimer
+from test_machine import POWER_OFF
+
+# Register selectors (op0=3, op1=3, CRn=14): CRm 2 = physical, 3 = virtual timer;
+# op2 0 = TVAL, 1 = CTL, 2 = CVAL (Arm ARM D17.10).
+PHYS, VIRT = 2, 3
+TVAL, CTL, CVAL = 0, 1, 2
+ENABLE, IMASK, ISTATUS = 1, 2, 4
+PPI_PHYS, PPI_VIRT = 30, 27   # Arm BSA / QEMU virt: non-secure EL1 physical 30, virtual 27
+
+
+class FakeCounter:
+    frequency = 62_500_000
+
+    def __init__(self) -> None:
+        self.phys = 0
+        self.cntvoff = 0
+
+    def physical_count(self) -> int:
+        return self.phys
+
+    def virtual_count(self) -> int:
+        return self.phys - self.cntvoff
+
+
+class Lines:
+    def __init__(self) -> None:
+        self.level: dict[int, bool] = {}
+
+    def set_level(self, intid: int, level: bool) -> None:
+        self.level[intid] = level
+
+    def pulse(self, intid: int) -> None:
+        raise AssertionError("the timer outputs are level-sensitive")
+
+
+@pytest.fixture
+def timer():
+    counter, lines = FakeCounter(), Lines()
+    t = GenericTimer(counter, lines, phys_intid=PPI_PHYS, virt_intid=PPI_VIRT)
+    return t, counter, lines
+
+
+@pytest.mark.parametrize("crm", [PHYS, VIRT])
+def test_tval_write_is_sign_extended_and_reads_back_the_distance(timer, crm: int) -> None:
+    t, counter, _ = timer
+    counter.phys, counter.cntvoff = 50_000, 10_000
+    now = 50_000 if crm == PHYS else 40_000
+    # D17.10.x: a TVAL write sets CVAL = count + SignExtend(TVAL[31:0]).
+    t.write(crm, TVAL, 1000)
+    assert t.read(crm, CVAL) == now + 1000
+    assert t.read(crm, TVAL) == 1000
+    t.write(crm, TVAL, 0xFFFF_FF9C)                # -100
+    assert t.read(crm, CVAL) == now - 100
+    t.write(crm, TVAL, 0xABCD_0000_0000_0010)      # bits [63:32] are ignored
+    assert t.read(crm, CVAL) == now + 0x10
+    # A read returns (CVAL - count)[31:0], zero-extended: negative once the deadline passed.
+    t.write(crm, CVAL, now + 300)
+    assert t.read(crm, TVAL) == 300
+    counter.phys += 1000
+    assert t.read(crm, TVAL) == 0xFFFF_FD44       # 300 - 1000 = -700
+    assert t.read(crm, CVAL) == now + 300         # reading TVAL does not change CVAL
+
+
+def test_cval_is_64_bit_and_compared_unsigned(timer) -> None:
+    t, counter, _ = timer
+    counter.phys = 0x1_0000_0000
+    t.write(VIRT, CVAL, 0xFFFF_FFFF_FFFF_FFFF)
+    assert t.read(VIRT, CVAL) == 0xFFFF_FFFF_FFFF_FFFF
+    t.write(VIRT, CTL, ENABLE)
+    assert t.read(VIRT, CTL) == ENABLE            # far future: condition not met
+    t.write(VIRT, CVAL, 0xFFFF_FFFF)              # below the count, high word differs
+    assert t.read(VIRT, CTL) == ENABLE | ISTATUS
+
+
+def test_ctl_istatus_imask_and_the_interrupt_line(timer) -> None:
+    t, counter, lines = timer
+    counter.phys = 1000
+    t.write(PHYS, CVAL, 1500)
+    t.write(PHYS, CTL, ENABLE)
+    assert t.read(PHYS, CTL) == ENABLE and lines.level[PPI_PHYS] is False
+    counter.phys = 1500                           # condition: count >= CVAL
+    t.update()
+    assert t.read(PHYS, CTL) == ENABLE | ISTATUS and lines.level[PPI_PHYS] is True
+    # IMASK masks the output, not ISTATUS.
+    t.write(PHYS, CTL, ENABLE | IMASK)
+    assert t.read(PHYS, CTL) == ENABLE | IMASK | ISTATUS and lines.level[PPI_PHYS] is False
+    # ISTATUS is read-only.
+    t.write(PHYS, CTL, ENABLE | ISTATUS)
+    assert t.read(PHYS, CTL) == ENABLE | ISTATUS and lines.level[PPI_PHYS] is True
+    # Moving the deadline forward drops the line (the handler's usual acknowledgement).
+    t.write(PHYS, TVAL, 100)
+    assert t.read(PHYS, CTL) == ENABLE and lines.level[PPI_PHYS] is False
+    # Disabled: no ISTATUS, no interrupt, whatever the comparison.
+    t.write(PHYS, CVAL, 0)
+    t.write(PHYS, CTL, 0)
+    assert t.read(PHYS, CTL) & ISTATUS == 0 and lines.level[PPI_PHYS] is False
+
+
+def test_physical_and_virtual_timers_are_independent(timer) -> None:
+    t, counter, lines = timer
+    counter.phys, counter.cntvoff = 10_000, 4_000   # virtual count 6000
+    t.write(VIRT, CVAL, 7_000)
+    t.write(PHYS, CVAL, 7_000)
+    t.write(VIRT, CTL, ENABLE)
+    t.write(PHYS, CTL, ENABLE)
+    # Physical count 10000 >= 7000 fires; virtual 6000 does not.
+    assert t.read(PHYS, CTL) & ISTATUS and not t.read(VIRT, CTL) & ISTATUS
+    assert lines.level == {PPI_PHYS: True, PPI_VIRT: False}
+    assert t.ticks_until_next(virtual=True) == 1000
+    counter.phys = 11_000
+    t.update()
+    assert lines.level == {PPI_PHYS: True, PPI_VIRT: True}
+
+
+# --- on the board ----------------------------------------------------------------------
+
+def test_physical_timer_deadline_raises_ppi_30(board) -> None:
+    b = board("""
+ adr x2, vectors
+ msr vbar_el1, x2
+ ldr x6, =0x08000000
+ ldr x8, =0x08010000
+ mov w7, #1
+ str w7, [x6]                 // GICD_CTLR
+ str w7, [x8]                 // GICC_CTLR
+ mov w7, #0xff
+ str w7, [x8, #4]             // GICC_PMR
+ mov w7, #(1 << 30)
+ str w7, [x6, #0x100]         // enable PPI 30
+ mov x19, #0
+ ldr x9, =62500               // 1 ms
+ msr cntp_tval_el0, x9
+ mov x7, #1
+ msr cntp_ctl_el0, x7
+ mrs x23, cntp_ctl_el0        // not yet expired
+ msr daifclr, #2
+1: wfi
+ cbz x19, 1b
+ mov x1, #0
+""" + POWER_OFF + """
+ .balign 0x800
+vectors:
+ .skip 0x280
+ mrs x15, cntp_ctl_el0        // ENABLE | ISTATUS while the interrupt is asserted
+ mrs x16, cntp_tval_el0       // deadline passed: TVAL is zero or negative
+ ldr w10, [x8, #0xc]          // GICC_IAR
+ mov x17, x10
+ mov x7, #3                   // mask the timer output (IMASK) as the handler's ack
+ msr cntp_ctl_el0, x7
+ mrs x14, cntp_ctl_el0
+ str w10, [x8, #0x10]         // GICC_EOIR
+ add x19, x19, #1
+ eret
+ .ltorg
+""")
+    r = b.run()
+    assert r.status == 0
+    assert b.x(19) == 1 and b.x(17) == 30
+    assert b.x(23) == ENABLE
+    assert b.x(15) == ENABLE | ISTATUS
+    tval = b.x(16)
+    assert tval == 0 or 0x8000_0000 <= tval <= 0xFFFF_FFFF   # (CVAL - count)[31:0] <= 0
+    assert b.x(14) == ENABLE | IMASK | ISTATUS
+
+
+def test_guest_tval_write_of_a_negative_value(board) -> None:
+    b = board("""
+ mov x2, #1000                // let the count pass 100 first: CVAL is unsigned 64-bit
+1: subs x2, x2, #1
+ b.ne 1b
+ movn x9, #99                 // -100: 0xffffffffffffff9c
+ msr cntv_tval_el0, x9
+ mrs x19, cntvct_el0
+ mrs x20, cntv_cval_el0
+ mrs x21, cntv_tval_el0
+ mov x7, #3                   // ENABLE | IMASK
+ msr cntv_ctl_el0, x7
+ mrs x22, cntv_ctl_el0
+""" + POWER_OFF, deterministic=True)
+    assert b.run().status == 0
+    assert b.x(19) >= 2000
+    # CVAL = count - 100 (sign-extended): far below 2^32, and already expired.
+    assert b.x(19) - 100 - 50 <= b.x(20) <= b.x(19) - 100
+    assert 0xFFFF_FF00 <= b.x(21) <= 0xFFFF_FF9C      # TVAL reads back negative, 32 bits
+    assert b.x(22) == ENABLE | IMASK | ISTATUS
+
+
+def test_deterministic_counter_moves_one_tick_per_instruction(board) -> None:
+    # README/guesttime: in deterministic mode guest time is the instruction count at 1
+    # tick per instruction (62.5 MHz, a 62.5 MIPS guest).  Two loops that differ by
+    # exactly 2000 two-instruction iterations must differ by 4000 counter ticks.
+    # The same subroutine measures both loops, so both see the same block structure.
+    b = board("""
+ mov x2, #1000
+ bl measure
+ mov x20, x0
+ mov x2, #3000
+ bl measure
+ mov x21, x0
+ mrs x22, cntvct_el0
+ mrs x23, cntpct_el0
+""" + POWER_OFF + """
+measure:
+ mrs x10, cntvct_el0
+1: subs x2, x2, #1
+ b.ne 1b
+ mrs x11, cntvct_el0
+ sub x0, x11, x10
+ ret
+ .ltorg
+""", deterministic=True)
+    r = b.run()
+    assert r.status == 0
+    short, long = b.x(20), b.x(21)
+    assert long - short == 4000
+    assert 2000 <= short <= 2010
+    # Guest seconds are instructions / 62.5 MHz.
+    assert r.guest_seconds == pytest.approx(r.instructions / 62.5e6)
+    assert b.x(23) >= b.x(22)
