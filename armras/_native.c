@@ -46,6 +46,8 @@ typedef struct {
     int32_t cp_regid;           /* UC_ARM64_REG_CP_REG */
     int32_t reserved;
     uint64_t sea_deadline;      /* take the pending SEA here at the latest (instruction count) */
+    uint64_t block_start;       /* the block being run, counted in full when entered */
+    uint64_t block_end;
 } armras_block_state;
 
 #define STOP_REQUESTED 1
@@ -75,10 +77,18 @@ static int armras_sea_safe(void *uc, armras_block_state *st, uint64_t address)
     return ((spsr.val ^ pstate) & (PSTATE_EL_MASK | PSTATE_SP)) == 0;
 }
 
+/* The hook stops the CPU at a block start: that block has not run, so it is not counted,
+ * and the block bounds are cleared (a stopped CPU is at a block boundary). */
+static void armras_stop_at_block(void *uc, armras_block_state *st, int32_t reason)
+{
+    st->reason = reason;
+    st->block_start = st->block_end = 0;
+    st->emu_stop(uc);
+}
+
 static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     armras_block_state *st = (armras_block_state *)user_data;
-    st->instructions += size / 4;
     if (st->watch_unmask) {
         /* QEMU ends a block after DAIF writes and ERET, so this sees the unmask at once:
          * the guest's `msr daifclr` is not an MSR Unicorn lets us hook. */
@@ -86,23 +96,27 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
         st->reg_read(uc, st->pstate_regid, &pstate);
         if (!(pstate & PSTATE_I)) {
             st->watch_unmask = 0;
-            st->reason = STOP_UNMASKED;
-            st->emu_stop(uc);
+            armras_stop_at_block(uc, st, STOP_UNMASKED);
             return;
         }
     }
     if (st->sea_pending &&
         (armras_sea_safe(uc, st, address) || st->instructions >= st->sea_deadline)) {
         st->sea_pending = 0;
-        st->reason = STOP_SEA;
-        st->emu_stop(uc);
+        armras_stop_at_block(uc, st, STOP_SEA);
         return;
     }
     if (st->stop || (st->stop_at && st->instructions >= st->stop_at)) {
-        st->reason = st->stop ? STOP_REQUESTED : STOP_COUNT;
+        int32_t reason = st->stop ? STOP_REQUESTED : STOP_COUNT;
         st->stop = 0;
-        st->emu_stop(uc);
+        armras_stop_at_block(uc, st, reason);
+        return;
     }
+    /* Counted when entered: a read in the middle of the block subtracts the part not yet
+     * run, (block_end - pc) / 4 (armras.timing.guesttime.InstructionCounter). */
+    st->instructions += size / 4;
+    st->block_start = address;
+    st->block_end = address + size;
 }
 
 /*

@@ -34,6 +34,8 @@ class _State(ctypes.Structure):
         ("cp_regid", ctypes.c_int32),
         ("reserved", ctypes.c_int32),
         ("sea_deadline", ctypes.c_uint64),
+        ("block_start", ctypes.c_uint64),
+        ("block_end", ctypes.c_uint64),
     ]
 
 
@@ -72,22 +74,33 @@ class BlockHook:
 
     def _python_hook(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         st = self.state
-        st.instructions += size // 4
         if st.watch_unmask and not uc.reg_read(UC_ARM64_REG_PSTATE) & 0x80:
             st.watch_unmask = 0
-            st.reason = STOP_UNMASKED
-            uc.emu_stop()
-            return
-        if st.sea_pending and (self.sea_safe is not None and self.sea_safe(address)
-                               or st.instructions >= st.sea_deadline):
+            self._stop(uc, STOP_UNMASKED)
+        elif st.sea_pending and (self.sea_safe is not None and self.sea_safe(address)
+                                 or st.instructions >= st.sea_deadline):
             st.sea_pending = 0
-            st.reason = STOP_SEA
-            uc.emu_stop()
-            return
-        if st.stop or (st.stop_at and st.instructions >= st.stop_at):
-            st.reason = STOP_REQUESTED if st.stop else STOP_COUNT
+            self._stop(uc, STOP_SEA)
+        elif st.stop or (st.stop_at and st.instructions >= st.stop_at):
+            reason = STOP_REQUESTED if st.stop else STOP_COUNT
             st.stop = 0
-            uc.emu_stop()
+            self._stop(uc, reason)
+        else:
+            st.instructions += size // 4
+            st.block_start, st.block_end = address, address + size
+
+    def _stop(self, uc: Uc, reason: int) -> None:
+        """As _native.c armras_stop_at_block: the block at which we stop has not run."""
+        self.state.reason = reason
+        self.state.block_start = self.state.block_end = 0
+        uc.emu_stop()
+
+    def executed(self, pc: int) -> int:
+        """Instructions actually run when the CPU is at `pc` (exact inside a block)."""
+        st = self.state
+        if st.block_start <= pc < st.block_end:
+            return st.instructions - (st.block_end - pc) // 4
+        return st.instructions
 
     def hold_sea(self, deadline: int) -> None:
         """Stop at the first block start where an injected SEA may be taken (see _native.c

@@ -27,6 +27,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from unicorn.arm64_const import UC_ARM64_REG_PC
+
 from armras.clock import CNTFRQ_EL0, SystemCounter
 
 if TYPE_CHECKING:
@@ -85,7 +87,8 @@ class InstructionCounter:
     def __init__(self, uc: Uc, blocks: BlockHook, ticks_per_insn: int = TICKS_PER_INSN) -> None:
         self.frequency = uc.cpr_read(*CNTFRQ_EL0) or 62_500_000
         self.ticks_per_insn = ticks_per_insn
-        self._state = blocks.state
+        self._uc = uc
+        self._blocks = blocks
         self.skipped_ticks = 0
         self._voff = 0
 
@@ -94,7 +97,10 @@ class InstructionCounter:
         self._voff = self.physical_count()
 
     def physical_count(self) -> int:
-        return self._state.instructions * self.ticks_per_insn + self.skipped_ticks
+        # Exact to the instruction: a counter read in the middle of a translation block
+        # does not see the rest of that block (which the block hook counted on entry).
+        executed = self._blocks.executed(self._uc.reg_read(UC_ARM64_REG_PC))
+        return executed * self.ticks_per_insn + self.skipped_ticks
 
     def virtual_count(self) -> int:
         return self.physical_count() - self._voff

@@ -195,3 +195,18 @@ def test_sea_injections_racing_guest_irqs_are_each_delivered_once(guest_images):
     # may arrive after the guest printed its count, while it shuts down.
     assert int(done_line.group(1)) in (accepted[0], accepted[0] - 1)
     assert accepted[0] >= 500, f"only {accepted[0]} injections raced the guest"
+
+
+@pytest.mark.parametrize("nops", [0, 10, 1000])
+def test_deterministic_counter_is_exact_inside_a_translation_block(board, nops):
+    # One tick per instruction: between two reads lie the nops and the second mrs itself,
+    # wherever the translation blocks happen to begin and end.
+    b = board(" mrs x3, cntvct_el0\n" + " nop\n" * nops + """
+ mrs x4, cntvct_el0
+ sub x5, x4, x3
+ mov x1, #0
+ ldr x0, =0x84000008
+ hvc #0
+""", deterministic=True)
+    assert b.run().status == 0
+    assert b.x(5) == nops + 1
