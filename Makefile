@@ -18,9 +18,17 @@ kernels:
 test: guests
 	$(PYTHON) -m pytest -q
 
+# Speed and memory against issue 8's targets (PASS/MISS printed, nothing asserted); the
+# QEMU columns need qemu-system-arm + qemu-efi-aarch64, the Linux ones `make kernels`.
+# make bench BENCH_RUNS=5 BENCH_KERNELS=6.1
+BENCH_RUNS ?= 3
+BENCH_KERNELS ?= 6.1 6.12
+
 bench: guests
-	$(PYTHON) benchmarks/bench_core.py
-	$(PYTHON) benchmarks/bench_linux.py 6.1
+	$(PYTHON) benchmarks/bench_core.py --runs $(BENCH_RUNS)
+	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_linux.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
+	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_userspace.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
+	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_deterministic.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
 
 clean:
 	$(MAKE) -C guest_images clean

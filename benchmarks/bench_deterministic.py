@@ -1,27 +1,34 @@
 """What --deterministic costs: the same guests with host time and with instruction time.
 
-    python benchmarks/bench_deterministic.py
+    python benchmarks/bench_deterministic.py [--kernel 6.1|6.12] [--runs N]
 
+* Linux boot: the Debian kernel with the initramfs (/init powers off), whole `armras run`
+  process from spawn to exit, with and without --deterministic, alternating;
 * compute loop: no counter reads (the block hook counts instructions in both modes);
 * counter loop: `mrs cntvct_el0` in a tight loop, every read trapped to Python in
   deterministic mode (Unicorn serves it natively otherwise);
 * ras_ref: the reference guest with an SEA at READY (timer IRQs, WFI idle skips).
+
+Median [min-max] of the runs, ratio of medians deterministic/host time.
+Target (issue 8): Linux boot deterministic <= 1.1x non-deterministic.
 """
 from __future__ import annotations
 
 import io
 import sys
 import time
-from pathlib import Path
+from typing import Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from common import (APPEND, REPO, armras_linux_cmd, interleave, linux_inputs, median, parse_args, print_table,
+                    require_power_off, run_timed, spread, target_text, verdict)
+
 sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
 from conftest import LOAD_ADDRESS, assemble  # noqa: E402
 
 from armras.machine import Machine, MachineConfig  # noqa: E402
 from armras.ras.inject import parse_inject_spec, schedule  # noqa: E402
 
+DETERMINISTIC_TARGET = 1.1   # deterministic/host-time Linux boot, at most
 POWER_OFF = " ldr x0, =0x84000008\n mov x1, #0\n hvc #0\n b .\n .ltorg\n"
 COMPUTE = " ldr x2, =20000000\n1: add x3, x3, x2\n eor x4, x4, x3\n subs x2, x2, #1\n b.ne 1b\n" + POWER_OFF
 COUNTER = " ldr x2, =200000\n1: mrs x3, cntvct_el0\n add x4, x4, x3\n subs x2, x2, #1\n b.ne 1b\n" + POWER_OFF
@@ -49,18 +56,42 @@ def ras_ref(deterministic: bool) -> tuple[float, int]:
     return elapsed, r.instructions
 
 
-def best(fn, *args: object, repeat: int = 5) -> tuple[float, int]:
-    return min((fn(*args) for _ in range(repeat)), key=lambda x: x[0])
+def snippet_rows(runs: int) -> list[list[str]]:
+    rows = []
+    cases: tuple[tuple[str, Callable[[bool], tuple[float, int]]], ...] = (
+        ("compute loop", lambda d: snippet(COMPUTE, d)),
+        ("counter loop", lambda d: snippet(COUNTER, d)),
+        ("ras_ref + SEA", ras_ref))
+    for name, run in cases:
+        host: list[tuple[float, int]] = []
+        det: list[tuple[float, int]] = []
+        for _ in range(runs):
+            host.append(run(False))
+            det.append(run(True))
+        h = [t * 1e3 for t, _ in host]
+        d = [t * 1e3 for t, _ in det]
+        mips = f"{median([n / t / 1e6 for t, n in host]):.0f} / {median([n / t / 1e6 for t, n in det]):.0f}"
+        rows.append([f"{name} (ms)", spread(h, "{:.1f}"), spread(d, "{:.1f}"), f"{median(d) / median(h):.2f}x",
+                     mips, "", ""])
+    return rows
 
 
 def main() -> None:
-    for name, run in (("compute loop", lambda d: best(snippet, COMPUTE, d, repeat=3)),
-                      ("counter loop", lambda d: best(snippet, COUNTER, d)),
-                      ("ras_ref + SEA", lambda d: best(ras_ref, d))):
-        host_s, host_n = run(False)
-        det_s, det_n = run(True)
-        print(f"{name:14s} host time {host_s * 1e3:8.1f} ms ({host_n / host_s / 1e6:7.1f} MIPS)   "
-              f"deterministic {det_s * 1e3:8.1f} ms ({det_n / det_s / 1e6:7.1f} MIPS)   x{det_s / host_s:.2f}")
+    args = parse_args(__doc__)
+    kernel, initrd = linux_inputs(args.kernel)
+    print(f"Debian {args.kernel} ({kernel.parent.name}) boot to power-off with and without --deterministic, "
+          f"{args.runs} interleaved run(s)", flush=True)
+    res = interleave({"host time": lambda: run_timed(armras_linux_cmd(kernel, initrd, APPEND)),
+                      "deterministic": lambda: run_timed(armras_linux_cmd(kernel, initrd, APPEND, deterministic=True))},
+                     args.runs, require_power_off)
+    host = [r.wall for r in res["host time"]]
+    det = [r.wall for r in res["deterministic"]]
+    ratio = median(det) / median(host)
+    rows = [[f"Linux {args.kernel} boot (s)", spread(host), spread(det), f"{ratio:.2f}x", "",
+             target_text(DETERMINISTIC_TARGET, at_most=True), verdict(ratio, DETERMINISTIC_TARGET, at_most=True)]]
+    rows += snippet_rows(args.runs)
+    print_table("median [min-max] of the runs; ratio of medians",
+                ["", "host time", "deterministic", "det/host", "MIPS host / det", "target", "verdict"], rows)
 
 
 if __name__ == "__main__":

@@ -1,75 +1,69 @@
-"""Boot-to-/init time of Debian's arm64 kernel: armras vs QEMU TCG + EDK2 (when installed).
+"""Linux boot to power-off: armras vs QEMU TCG + EDK2, same Debian kernel and initramfs.
 
-    python benchmarks/bench_linux.py [6.1|6.12] [--runs N]
+    python benchmarks/bench_linux.py [--kernel 6.1|6.12] [--runs N]
 
-Both boot the same cached kernel (`make kernels`) and initramfs (`make`), headless, and
-are timed from process start to the kernel's "Run /init as init process" console line.
-QEMU is measured only if qemu-system-aarch64 and an EDK2 image (Debian qemu-efi-aarch64)
-are installed; nothing is installed or downloaded here.
+Both boot the cached Debian kernel (`make kernels`) with the initramfs (`make guests`),
+whose /init prints INIT-OK and powers off (PSCI SYSTEM_OFF) by itself. Each column is the
+whole process, from spawn to exit: wall time, the time at which "Run /init as init process"
+appeared on the console, and peak RSS (wait4's rusage of that child). The two emulators
+alternate (armras, QEMU, armras, ...); medians [min-max] are compared.
+
+QEMU: qemu-system-aarch64 -M virt,ras=on -cpu cortex-a57 -m 512 -bios QEMU_EFI.fd
+-kernel ... -initrd ... -append ... -nographic -no-reboot (Debian's QEMU 7.2 TCG + EDK2;
+the column is skipped with a note when they are not installed). Both get the command line
+"console=ttyAMA0 panic=-1 nokaslr" (why nokaslr: see common.APPEND).
+
+Targets (issue 8): boot to power-off <= 0.8x QEMU; peak RSS below QEMU's.
 """
 from __future__ import annotations
 
-import argparse
-import shutil
-import statistics
-import subprocess
-import sys
-import time
-from pathlib import Path
+from common import (APPEND, INIT_MARKER, QEMU_MISSING, armras_linux_cmd, find_qemu, interleave, linux_inputs,
+                    median, parse_args, print_table, qemu_linux_cmd, require_power_off, run_timed, spread,
+                    target_text, verdict)
 
-from armras.kernels import cached_kernel
-
-REPO = Path(__file__).resolve().parents[1]
-INITRAMFS = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio"
-EDK2 = [Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"), Path("/usr/share/AAVMF/AAVMF_CODE.fd")]
-MARKER = b"Run /init as init process"
-
-
-def time_to_marker(cmd: list[str], timeout: float = 300) -> float:
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    seen = b""
-    try:
-        assert proc.stdout is not None
-        while time.monotonic() - start < timeout:
-            chunk = proc.stdout.read1(4096)
-            if not chunk:
-                break
-            seen = (seen + chunk)[-4096:]
-            if MARKER in seen:
-                return time.monotonic() - start
-        raise SystemExit(f"{cmd[0]}: no {MARKER.decode()!r} within {timeout:g} s; last output:\n"
-                         f"{seen.decode(errors='replace')}")
-    finally:
-        proc.kill()
-        proc.wait()
+BOOT_TARGET = 0.8   # armras/QEMU wall time, at most
+RSS_TARGET = 1.0    # armras/QEMU peak RSS, below
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("series", nargs="?", default="6.1")
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
-    kernel = cached_kernel(args.series)
-    if kernel is None or not INITRAMFS.exists():
-        raise SystemExit("needs the cached kernel and initramfs: run `make kernels` and `make` first")
-    append = "console=ttyAMA0 panic=-1"
-    armras = [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(INITRAMFS),
-              "--append", append, "--timeout", "300"]
-    ours = [time_to_marker(armras) for _ in range(args.runs)]
-    print(f"armras     Debian {args.series}: boot to /init {statistics.median(ours):6.2f} s "
-          f"(median of {args.runs}: {', '.join(f'{t:.2f}' for t in ours)})")
-    qemu = shutil.which("qemu-system-aarch64")
-    firmware = next((f for f in EDK2 if f.exists()), None)
-    if qemu is None or firmware is None:
-        print("QEMU TCG   not measured: install qemu-system-arm and qemu-efi-aarch64 to compare")
+    args = parse_args(__doc__)
+    kernel, initrd = linux_inputs(args.kernel)
+    qemu = find_qemu()
+    markers = (INIT_MARKER,)
+    columns = {"armras": lambda: run_timed(armras_linux_cmd(kernel, initrd, APPEND), markers)}
+    if qemu is not None:
+        columns["QEMU TCG"] = lambda: run_timed(qemu_linux_cmd(qemu, kernel, initrd, APPEND), markers)
+    print(f"Debian {args.kernel} ({kernel.parent.name}): boot to power-off, {args.runs} interleaved run(s)", flush=True)
+    res = interleave(columns, args.runs, require_power_off)
+
+    def column(name: str) -> tuple[list[float], list[float], list[float]]:
+        runs = res[name]
+        return ([r.marks.get(INIT_MARKER, float("nan")) for r in runs], [r.wall for r in runs],
+                [r.max_rss_kib / 1024 for r in runs])
+
+    ours = column("armras")
+    headers = ["Debian " + args.kernel, "armras"]
+    if qemu is None:
+        rows = [["to /init (s)", spread(ours[0])], ["to power-off (s)", spread(ours[1])],
+                ["peak RSS (MiB)", spread(ours[2], "{:.0f}")]]
+        print_table("median [min-max]", headers, rows)
+        print(QEMU_MISSING)
         return
-    cmd = [qemu, "-M", "virt,ras=on", "-cpu", "cortex-a57", "-m", "512", "-nographic", "-bios", str(firmware),
-           "-kernel", str(kernel), "-initrd", str(INITRAMFS), "-append", append, "-no-reboot"]
-    theirs = [time_to_marker(cmd) for _ in range(args.runs)]
-    q, a = statistics.median(theirs), statistics.median(ours)
-    print(f"QEMU TCG   Debian {args.series}: boot to /init {q:6.2f} s (median of {args.runs})")
-    print(f"ratio armras/QEMU: {a / q:.2f}x")
+    theirs = column("QEMU TCG")
+    headers += ["QEMU TCG", "armras/QEMU", "target", "verdict"]
+    rows = []
+    for label, a, q, target, fmt in (("to /init (s)", ours[0], theirs[0], None, "{:.2f}"),
+                                     ("to power-off (s)", ours[1], theirs[1], BOOT_TARGET, "{:.2f}"),
+                                     ("peak RSS (MiB)", ours[2], theirs[2], RSS_TARGET, "{:.0f}")):
+        ratio = median(a) / median(q)
+        if target is None:
+            tgt, ok = "", ""
+        elif label.startswith("peak"):
+            tgt, ok = f"< {target:g}x", "PASS" if ratio < target else "MISS"
+        else:
+            tgt, ok = target_text(target, at_most=True), verdict(ratio, target, at_most=True)
+        rows.append([label, spread(a, fmt), spread(q, fmt), f"{ratio:.2f}x", tgt, ok])
+    print_table("median [min-max] of the runs; ratio of medians", headers, rows)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,9 @@ def test_init_prints_the_host_contract(init_binary: Path) -> None:
     blob = init_binary.read_bytes()
     for text in (b"INIT-OK uptime=%s", b"SEATEST victim va=0x%lx PADDR=0x%lx",
                  b"SEATEST SIGBUS si_code=%d (BUS_MCEERR_AR=%d) si_addr=0x%lx", b"SEATEST no SIGBUS",
-                 b"HardwareCorrupted:", b"SEATEST DONE", b"/proc/self/pagemap", b"seatest"):
+                 b"HardwareCorrupted:", b"SEATEST DONE", b"/proc/self/pagemap", b"seatest",
+                 # benchmarks/bench_userspace.py parses these
+                 b"armras_bench", b"BENCH %s n=%ld ns=%llu", b"BENCH DONE"):
         assert text in blob, text
 
 

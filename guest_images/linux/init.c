@@ -16,6 +16,16 @@
  *      "SEATEST no SIGBUS ...";
  *   4. print the HardwareCorrupted: line of /proc/meminfo and "SEATEST DONE".
  *
+ * With "armras_bench" on the kernel command line it runs user-space workloads
+ * (benchmarks/bench_userspace.py), each timed with clock_gettime(CLOCK_MONOTONIC)
+ * and reported as one line
+ *      BENCH <name> n=<iterations> ns=<elapsed nanoseconds>
+ * getpid (system calls), pagefault (fresh anonymous pages: mmap, write one
+ * byte per page, munmap), fork (fork + _exit + waitpid) and forkexec (fork +
+ * execve of /init itself with BENCH_CHILD_ARG, which exits at once + waitpid),
+ * then "BENCH DONE" (or "BENCH ERROR ...").  "armras_bench=D" divides every
+ * iteration count by D (quick development runs; the lines always say n=).
+ *
  * Finally sync() and reboot(RB_POWER_OFF) (PSCI SYSTEM_OFF).  Every failure
  * prints one "INIT ERROR ..." / "SEATEST ERROR ..." line and still powers off.
  *
@@ -34,6 +44,8 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +56,14 @@
 #define VICTIM_OFFSET 0x100u  /* byte within the page that is poisoned and read back */
 #define FILL_BYTE 0x5a
 #define ACCESS_TIMEOUT_S 10   /* SIGALRM if the access neither completes nor faults */
+
+/* armras_bench workload sizes, divided by D of armras_bench=D (the host reads n= from the BENCH lines). */
+#define BENCH_GETPID_N 200000L
+#define BENCH_FAULT_PAGES 50000L
+#define BENCH_FAULT_CHUNK 5000L     /* pages mapped at once: 20 MiB, well inside a 512 MiB guest */
+#define BENCH_FORK_N 200L
+#define BENCH_FORKEXEC_N 200L
+#define BENCH_CHILD_ARG "--armras-bench-child"  /* argv[1] of the exec'd /init: exit at once */
 
 #ifndef INIT_CMDLINE_PATH
 #define INIT_CMDLINE_PATH "/proc/cmdline"  /* overridable for host-side smoke tests */
@@ -144,6 +164,16 @@ static int cmdline_has(const char *cmdline, const char *word)
         p = end;
     }
     return 0;
+}
+
+/* The number in "word=N" on the command line; dflt when the word has no "=N". */
+static long cmdline_number(const char *cmdline, const char *word, long dflt)
+{
+    size_t wl = strlen(word);
+    for (const char *p = strstr(cmdline, word); p; p = strstr(p + 1, word))
+        if ((p == cmdline || p[-1] == ' ') && p[wl] == '=')
+            return strtol(p + wl + 1, NULL, 0);
+    return dflt;
 }
 
 static void sleep_ms(long ms)
@@ -257,8 +287,110 @@ static void seatest(void)
     print_hw_corrupted();
 }
 
-int main(void)
+static uint64_t now_ns(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void bench_report(const char *name, long n, uint64_t ns)
+{
+    printf("BENCH %s n=%ld ns=%llu\n", name, n, (unsigned long long)ns);
+}
+
+static int bench_getpid(long n)
+{
+    volatile long sink = 0;
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < n; i++)
+        sink += syscall(SYS_getpid); /* a real svc each time (no libc caching) */
+    bench_report("getpid", n, now_ns() - t0);
+    if (sink != n) { /* PID 1 */
+        printf("BENCH ERROR getpid returned %ld in total\n", (long)sink);
+        return -1;
+    }
+    return 0;
+}
+
+static int bench_pagefault(long n)
+{
+    long page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0)
+        page_size = 4096;
+    uint64_t t0 = now_ns();
+    for (long done = 0; done < n; done += BENCH_FAULT_CHUNK) {
+        long pages = n - done < BENCH_FAULT_CHUNK ? n - done : BENCH_FAULT_CHUNK;
+        size_t len = (size_t)pages * (size_t)page_size;
+        volatile unsigned char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            printf("BENCH ERROR pagefault mmap: %s\n", strerror(errno));
+            return -1;
+        }
+        /* One fault per 4 KiB page, not one per 2 MiB (THP is "always" in Debian's kernels). */
+        (void)madvise((void *)p, len, MADV_NOHUGEPAGE);
+        for (long i = 0; i < pages; i++)
+            p[i * page_size] = 1;
+        munmap((void *)p, len);
+    }
+    bench_report("pagefault", n, now_ns() - t0);
+    return 0;
+}
+
+static int bench_wait_child(pid_t pid, const char *what)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            printf("BENCH ERROR %s waitpid: %s\n", what, strerror(errno));
+            return -1;
+        }
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        printf("BENCH ERROR %s child status 0x%x\n", what, status);
+        return -1;
+    }
+    return 0;
+}
+
+static int bench_fork(int exec_init, long n)
+{
+    const char *name = exec_init ? "forkexec" : "fork";
+    char *const argv[] = { "/init", BENCH_CHILD_ARG, NULL };
+    char *const envp[] = { NULL };
+    uint64_t t0 = now_ns();
+    for (long i = 0; i < n; i++) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            printf("BENCH ERROR %s fork: %s\n", name, strerror(errno));
+            return -1;
+        }
+        if (pid == 0) {
+            if (exec_init)
+                execve("/init", argv, envp);
+            _exit(exec_init ? 127 : 0);
+        }
+        if (bench_wait_child(pid, name) < 0)
+            return -1;
+    }
+    bench_report(name, n, now_ns() - t0);
+    return 0;
+}
+
+static void armras_bench(long divisor)
+{
+    if (divisor < 1)
+        divisor = 1;
+    if (bench_getpid(BENCH_GETPID_N / divisor ?: 1) == 0 && bench_pagefault(BENCH_FAULT_PAGES / divisor ?: 1) == 0
+        && bench_fork(0, BENCH_FORK_N / divisor ?: 1) == 0 && bench_fork(1, BENCH_FORKEXEC_N / divisor ?: 1) == 0)
+        printf("BENCH DONE\n");
+}
+
+int main(int argc, char **argv)
+{
+    /* The forkexec workload's child: exit before touching anything (never PID 1). */
+    if (argc > 1 && strcmp(argv[1], BENCH_CHILD_ARG) == 0 && getpid() != 1)
+        _exit(0);
     ensure_console();
     setvbuf(stdout, NULL, _IONBF, 0);
 
@@ -282,6 +414,8 @@ int main(void)
         seatest();
         printf("SEATEST DONE\n");
     }
+    if (cmdline_has(cmdline, "armras_bench"))
+        armras_bench(cmdline_number(cmdline, "armras_bench", 1));
 
     sync();
     reboot(RB_POWER_OFF);
