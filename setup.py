@@ -1,4 +1,4 @@
-"""Builds the one native piece (armras/_native.c); everything else is in pyproject.toml."""
+"""Builds the one native piece (armras/arch/_native.c); everything else is in pyproject.toml."""
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("armras._native", ["armras/_native.c"], optional=True)])
+setup(ext_modules=[Extension("armras.arch._native", ["armras/arch/_native.c"], optional=True)])

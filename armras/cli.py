@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from armras import control, inject_client, limits, regress
+from armras import limits
+from armras.drive import client as inject_client, control, regress
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs
 
 if TYPE_CHECKING:
-    from armras.machine import MachineConfig
+    from armras.board.machine import MachineConfig
 
 log = logging.getLogger("armras")
 
@@ -83,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="guest RAM size, 16M-16G in multiples of 2M (default 512M)")
     run.add_argument("--inject", action="append", default=[], metavar="SPEC",
                      help="schedule an error injection, e.g. sea:pa=0x40fa6000,at=0.5 or "
-                          "sea:pa=$1,on=PADDR=(0x[0-9a-f]+) (see armras.ras.inject)")
+                          "sea:pa=$1,on=PADDR=(0x[0-9a-f]+) (see armras.drive.inject)")
     run.add_argument("--poison", action="append", default=[], metavar="ADDR",
                      help="poison the page at ADDR (address or guest symbol) before the guest starts")
     run.add_argument("--poison-on", action="append", default=[], metavar="REGEX",
@@ -118,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _machine_config(args: argparse.Namespace, console: object = None) -> "MachineConfig":
-    from armras.machine import MachineConfig
-    from armras.memmap import DEFAULT_RAM_SIZE
+    from armras.board.machine import MachineConfig
+    from armras.board.memmap import DEFAULT_RAM_SIZE
 
     return MachineConfig(ram_size=DEFAULT_RAM_SIZE if args.memory is None else args.memory, console=console,  # type: ignore[arg-type]
                          timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None),
@@ -127,8 +128,8 @@ def _machine_config(args: argparse.Namespace, console: object = None) -> "Machin
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from armras.machine import Machine
-    from armras.ras.inject import parse_inject_spec, schedule, schedule_poison_on
+    from armras.board.machine import Machine
+    from armras.drive.inject import parse_inject_spec, schedule, schedule_poison_on
 
     if (args.image is None) == (args.kernel is None):
         raise ArmrasError("give either a bare-metal IMAGE or --kernel (with --initrd/--append)")
@@ -137,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     specs = [parse_inject_spec(s) for s in args.inject]   # validate before building anything
     kernel: Path | None = None
     if args.kernel:
-        from armras.linux import resolve_kernel
+        from armras.guests.linux import resolve_kernel
 
         kernel = resolve_kernel(args.kernel)
     inputs = [("guest image", args.image), ("kernel", kernel), ("initrd", args.initrd)]
@@ -153,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     linux = None
     try:
         if kernel is not None:
-            from armras.linux import boot_linux
+            from armras.guests.linux import boot_linux
 
             linux = boot_linux(machine, kernel, args.initrd, args.append)
         else:
@@ -179,8 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_hest(args: argparse.Namespace) -> int:
-    from armras.acpi import format_acpi
-    from armras.machine import Machine
+    from armras.firmware.acpi import format_acpi
+    from armras.board.machine import Machine
 
     machine = Machine(_machine_config(args))
     try:
@@ -191,7 +192,7 @@ def cmd_hest(args: argparse.Namespace) -> int:
 
 
 def cmd_fetch_kernel(args: argparse.Namespace) -> int:
-    from armras.kernels import fetch_kernel
+    from armras.guests.kernels import fetch_kernel
 
     for series in args.series:
         print(fetch_kernel(series, force=args.force, setup_apt=args.setup_apt))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 from armras.errors import ArmrasError
-from armras.memmap import GiB, MiB
+from armras.board.memmap import GiB, MiB
 
 MIN_RAM_SIZE = 16 * MiB
 MAX_RAM_SIZE = 16 * GiB

@@ -28,7 +28,7 @@ from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc  # noqa: E402
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import assemble  # noqa: E402  (zig-assembled snippets)
 
-from armras.machine import Machine, MachineConfig  # noqa: E402
+from armras.board.machine import Machine, MachineConfig  # noqa: E402
 
 LOAD = 0x4008_0000
 BUFFER = 0x4100_0000   # 1 MiB, inside both the raw map and armras's RAM

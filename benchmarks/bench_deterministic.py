@@ -25,8 +25,8 @@ from common import (APPEND, REPO, armras_linux_cmd, interleave, linux_inputs, me
 sys.path.insert(0, str(REPO / "tests"))
 from conftest import LOAD_ADDRESS, assemble  # noqa: E402
 
-from armras.machine import Machine, MachineConfig  # noqa: E402
-from armras.ras.inject import parse_inject_spec, schedule  # noqa: E402
+from armras.board.machine import Machine, MachineConfig  # noqa: E402
+from armras.drive.inject import parse_inject_spec, schedule  # noqa: E402
 
 DETERMINISTIC_TARGET = 1.1   # deterministic/host-time Linux boot, at most
 POWER_OFF = " ldr x0, =0x84000008\n mov x1, #0\n hvc #0\n b .\n .ltorg\n"

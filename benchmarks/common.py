@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # this checkout's armras, not an installed one
 
-from armras.kernels import cached_kernel  # noqa: E402
+from armras.guests.kernels import cached_kernel  # noqa: E402
 
 INITRAMFS = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio"
 QEMU_FIRMWARE = (Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd"), Path("/usr/share/AAVMF/AAVMF_CODE.fd"))

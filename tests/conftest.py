@@ -14,7 +14,7 @@ from typing import NoReturn
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from armras.machine import Machine, MachineConfig, RunResult
+from armras.board.machine import Machine, MachineConfig, RunResult
 
 REPO = Path(__file__).resolve().parents[1]
 GUEST_BUILD = REPO / "guest_images" / "build"
@@ -138,7 +138,7 @@ def make_elf(code: bytes, base: int = LOAD_ADDRESS) -> bytes:
 
 def debian_kernel(series: str) -> Path:
     """A cached Debian reference kernel; skip without it (fail in CI, where .ci/run fetches it)."""
-    from armras.kernels import cached_kernel
+    from armras.guests.kernels import cached_kernel
 
     path = cached_kernel(series)
     if path is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from armras.acpi import (
+from armras.firmware.acpi import (
     AcpiPlatform,
     AcpiTables,
     board_platform,
@@ -18,11 +18,11 @@ from armras.acpi import (
     format_acpi,
     format_hest,
 )
-from armras.acpi import aml
-from armras.acpi.builder import TableBuilder
-from armras.acpi.hest import build_hest, parse_hest_entries
+from armras.firmware.acpi import aml
+from armras.firmware.acpi.builder import TableBuilder
+from armras.firmware.acpi.hest import build_hest, parse_hest_entries
 from armras.errors import ArmrasError
-from armras.memmap import DEFAULT_RAM_SIZE, VIRT_MEMMAP, FirmwareLayout, intid
+from armras.board.memmap import DEFAULT_RAM_SIZE, VIRT_MEMMAP, FirmwareLayout, intid
 from armras.ras.hw_errors import (
     ERROR_BLOCK_SIZE,
     NOTIFY_SEA,

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from armras.control import ControlConfig, ControlServer
+from armras.drive.control import ControlConfig, ControlServer
 from conftest import Board
 
 

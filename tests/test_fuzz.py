@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from armras.control import ControlConfig, ControlServer
+from armras.drive.control import ControlConfig, ControlServer
 from armras.errors import ArmrasError
-from armras.ras.inject import InjectSpec, parse_inject_spec
-from armras.regress import Scenario, load_scenario
+from armras.drive.inject import InjectSpec, parse_inject_spec
+from armras.drive.regress import Scenario, load_scenario
 from conftest import Board
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

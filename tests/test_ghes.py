@@ -4,7 +4,7 @@ import pytest
 from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
 
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
-from armras.memory import PhysicalMemory, Region
+from armras.board.memory import PhysicalMemory, Region
 from armras.ras.cper import memory_error_record, parse_generic_error_status
 from armras.ras.ghes import ErrorSources, GhesSource
 from armras.ras.hw_errors import (

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from armras.machine import Machine, MachineConfig
+from armras.board.machine import Machine, MachineConfig
 from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA
-from armras.ras.inject import parse_inject_spec, schedule, schedule_poison_on
+from armras.drive.inject import parse_inject_spec, schedule, schedule_poison_on
 
 
 def boot(image: Path, *injections: str, poison_on: str | None = None,
@@ -100,7 +100,7 @@ def test_exception_entry_is_architectural(guest_images: Path, native: bool) -> N
 
 
 def test_page_table_walk_follows_the_guests_tables(guest_images: Path) -> None:
-    from armras.mmu import translate
+    from armras.arch.mmu import translate
 
     m, status, out = boot(guest_images / "exc_test.elf")
     assert status == 0 and "MMU on: L3 hole 0x401ff000, L1 hole 0x7fdead0000" in out

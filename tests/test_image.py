@@ -1,4 +1,4 @@
-"""arm64 Image parsing (armras.image) and the kernel cache lookup (armras.kernels)."""
+"""arm64 Image parsing (armras.guests.image) and the kernel cache lookup (armras.guests.kernels)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from armras import kernels
+from armras.guests import kernels
 from armras.errors import ArmrasError, ImageError
-from armras.image import (
+from armras.guests.image import (
     ARM64_MAGIC,
     LEGACY_TEXT_OFFSET,
     PE_MACHINE_ARM64,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from armras.errors import ImageError
-from armras.initramfs import HEADER_LEN, build_initramfs, read_cpio, write_initramfs
-from armras.regress import load_scenario
+from armras.guests.initramfs import HEADER_LEN, build_initramfs, read_cpio, write_initramfs
+from armras.drive.regress import load_scenario
 from conftest import require_tool, unavailable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,14 +135,14 @@ def test_cli_writes_archive(tmp_path: Path) -> None:
     extra = tmp_path / "motd"
     extra.write_bytes(b"hi")
     out = tmp_path / "out.cpio"
-    proc = subprocess.run([sys.executable, "-m", "armras.initramfs", str(init), "-o", str(out),
+    proc = subprocess.run([sys.executable, "-m", "armras.guests.initramfs", str(init), "-o", str(out),
                            "--add", f"/etc/motd={extra}", "--list"],
                           cwd=REPO, capture_output=True, text=True, check=True)
     assert "crw------- 5:1" in proc.stdout and "/dev/console" in proc.stdout
     ents = by_name(out.read_bytes())
     assert ents["init"].data == FAKE_INIT
     assert ents["etc/motd"].data == b"hi"
-    bad = subprocess.run([sys.executable, "-m", "armras.initramfs", str(tmp_path / "missing"), "-o", str(out)],
+    bad = subprocess.run([sys.executable, "-m", "armras.guests.initramfs", str(tmp_path / "missing"), "-o", str(out)],
                          cwd=REPO, capture_output=True, text=True)
     assert bad.returncode == 1
     assert bad.stderr.startswith("armras: ") and "missing" in bad.stderr

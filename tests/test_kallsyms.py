@@ -1,4 +1,4 @@
-"""armras.kallsyms: kernel symbols from the Image's own kallsyms tables.
+"""armras.guests.kallsyms: kernel symbols from the Image's own kallsyms tables.
 
 Fast tests build synthetic tables in both layouts (<= 6.3 "offsets first", with and
 without kallsyms_seqs_of_names, and 6.4+ "names first") with a small encoder that
@@ -27,8 +27,8 @@ import pytest
 
 from conftest import debian_kernel, unavailable
 
-from armras.initramfs import build_initramfs
-from armras.kallsyms import (R_AARCH64_RELATIVE, KallsymsError, decode_kallsyms, kallsyms_symbolizer)
+from armras.guests.initramfs import build_initramfs
+from armras.guests.kallsyms import (R_AARCH64_RELATIVE, KallsymsError, decode_kallsyms, kallsyms_symbolizer)
 
 REPO = Path(__file__).resolve().parents[1]
 INIT_SOURCE = REPO / "tests" / "data" / "kallsyms_init.c"
@@ -189,7 +189,7 @@ def test_symbolizer_has_functions_bounded_by_the_next_symbol() -> None:
 @pytest.mark.parametrize("data", [b"", b"MZ" + bytes(100), bytes(1 << 20), random.Random(3).randbytes(1 << 20),
                                   b"".join(bytes((c, 0)) for c in b"0123456789") * 3])
 def test_no_tables_gives_none_with_a_reason(data: bytes, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="armras.kallsyms"):
+    with caplog.at_level(logging.WARNING, logger="armras.guests.kallsyms"):
         assert kallsyms_symbolizer(data) is None
     assert "will not be symbolized" in caplog.text
 

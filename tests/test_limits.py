@@ -11,8 +11,8 @@ from unicorn.arm64_const import UC_ARM64_REG_VBAR_EL1
 
 from armras import cli
 from armras.errors import ArmrasError
-from armras.ras.inject import parse_inject_spec
-from armras.regress import load_scenario
+from armras.drive.inject import parse_inject_spec
+from armras.drive.regress import load_scenario
 from conftest import Board, assemble, make_elf
 
 REF_PA = "0x40fa6000"
@@ -108,7 +108,7 @@ def test_inject_spec_values_at_the_limits_are_accepted() -> None:
 @pytest.mark.parametrize("kind", ["sea", "gpio"])
 @pytest.mark.parametrize("pa", ["0x1000", "0x3fffffff", "0x60000000", "0xffffffffffff"])
 def test_memory_errors_outside_ram_are_refused_for_both_sources(kind: str, pa: str) -> None:
-    from armras.ras.inject import perform
+    from armras.drive.inject import perform
 
     board = Board("1: b 1b\n")
     board.machine.uc.reg_write(UC_ARM64_REG_VBAR_EL1, 0x4010_0000)   # somewhere for the SEA to go

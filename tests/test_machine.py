@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
-from armras.cpu import GuestFault
+from armras.arch.cpu import GuestFault
 from armras.errors import ArmrasError, NotAcknowledged
-from armras.machine import RunawayGuest
+from armras.board.machine import RunawayGuest
 from armras.ras import cper
 from armras.ras.hw_errors import SOURCE_SEA
 
@@ -370,9 +370,9 @@ def test_psci_calls(board):
 def test_frequent_stops_never_repeat_an_mmio_access(board, monkeypatch):
     # Unicorn 2.1.4 executes an MMIO store twice when a stop arrives from another
     # thread next to it; the block hook must make every stop land on a block boundary.
-    import armras.machine
+    import armras.board.machine
 
-    monkeypatch.setattr(armras.machine, "POLL_QUANTUM", 0.0002)
+    monkeypatch.setattr(armras.board.machine, "POLL_QUANTUM", 0.0002)
     b = board("""
  ldr x1, =0x09000000
  mov x2, #0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from armras import regress
+from armras.drive import regress
 from conftest import REPO
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -107,7 +107,7 @@ def test_linux_scenarios_parse_and_skip_without_linux_boot(tmp_path: Path, monke
         assert [s.kind for s in scenario.steps][:2] == ["wait", "poison"]
         real_find_spec = regress.importlib.util.find_spec
         monkeypatch.setattr(regress.importlib.util, "find_spec",
-                            lambda name, *a: None if name == "armras.linux" else real_find_spec(name, *a))
+                            lambda name, *a: None if name == "armras.guests.linux" else real_find_spec(name, *a))
         outcome = regress.run_scenario(scenario, tmp_path / "linux.log")
         assert (outcome.outcome, outcome.reason) == ("skip", "Linux boot not available")
 

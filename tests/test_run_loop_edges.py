@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from armras.cpu import GuestFault
-from armras.machine import RunawayGuest
+from armras.arch.cpu import GuestFault
+from armras.board.machine import RunawayGuest
 
 FAR_DEADLINE = """
  mov x0, #-1                // CVAL = 2^64 - 1: the timer fires in ~9000 years
@@ -163,7 +163,7 @@ def test_sea_injections_racing_guest_irqs_are_each_delivered_once(guest_images):
     import re
 
     from armras.errors import NotAcknowledged
-    from armras.machine import Machine, MachineConfig
+    from armras.board.machine import Machine, MachineConfig
 
     console = io.BytesIO()
     m = Machine(MachineConfig(console=console, timeout=120.0))

@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from armras.cpu import GuestFault, describe_esr
+from armras.arch.cpu import GuestFault, describe_esr
 from armras.errors import ArmrasError
 from armras.firmware.efi_memory import (
     DESCRIPTOR_SIZE,
@@ -37,8 +37,8 @@ from armras.firmware.efi_memory import (
 )
 
 if TYPE_CHECKING:
-    from armras.cpu import Cpu
-    from armras.machine import Machine
+    from armras.arch.cpu import Cpu
+    from armras.board.machine import Machine
 
 log = logging.getLogger(__name__)
 

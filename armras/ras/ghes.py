@@ -11,7 +11,7 @@ import logging
 from typing import Iterator, Sequence
 
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
-from armras.memory import PhysicalMemory
+from armras.board.memory import PhysicalMemory
 from armras.ras.hw_errors import (
     BOARD_SOURCES,
     ERROR_BLOCK_SIZE,

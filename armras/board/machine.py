@@ -1,6 +1,6 @@
 """The virt board: memory map, devices, firmware tables, RAS error sources, run loop.
 
-The board is wired from armras.memmap.VIRT_MEMMAP the way QEMU's hw/arm/virt.c wires
+The board is wired from armras.board.memmap.VIRT_MEMMAP the way QEMU's hw/arm/virt.c wires
 its memmap: one table, one device per entry. The run loop is a single long emu_start;
 synchronous exceptions and firmware calls are handled inside Unicorn hooks, and one
 alarm thread stops the CPU at the next deadline (timer, scheduled injection, poll
@@ -39,10 +39,10 @@ from unicorn import (
 from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
 from unicorn.unicorn_py3.unicorn import UcContext
 
-from armras.acpi import build_acpi_tables, board_platform
-from armras.blockhook import BlockHook, ExceptionHook, SysregTrap
-from armras.clock import Alarm
-from armras.cpu import (
+from armras.firmware.acpi import build_acpi_tables, board_platform
+from armras.arch.hooks import BlockHook, ExceptionHook, SysregTrap
+from armras.timing.clock import Alarm
+from armras.arch.cpu import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
     EXCP_HVC,
@@ -70,9 +70,9 @@ from armras.devices.pl031 import Pl031
 from armras.devices.timer import GenericTimer
 from armras.errors import ArmrasError, GuestAddressError
 from armras.firmware.psci import Psci
-from armras.guesttime import DeterministicClock, make_counter
-from armras.loader import LoadedImage, Symbolizer, load_elf
-from armras.memmap import (
+from armras.timing.guesttime import DeterministicClock, make_counter
+from armras.guests.elf import LoadedImage, Symbolizer, load_elf
+from armras.board.memmap import (
     DEFAULT_RAM_SIZE,
     FW_RESERVED_SIZE,
     PPI_NONSEC_PHYS_TIMER,
@@ -82,8 +82,8 @@ from armras.memmap import (
     MiB,
     intid,
 )
-from armras.memory import PhysicalMemory, Region
-from armras.mmu import translate
+from armras.board.memory import PhysicalMemory, Region
+from armras.arch.mmu import translate
 from armras.ras import cper
 from armras.ratelimit import RateLimiter
 from armras.ras.ghes import ErrorSources
@@ -121,7 +121,7 @@ class MachineConfig:
     console: BinaryIO | None = None          # None: the process's stdout
     timeout: float | None = None             # wall-clock seconds
     max_insns: int | None = None             # instruction limit (enables counting)
-    deterministic: bool = False              # guest time from instruction counts (armras.guesttime)
+    deterministic: bool = False              # guest time from instruction counts (armras.timing.guesttime)
 
 
 @dataclass
@@ -216,7 +216,7 @@ class Machine:
         self._stop_requested = False
         self._hook_error: BaseException | None = None
         # Set while a Unicorn callback runs: only exception/firmware hooks may stop the
-        # CPU directly; everything else asks the block hook (see armras.blockhook).
+        # CPU directly; everything else asks the block hook (see armras.arch.hooks).
         self._in_callback = False
         self._in_mmio = False
         self._pending: collections.deque[_Pending] = collections.deque()

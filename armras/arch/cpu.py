@@ -190,7 +190,7 @@ class Cpu:
         self._last_entry: tuple[int, int] | None = None
         self._repeat = 0
         self._entries = 0
-        # Exceptions entered elsewhere (the native hook, armras.blockhook.ExceptionHook).
+        # Exceptions entered elsewhere (the native hook, armras.arch.hooks.ExceptionHook).
         self.other_entries: Callable[[], int] = lambda: 0
 
     # --- registers -------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """ACPI tables of the armras board (RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST)."""
-from armras.acpi.dump import format_acpi, format_hest
-from armras.acpi.tables import AcpiPlatform, AcpiTables, board_platform, build_acpi_tables
+from armras.firmware.acpi.dump import format_acpi, format_hest
+from armras.firmware.acpi.tables import AcpiPlatform, AcpiTables, board_platform, build_acpi_tables
 
 __all__ = [
     "AcpiPlatform",

@@ -6,9 +6,9 @@ Other granules are reported as untranslatable rather than guessed.
 """
 from __future__ import annotations
 
-from armras.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1, Cpu
+from armras.arch.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1, Cpu
 from armras.errors import ArmrasError
-from armras.memory import PhysicalMemory
+from armras.board.memory import PhysicalMemory
 
 OA_MASK = 0x0000_FFFF_FFFF_F000
 TG0_4K = 0

@@ -11,7 +11,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from armras.errors import GuestAddressError, ImageError
-from armras.memory import PhysicalMemory
+from armras.board.memory import PhysicalMemory
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ any armras error, exactly as `armras run` would print it (`armras: error: ...`),
 refused injection can be expected; exit statuses are those of `armras run`. Regexes
 are Python `re` with MULTILINE (`^`/`$` match at console line boundaries).
 
-Each scenario runs in its own `python -m armras.regress --worker` process (in-process
+Each scenario runs in its own `python -m armras.drive.regress --worker` process (in-process
 Machine API there), so `--jobs N` runs N at once and a crash fails one scenario only.
-Linux scenarios are skipped ("Linux boot not available") unless armras.linux exists and
+Linux scenarios are skipped ("Linux boot not available") unless armras.guests.linux exists and
 the kernel is cached (`armras fetch-kernel 6.1`).
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs, same_file
 
 if TYPE_CHECKING:
-    from armras.machine import Machine
+    from armras.board.machine import Machine
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def _compile(where: str, pattern: Any) -> re.Pattern[str]:
 
 
 def _check_step(where: str, kind: str, value: Any, seen_wait: bool) -> Any:
-    from armras.ras.inject import parse_inject_spec
+    from armras.drive.inject import parse_inject_spec
 
     if kind in ("wait", "expect", "expect_not"):
         _compile(where, value)
@@ -279,7 +279,7 @@ class StepDriver:
         return _GROUP_REF.sub(group, text)
 
     def _perform(self, step: Step, match: re.Match[str] | None) -> None:
-        from armras.ras.inject import parse_inject_spec, perform, schedule
+        from armras.drive.inject import parse_inject_spec, perform, schedule
 
         machine = self.machine
         if step.kind == "poison":
@@ -295,11 +295,11 @@ class StepDriver:
 
 def _linux_unavailable(scenario: Scenario) -> str | None:
     """Why a Linux scenario cannot run here, or None."""
-    if importlib.util.find_spec("armras.linux") is None:
+    if importlib.util.find_spec("armras.guests.linux") is None:
         return "Linux boot not available"
     assert scenario.kernel is not None
     if scenario.kernel.startswith("debian:"):
-        from armras.kernels import cached_kernel
+        from armras.guests.kernels import cached_kernel
 
         series = scenario.kernel.split(":", 1)[1]
         if cached_kernel(series) is None:
@@ -338,8 +338,8 @@ def check_log(scenario: Scenario, text: str, status: int | None, driver_wait: St
 
 def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
     """Run one scenario in this process, writing its console log; never raises."""
-    from armras.machine import Machine, MachineConfig
-    from armras.memmap import DEFAULT_RAM_SIZE
+    from armras.board.machine import Machine, MachineConfig
+    from armras.board.memmap import DEFAULT_RAM_SIZE
 
     if scenario.kernel is not None:
         why = _linux_unavailable(scenario)
@@ -359,7 +359,7 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             machine = Machine(MachineConfig(ram_size=ram_size, console=console,
                                             timeout=scenario.timeout, deterministic=scenario.deterministic))
             if scenario.kernel is not None:
-                from armras.linux import boot_linux, resolve_kernel
+                from armras.guests.linux import boot_linux, resolve_kernel
 
                 boot_linux(machine, resolve_kernel(scenario.kernel), scenario.initrd, scenario.append)
             else:
@@ -394,14 +394,14 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
 # --- the parent: workers, progress, summary, JUnit -------------------------------------------
 def _worker_env() -> dict[str, str]:
     """Workers import the same armras as this process, wherever it was started from."""
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 
 def run_in_worker(scenario: Scenario, log_path: Path) -> Outcome:
-    cmd = [sys.executable, "-m", "armras.regress", "--worker", str(scenario.path), "--log", str(log_path)]
+    cmd = [sys.executable, "-m", "armras.drive.regress", "--worker", str(scenario.path), "--log", str(log_path)]
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env(),
@@ -476,7 +476,7 @@ def write_junit(path: Path, results: list[tuple[Scenario, Outcome]], total_secon
     suite = ET.SubElement(root, "testsuite", name="armras-regress", **counts,
                           timestamp=datetime.datetime.now().isoformat(timespec="seconds"))
     for scenario, outcome in results:
-        case = ET.SubElement(suite, "testcase", classname="armras.regress", name=scenario.name,
+        case = ET.SubElement(suite, "testcase", classname="armras.drive.regress", name=scenario.name,
                              file=str(scenario.path), time=f"{outcome.seconds:.3f}")
         if outcome.outcome == "fail":
             failure = ET.SubElement(case, "failure", message=outcome.reason, type="ScenarioFailure")
@@ -595,8 +595,8 @@ def cmd_regress(args: argparse.Namespace) -> int:
 
 
 def worker_main(argv: Sequence[str] | None = None) -> int:
-    """`python -m armras.regress --worker SCENARIO --log FILE`: one JSON line on stdout."""
-    p = argparse.ArgumentParser(prog="armras.regress")
+    """`python -m armras.drive.regress --worker SCENARIO --log FILE`: one JSON line on stdout."""
+    p = argparse.ArgumentParser(prog="armras.drive.regress")
     p.add_argument("--worker", type=Path, required=True)
     p.add_argument("--log", type=Path, required=True)
     args = p.parse_args(argv)

@@ -11,7 +11,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from armras.acpi.builder import HEADER_SIZE, Gas, TableBuilder, gas_memory
+from armras.firmware.acpi.builder import HEADER_SIZE, Gas, TableBuilder, gas_memory
 from armras.ras.hw_errors import (
     ERROR_BLOCK_SIZE,
     READ_ACK_PRESERVE,

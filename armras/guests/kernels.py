@@ -40,7 +40,7 @@ from pathlib import Path
 
 from armras.errors import ArmrasError
 
-log = logging.getLogger("armras.kernels")
+log = logging.getLogger("armras.guests.kernels")
 
 ARCH = "arm64"
 
@@ -195,7 +195,7 @@ def _ensure_extra_source(series: str) -> bool:
         return False
     suite = f"{codename}-backports"
     source = (
-        "# Added by armras (armras/kernels.py) to download arm64 6.12 kernels; never used for installs.\n"
+        "# Added by armras (armras/guests/kernels.py) to download arm64 6.12 kernels; never used for installs.\n"
         "Types: deb\n"
         "URIs: http://deb.debian.org/debian\n"
         f"Suites: {suite}\n"
@@ -373,7 +373,7 @@ def _download_and_extract(spec: KernelSpec, dest: Path) -> None:
             f"file=/boot/{images[0].name}\ndeb={debs[0].name}\n"
         )
         # Refuse to cache something that is not a bootable arm64 Image.
-        from armras.image import load_arm64_image
+        from armras.guests.image import load_arm64_image
 
         load_arm64_image(staging / "vmlinuz")
         shutil.rmtree(dest, ignore_errors=True)
@@ -421,7 +421,7 @@ def fetch_kernel(series: str, force: bool = False, setup_apt: bool = False) -> P
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m armras.kernels",
+        prog="python -m armras.guests.kernels",
         description="Fetch Debian arm64 reference kernels and print the cached Image paths.",
     )
     parser.add_argument("series", nargs="+", choices=sorted(_SERIES_PATTERNS), help="kernel series")

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from unicorn.arm64_const import UC_ARM64_REG_SP, UC_ARM64_REG_VBAR_EL1, UC_ARM64_REG_X30
 
-from armras.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, GuestFault
+from armras.arch.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, GuestFault
 from armras.errors import ImageError
 from armras.firmware.efi_memory import PAGE, AllocationError, MemoryType
 from armras.firmware.uefi import Uefi
-from armras.image import Arm64Image, load_arm64_image
-from armras.kallsyms import kallsyms_symbolizer
-from armras.loader import LazySymbolizer, Symbolizer
-from armras.machine import Machine
-from armras.memmap import MiB
+from armras.guests.image import Arm64Image, load_arm64_image
+from armras.guests.kallsyms import kallsyms_symbolizer
+from armras.guests.elf import LazySymbolizer, Symbolizer
+from armras.board.machine import Machine
+from armras.board.memmap import MiB
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def resolve_kernel(spec: str) -> Path:
     Nothing is downloaded at run time: `armras fetch-kernel` / `make kernels` does that.
     """
     if spec.startswith("debian:"):
-        from armras.kernels import cached_kernel
+        from armras.guests.kernels import cached_kernel
 
         series = spec.split(":", 1)[1]
         path = cached_kernel(series)

@@ -2,7 +2,7 @@
 deterministic (instruction-driven) time.
 
 Default (host) time: the counters are Unicorn's, derived from the host's monotonic
-clock (armras.clock.SystemCounter). `PausableCounter` only adds freeze/thaw so that a
+clock (armras.timing.clock.SystemCounter). `PausableCounter` only adds freeze/thaw so that a
 guest stopped from the control socket does not see the pause as a jump of its virtual
 counter (QEMU stops the virtual clock while the VM is stopped too).
 
@@ -29,12 +29,12 @@ from typing import TYPE_CHECKING
 
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
-from armras.clock import CNTFRQ_EL0, SystemCounter
+from armras.timing.clock import CNTFRQ_EL0, SystemCounter
 
 if TYPE_CHECKING:
     from unicorn import Uc
 
-    from armras.blockhook import BlockHook
+    from armras.arch.hooks import BlockHook
     from armras.devices.gicv2 import GicV2
     from armras.devices.timer import GenericTimer
 

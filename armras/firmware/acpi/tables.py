@@ -10,8 +10,8 @@ import logging
 import struct
 from dataclasses import dataclass
 
-from armras.acpi import aml
-from armras.acpi.builder import (
+from armras.firmware.acpi import aml
+from armras.firmware.acpi.builder import (
     ACCESS_DWORD,
     HEADER_SIZE,
     ZERO_GAS,
@@ -20,9 +20,9 @@ from armras.acpi.builder import (
     gas_memory,
     pad_id,
 )
-from armras.acpi.hest import build_hest
+from armras.firmware.acpi.hest import build_hest
 from armras.errors import ArmrasError
-from armras.memmap import (
+from armras.board.memmap import (
     PPI_HYP_TIMER,
     PPI_NONSEC_PHYS_TIMER,
     PPI_SEC_PHYS_TIMER,
@@ -137,7 +137,7 @@ class AcpiTables:
 
 
 def board_platform(ram_base: int, ram_size: int) -> AcpiPlatform:
-    """The AcpiPlatform of the board, every address and interrupt from armras.memmap."""
+    """The AcpiPlatform of the board, every address and interrupt from armras.board.memmap."""
     layout = FirmwareLayout(ram_base, ram_size)
     return AcpiPlatform(
         gic_dist_base=VIRT_MEMMAP["gic_dist"].base,

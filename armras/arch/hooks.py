@@ -1,6 +1,6 @@
 """Stopping the CPU safely, taking masked IRQs on unmask, counting instructions: a block hook.
 
-The native hook (armras/_native.c) runs at every translation-block start: it adds the
+The native hook (armras/arch/_native.c) runs at every translation-block start: it adds the
 block's instructions to a counter and stops the CPU when another thread has asked to
 (or when a counter limit is reached). Stopping there keeps the PC exact; an
 asynchronous uc_emu_stop() near an MMIO access makes Unicorn 2.1.4 execute that access
@@ -57,7 +57,7 @@ class BlockHook:
         # The host-side twin of the native SEA rule, for the Python fallback hook.
         self.sea_safe: Callable[[int], bool] | None = None
         try:
-            from armras import _native
+            from armras.arch import _native
         except ImportError:
             _native = None
         if _native is not None and _native.state_size == ctypes.sizeof(_State):
@@ -69,7 +69,7 @@ class BlockHook:
                 raise UcError(status)
             self.native = True
         else:
-            log.warning("armras._native is not built (pip install -e . compiles it): using a slow Python block hook")
+            log.warning("armras.arch._native is not built (pip install -e . compiles it): using a slow Python block hook")
             uc.hook_add(UC_HOOK_BLOCK, self._python_hook)
 
     def _python_hook(self, uc: Uc, address: int, size: int, _ud: object) -> None:
@@ -175,7 +175,7 @@ class SysregTrap:
 
         self._handler = handler
         try:
-            from armras import _native
+            from armras.arch import _native
         except ImportError:
             _native = None
         self.native = _native is not None and _native.sysreg_state_size == ctypes.sizeof(_SysregState)
@@ -244,7 +244,7 @@ class ExceptionHook:
         self._handler = handler
         self._context = context          # keeps the uc_context alive for the native hook
         try:
-            from armras import _native
+            from armras.arch import _native
         except ImportError:
             _native = None
         self.native = _native is not None and _native.intr_state_size == ctypes.sizeof(_IntrState)

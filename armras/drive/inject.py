@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError
-from armras.cpu import MIDR_EL1
+from armras.arch.cpu import MIDR_EL1
 from armras.ras import cper
 
 if TYPE_CHECKING:
-    from armras.machine import Machine
+    from armras.board.machine import Machine
 
 KINDS = ("sea", "gpio", "arm")
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}

@@ -61,7 +61,7 @@ typedef struct {
  * Safe: EL0; EL1 with IRQs unmasked (an OS saves its exception state before unmasking,
  * or a nested IRQ would clobber it too); the first block after an exception return
  * (PC == ELR_EL1 and PSTATE's EL/SP == SPSR_EL1's: the interrupted context, restored).
- * armras.machine.Machine._sea_safe_now is the same rule for the host side.
+ * armras.board.machine.Machine._sea_safe_now is the same rule for the host side.
  */
 static int armras_sea_safe(void *uc, armras_block_state *st, uint64_t address)
 {
@@ -150,7 +150,7 @@ static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, v
  *
  * Unicorn 2.1.4 has no AArch64 exception entry: SVC, UDEF, BRK and aborts reach
  * UC_HOOK_INTR with only QEMU's exception number, the rest being in env->exception.
- * armras.cpu.Cpu.take_exception does the entry in Python (~50 us); doing the common
+ * armras.arch.cpu.Cpu.take_exception does the entry in Python (~50 us); doing the common
  * cases here keeps system calls and page faults off Python. Rules are the same:
  * SPSR_EL1 = PSTATE, ELR_EL1 = PC, ESR_EL1 = syndrome, FAR_EL1 = fault address for
  * aborts, SP_EL0 banked when the live SP is SP_EL0, PSTATE = EL1h with DAIF masked,
@@ -255,7 +255,7 @@ slow:
 }
 
 static struct PyModuleDef armras_native_module = {
-    PyModuleDef_HEAD_INIT, "armras._native",
+    PyModuleDef_HEAD_INIT, "armras.arch._native",
     "Native Unicorn block hook (stop requests and instruction counting).", -1, NULL,
 };
 

@@ -52,10 +52,10 @@ from armras import limits
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.ras import cper
 from armras.ras.hw_errors import ERROR_BLOCK_SIZE, SOURCE_GPIO, SOURCE_SEA
-from armras.ras.inject import InjectSpec, perform
+from armras.drive.inject import InjectSpec, perform
 
 if TYPE_CHECKING:
-    from armras.machine import Machine
+    from armras.board.machine import Machine
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +488,7 @@ def _notify_name(notify_type: int) -> str:
 
 
 def _text(address: int | str) -> str:
-    """An address as armras.ras.inject takes it: a number in hex, or a symbol."""
+    """An address as armras.drive.inject takes it: a number in hex, or a symbol."""
     return hex(address) if isinstance(address, int) else address
 
 

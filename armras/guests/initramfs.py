@@ -194,7 +194,7 @@ def read_cpio(data: bytes) -> list[CpioEntry]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m armras.initramfs",
+        prog="python -m armras.guests.initramfs",
         description="Build a newc initramfs with /dev/console and the given /init (no root needed).",
     )
     parser.add_argument("init", type=Path, help="the /init executable (static)")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from armras.acpi.builder import HEADER_SIZE, Gas, TableHeader
-from armras.acpi.hest import GhesV2Entry, notify_name, parse_hest_entries
-from armras.acpi.tables import (
+from armras.firmware.acpi.builder import HEADER_SIZE, Gas, TableHeader
+from armras.firmware.acpi.hest import GhesV2Entry, notify_name, parse_hest_entries
+from armras.firmware.acpi.tables import (
     FADT_X_DSDT_OFFSET,
     RSDP_SIGNATURE,
     RSDP_SIZE_OFFSET,

@@ -48,7 +48,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from armras.loader import Symbolizer
+from armras.guests.elf import Symbolizer
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""What runs on the board: ELF images and their symbols, Linux (Image, kallsyms, initramfs, Debian kernels)."""

@@ -1,0 +1,1 @@
+"""Guest time: the system counter, the alarm thread, deterministic (instruction) time."""
