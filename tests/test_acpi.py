@@ -41,7 +41,7 @@ def iasl() -> str:
 
 
 SDT_HEADER = 36              # ACPI 6.4 table 5.29: the System Description Table Header
-SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST")
+SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "PPTT")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_xsdt_points_at_tables(tables: AcpiTables) -> None:
     for address in entries:
         start = address - tables.base
         pointed[tables.blob[start:start + 4].decode()] = address
-    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST")}
+    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "PPTT")}
 
 
 def test_fadt_fields(tables: AcpiTables) -> None:
@@ -519,3 +519,29 @@ def test_format_acpi_lists_tables(tables: AcpiTables) -> None:
     corrupt[tables.tables["GTDT"][0] - tables.base + 20] ^= 0xFF
     assert re.search(r"GTDT .* checksum BAD", format_acpi(bytes(corrupt), tables.base))
     assert format_acpi(tables.table("HEST"), 0).startswith("HEST:")
+
+
+def test_iasl_madt_and_pptt_describe_every_cpu(tmp_path: Path) -> None:
+    """Four CPUs: four GICCs (CPU interface and UID = index, MPIDR as QEMU virt numbers
+    GICv2 CPUs: Aff0 = index), and a PPTT with one package and four leaf cores whose
+    ACPI Processor IDs are those UIDs (ACPI 6.3 5.2.29.1)."""
+    from armras.firmware.acpi.tables import board_platform
+
+    quad = build_acpi_tables(board_platform(RAM_BASE, DEFAULT_RAM_SIZE, (0, 1, 2, 3)),
+                             FirmwareLayout(RAM_BASE, DEFAULT_RAM_SIZE).acpi_base)
+    iasl()
+    madt = parse_data_table(_iasl(tmp_path, "apic", quad.table("APIC")))
+    pptt = parse_data_table(_iasl(tmp_path, "pptt", quad.table("PPTT")))
+    assert madt.problems == [] and pptt.problems == []
+    giccs = madt.subtables[1:]
+    assert [g["CPU Interface Number"] for g in giccs] == ["00000000", "00000001", "00000002", "00000003"]
+    assert [g["Processor UID"] for g in giccs] == ["00000000", "00000001", "00000002", "00000003"]
+    assert [g["ARM MPIDR"] for g in giccs] == [f"000000000000000{i}" for i in range(4)]
+    assert all(g["Base Address"] == "0000000008010000" and g["Flags (decoded below)"] == "00000001"
+               for g in giccs)
+    package, *cores = pptt.subtables
+    assert package["Subtable Type"] == "00 [Processor Hierarchy Node]"
+    assert package["Flags (decoded below)"] == "00000001" and package["Parent"] == "00000000"
+    assert len(cores) == 4
+    assert all(c["Flags (decoded below)"] == "0000000A" and c["Parent"] == "00000024" for c in cores)
+    assert [c["ACPI Processor ID"] for c in cores] == ["00000000", "00000001", "00000002", "00000003"]

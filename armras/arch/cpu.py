@@ -256,6 +256,11 @@ class Cpu:
     def exception_offset(self) -> int:
         return self._exc_offset
 
+    def enter_el1_reset_state(self) -> None:
+        """PSTATE as a CPU leaves reset into the OS (PSCI CPU_ON): EL1h, DAIF all masked."""
+        self.uc.reg_write(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF)
+        self.uc.cpr_write(*SPSR_EL1, 0)   # through the cp-reg path: rebuilds QEMU's cached hflags
+
     # --- exception entry -----------------------------------------------------------
     def take_exception(self, kind: int, *, elr: int, esr: int | None = None, far: int | None = None) -> int:
         """Enter EL1 at VBAR_EL1 + offset as the architecture does. Returns the new PC.

@@ -37,6 +37,7 @@ from unicorn import (
     UcError,
 )
 from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.firmware.acpi import build_acpi_tables, board_platform
@@ -83,6 +84,8 @@ from armras.board.memmap import (
     intid,
 )
 from armras.board.memory import PhysicalMemory, Region
+from armras.board.vcpu import MAX_CPUS, MPIDR_RES1, VMPIDR_EL2, Power, VCpu, mpidr_of
+from armras.firmware import psci as psci_codes
 from armras.arch.mmu import translate
 from armras.ras import cper
 from armras.ratelimit import RateLimiter
@@ -99,6 +102,7 @@ POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is
 MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for PSTATE.I
 MAX_HOST_WAIT = 1.0                 # longest single host sleep: guest deadlines can be ~2^64 ticks away
 SEA_HOLD_LIMIT = 1 << 24            # instructions an injected SEA may wait for a safe point
+SLICE_INSNS = 100_000               # instructions a CPU runs before the next runnable one gets its turn
 MAX_STOP_MARK = 1 << 62             # instruction stops beyond this are never reached (the native counter is u64)
 
 EXIT_TIMEOUT = 124
@@ -122,6 +126,7 @@ class MachineConfig:
     timeout: float | None = None             # wall-clock seconds
     max_insns: int | None = None             # instruction limit (enables counting)
     deterministic: bool = False              # guest time from instruction counts (armras.timing.guesttime)
+    cpus: int = 1                            # vCPUs (1-8), round-robin on one core (armras.board.vcpu)
 
 
 @dataclass
@@ -209,8 +214,13 @@ class Machine:
         self.config = config or MachineConfig()
         if self.config.ram_size < 16 * MiB or self.config.ram_size % (2 * MiB):
             raise ArmrasError(f"RAM size {self.config.ram_size:#x} must be a multiple of 2 MiB and at least 16 MiB")
-        self.cpu = Cpu()
+        if not 1 <= self.config.cpus <= MAX_CPUS:
+            raise ArmrasError(f"{self.config.cpus} CPUs: the board has 1 to {MAX_CPUS} (GICv2)")
+        self.cpu = Cpu()                         # the running vCPU's registers, exception entry
         self.uc: Uc = self.cpu.uc
+        self._reset_context = self.uc.context_save()   # how a CPU comes out of reset (PSCI CPU_ON)
+        self.current = 0                         # index of the vCPU on the core
+        self._slice_end = SLICE_INSNS            # instruction count at which it yields the core
         self.exit_status: int | None = None
         self.exit_reason = ""
         self._stop_requested = False
@@ -241,11 +251,17 @@ class Machine:
         self.blocks.sea_safe = self._sea_safe_at
         self.counter = make_counter(self.uc, self.blocks, self.config.deterministic)
         self.console = Console(self.config.console)
-        self.gic = GicV2(on_change=self._irq_changed)
-        self.timer = GenericTimer(self.counter, self.gic, on_change=self._rearm,
-                                  phys_intid=PPI_NONSEC_PHYS_TIMER, virt_intid=PPI_VIRT_TIMER)
+        self.gic = GicV2(on_change=self._irq_changed, num_cpus=self.config.cpus,
+                         current_cpu=lambda: self.current)
+        self.vcpus = [VCpu(i, mpidr_of(i), GenericTimer(self.counter, self.gic.cpu_port(i), on_change=self._rearm,
+                                                         phys_intid=PPI_NONSEC_PHYS_TIMER,
+                                                         virt_intid=PPI_VIRT_TIMER))
+                      for i in range(self.config.cpus)]
+        self.vcpus[0].power = Power.ON           # the boot CPU; the others wait for PSCI CPU_ON
+        self.uc.cpr_write(*VMPIDR_EL2, MPIDR_RES1 | self.vcpus[0].mpidr)
         self.uart = Pl011(self.console.write, self.gic, intid("uart"))
-        self.det = DeterministicClock(self.counter, self.timer, self.gic) if self.config.deterministic else None
+        self.det = (DeterministicClock(self.counter, lambda: [v.timer for v in self.vcpus])
+                    if self.config.deterministic else None)
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
@@ -295,7 +311,8 @@ class Machine:
     def _install_firmware(self) -> None:
         """What platform firmware leaves in RAM: ACPI tables and the GHES error blob."""
         self.hw_errors = HardwareErrorsLayout(self.layout.hw_errors_base)
-        self.acpi = build_acpi_tables(board_platform(self.ram.base, self.ram.size), self.layout.acpi_base)
+        self.acpi = build_acpi_tables(board_platform(self.ram.base, self.ram.size,
+                                                     tuple(v.mpidr for v in self.vcpus)), self.layout.acpi_base)
         self.mem.write(self.acpi.base, self.acpi.blob)
         self.sources = ErrorSources(self.mem, self.hw_errors)
         self.sources.install()
@@ -320,6 +337,11 @@ class Machine:
             add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_PROT, self._unmapped_cb, begin=begin, end=end))
         self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg))
         self.sysregs.trap_counters(self.det is not None)
+
+    @property
+    def timer(self) -> GenericTimer:
+        """The running CPU's generic timer (each CPU has its own, on its own PPIs)."""
+        return self.vcpus[self.current].timer
 
     @property
     def instructions(self) -> int:
@@ -427,7 +449,7 @@ class Machine:
         self.request_stop()
 
     def _irq_changed(self) -> None:
-        if self.gic.irq_asserted():
+        if any(v.power is Power.ON and self.gic.irq_asserted(v.index) for v in self.vcpus):
             self.request_stop()
 
     def _rearm(self) -> None:
@@ -444,6 +466,43 @@ class Machine:
         """PSCI CPU_SUSPEND (standby): the CPU idles as if it had executed WFI."""
         self._wfi_requested = True
         self.request_stop()
+
+    # --- PSCI CPU power management (armras.firmware.psci.PowerControl) ---------------
+    def _vcpu_by_mpidr(self, mpidr: int) -> VCpu | None:
+        return next((v for v in self.vcpus if v.mpidr == mpidr), None)
+
+    def cpu_on(self, mpidr: int, entry: int, context_id: int) -> int:
+        """Start the CPU `mpidr` at `entry` (EL1h, MMU off, x0 = context_id) when it next runs."""
+        target = self._vcpu_by_mpidr(mpidr)
+        if target is None:
+            log.info("PSCI CPU_ON for MPIDR %#x: no such CPU on this %d-CPU board", mpidr, len(self.vcpus))
+            return psci_codes.INVALID_PARAMETERS
+        if target.power is Power.ON:
+            return psci_codes.ALREADY_ON
+        if target.power is Power.ON_PENDING:
+            return psci_codes.ON_PENDING
+        if not self.ram.contains(entry, 4) or entry % 4:
+            log.info("PSCI CPU_ON for CPU %d: entry point %#x is not in RAM", target.index, entry)
+            return psci_codes.INVALID_ADDRESS
+        target.power, target.start = Power.ON_PENDING, (entry, context_id)
+        target.waiting = target.sea_held = False
+        log.info("PSCI CPU_ON: CPU %d (MPIDR %#x) starts at %#x", target.index, mpidr, entry)
+        return psci_codes.SUCCESS
+
+    def cpu_off(self) -> int:
+        """The calling CPU powers down (the last one powers the board off)."""
+        me = self.vcpus[self.current]
+        if not any(v.power is not Power.OFF for v in self.vcpus if v is not me):
+            self.power_off(0, "PSCI CPU_OFF of the last CPU")
+            return psci_codes.SUCCESS
+        me.power, me.waiting = Power.OFF, False
+        log.info("PSCI CPU_OFF: CPU %d is off", me.index)
+        self.request_stop()
+        return psci_codes.SUCCESS
+
+    def affinity_info(self, mpidr: int) -> int:
+        target = self._vcpu_by_mpidr(mpidr)
+        return psci_codes.INVALID_PARAMETERS if target is None else target.power.value
 
     def _smccc_call(self, cpu: Cpu) -> None:
         x0, x1, x2, x3 = cpu.xs(4)
@@ -488,8 +547,10 @@ class Machine:
         """Write a CPER into a source's error status block (refused if not acknowledged)."""
         self.sources.by_id(source_id).record(estatus)
 
-    def inject_sea(self, pa: int, severity: cper.Severity = cper.Severity.RECOVERABLE) -> None:
-        """Record a memory-error CPER in the SEA source and raise an SEA (CPU stopped).
+    def inject_sea(self, pa: int, severity: cper.Severity = cper.Severity.RECOVERABLE,
+                   cpu: int | None = None) -> None:
+        """Record a memory-error CPER in the SEA source and raise an SEA on `cpu` (default:
+        the running CPU; the CPU is stopped between slices).
 
         Hardware raises an SEA synchronously to the access that consumed the error, never
         while the OS is between an exception entry and saving ELR_EL1/SPSR_EL1 (its
@@ -498,13 +559,27 @@ class Machine:
         exception cannot destroy live exception state (see _sea_safe_at); otherwise the
         block hook holds it to the first such block start. The CPER is written now.
         """
+        target = self.vcpu(cpu)
         self._check_ram_address(pa)
         self.record_error(SOURCE_SEA, cper.memory_error_record(pa, severity))
-        if self._sea_safe_at(self.cpu.pc):
+        if target.index != self.current:
+            target.sea_held = True                 # taken when that CPU next runs
+        elif self._sea_safe_at(self.cpu.pc):
             self._enter_sea(instruction=False)
         else:
             log.info("SEA held at %#x until the guest is out of its exception entry", self.cpu.pc)
             self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
+
+    def vcpu(self, index: int | None) -> VCpu:
+        """CPU `index` (None: the running one), checked: injections name CPUs from outside."""
+        if index is None:
+            return self.vcpus[self.current]
+        if not 0 <= index < len(self.vcpus):
+            raise ArmrasError(f"cpu={index}: the board has {len(self.vcpus)} CPU(s), 0-{len(self.vcpus) - 1}")
+        v = self.vcpus[index]
+        if v.power is not Power.ON:
+            raise ArmrasError(f"cpu={index}: CPU {index} is {v.power.name.lower().replace('_', ' ')}")
+        return v
 
     def _sea_safe_at(self, pc: int) -> bool:
         """May an injected SEA be taken at `pc` (a block start)? Twin of _native.c armras_sea_safe."""
@@ -587,12 +662,10 @@ class Machine:
         now = time.monotonic()
         if self.det is not None:   # deadlines are instruction counts (stop_at); only --timeout is wall time
             return self._deadline_wall if self._deadline_wall is not None else now + 3600.0
-        quantum = MASKED_IRQ_POLL if self.gic.irq_asserted() else POLL_QUANTUM
+        quantum = MASKED_IRQ_POLL if self.gic.irq_asserted(self.current) else POLL_QUANTUM
         deadline = now + quantum
-        for virtual in (True, False):
-            ticks = self.timer.ticks_until_next(virtual)
-            if ticks is not None:
-                deadline = min(deadline, now + self.counter.seconds(ticks))
+        for ticks in self._timer_ticks():
+            deadline = min(deadline, now + self.counter.seconds(ticks))
         if self._time_events:
             wait = self._time_events[0][0] - self.counter.guest_seconds()
             deadline = min(deadline, now + max(wait, 0.0))
@@ -600,12 +673,19 @@ class Machine:
             deadline = min(deadline, self._deadline_wall)
         return deadline
 
+    def _timer_ticks(self, virtual: bool | None = None) -> list[int]:
+        """Ticks until each armed timer of every powered CPU fires (both kinds by default)."""
+        kinds = (True, False) if virtual is None else (virtual,)
+        return [t for v in self.vcpus if v.power is not Power.OFF for k in kinds
+                if (t := v.timer.ticks_until_next(k)) is not None]
+
     def run(self) -> RunResult:
         start = time.monotonic()
         self._deadline_wall = start + self.config.timeout if self.config.timeout else None
         if not self._started:
             self._started = True
             self.counter.restart()   # guest time starts at the first instruction
+            self._slice_end = SLICE_INSNS
         try:
             while self.exit_status is None:
                 self._service()
@@ -615,6 +695,10 @@ class Machine:
                 if self.paused:
                     self._wait_while_paused()
                     continue
+                if not self._pick_cpu():
+                    self._idle()     # every CPU waits for an interrupt (or is off)
+                    continue
+                self._deliver()
                 self.alarm.arm(self._next_deadline())
                 self._stop_requested = self._wfi_requested = False
                 self._wake.clear()
@@ -637,7 +721,12 @@ class Machine:
                 # Neither we nor the block hook stopped it: the guest executed WFI.
                 wfi = not self._stop_requested and not self.blocks.stopped_cpu
                 if (wfi or self._wfi_requested) and self.exit_status is None:
-                    self._idle()
+                    if self.blocks.sea_held:
+                        # An idle CPU is not inside an exception entry: the held SEA is taken here.
+                        self.blocks.clear_sea()
+                        self._enter_sea(instruction=False)
+                    else:
+                        self.vcpus[self.current].waiting = True
         except GuestFault as e:
             e.args = (f"{e.args[0]}\n{self.crash_report()}",)
             raise
@@ -653,6 +742,8 @@ class Machine:
     def _next_instruction_stop(self) -> int | None:
         marks = [c for c in (self.config.max_insns, self._insn_events[0][0] if self._insn_events else None)
                  if c is not None]
+        if len(self.vcpus) > 1 and any(self._runnable(v) for v in self.vcpus if v.index != self.current):
+            marks.append(self._slice_end)     # another CPU waits for the core (a waking one stops it)
         if self.det is not None:
             marks += self.det.stop_marks(self.instructions, self._time_events[0][0] if self._time_events else None)
         return min(min(marks), MAX_STOP_MARK) if marks else None
@@ -677,7 +768,7 @@ class Machine:
         self.alarm.close()
 
     def _service(self) -> None:
-        """Between slices: due events, host actions, device state, IRQ delivery."""
+        """Between slices: due events, host actions, the timers' interrupt lines."""
         while self._insn_events and self.instructions >= self._insn_events[0][0]:
             self._run_action(self._insn_events.pop(0)[1])
         if self._time_events:
@@ -690,8 +781,70 @@ class Machine:
                     break
                 item = self._pending.popleft()
             self._run_action(item)
-        self.timer.update()
-        pending = self.exit_status is None and self.gic.irq_asserted()
+        for v in self.vcpus:
+            v.timer.update()
+
+    def _runnable(self, v: VCpu) -> bool:
+        if v.power is Power.OFF:
+            return False
+        # WFI ends on an interrupt the GIC signals to the CPU, whether or not PSTATE.I masks it.
+        return v.start is not None or v.sea_held or not v.waiting or self.gic.irq_asserted(v.index)
+
+    def _pick_cpu(self) -> bool:
+        """Put the CPU that runs next on the core (round-robin in slices); False if none can run."""
+        n = len(self.vcpus)
+        order = [(self.current + k) % n for k in range(n)]
+        if n > 1 and self.instructions >= self._slice_end:
+            order = order[1:] + order[:1]          # the running CPU's slice is over
+            self._slice_end = self.instructions + SLICE_INSNS
+        for index in order:
+            v = self.vcpus[index]
+            if self._runnable(v):
+                if index != self.current:
+                    self._switch_to(index)
+                    self._slice_end = self.instructions + SLICE_INSNS
+                v.waiting = False
+                return True
+        return False
+
+    def _switch_to(self, index: int) -> None:
+        """Save the running CPU's registers, load CPU `index`'s (see armras.board.vcpu)."""
+        out, into = self.vcpus[self.current], self.vcpus[index]
+        if self.blocks.sea_held:                   # a held SEA belongs to the CPU, not the core
+            out.sea_held = True
+            self.blocks.clear_sea()
+        if out.context is None:
+            out.context = self.uc.context_save()
+        else:
+            self.uc.context_update(out.context)
+        if into.start is not None:                 # first run after PSCI CPU_ON: out of reset
+            entry, context_id = into.start
+            into.start = None
+            self.uc.context_restore(self._reset_context)
+            self.uc.cpr_write(*VMPIDR_EL2, MPIDR_RES1 | into.mpidr)
+            self.cpu.set_x(0, context_id)
+            self.cpu.pc = entry
+            self.cpu.enter_el1_reset_state()
+            into.power = Power.ON
+        else:
+            assert into.context is not None
+            self.uc.context_restore(into.context)
+        # The softmmu TLB and the jump cache are not tagged by CPU (each CPU has its own
+        # translation tables); translated code is shared and stays.
+        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+        self.current = index
+        self.counter.load_cpu()
+
+    def _deliver(self) -> None:
+        """The running CPU's held SEA and pending IRQ, before it runs again."""
+        v = self.vcpus[self.current]
+        if v.sea_held:
+            v.sea_held = False
+            if self._sea_safe_at(self.cpu.pc):
+                self._enter_sea(instruction=False)
+            else:
+                self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
+        pending = self.exit_status is None and self.gic.irq_asserted(self.current)
         if pending and not self.cpu.irq_masked:
             self.cpu.take_exception(VECTOR_IRQ, elr=self.cpu.pc)
             pending = False
@@ -704,39 +857,33 @@ class Machine:
         item.action()
 
     def _idle(self) -> None:
-        """The guest executed WFI: wake it at once, or jump time to the next deadline."""
-        if self.blocks.sea_held:
-            # An idle CPU is not inside an exception entry: the held SEA is taken here.
-            self.blocks.clear_sea()
-            self._enter_sea(instruction=False)
-            return
-        self.timer.update()
-        if self.gic.irq_asserted() or self._pending:
+        """Every CPU is in WFI: jump time to the next deadline, or wait for the host."""
+        if self._pending:
             return
         if self.det is not None and self.det.skip_to_next_deadline(
                 self._time_events[0][0] if self._time_events else None):
             return
-        candidates: list[int] = []
-        vt = self.timer.ticks_until_next(virtual=True)
-        if vt is not None:
-            candidates.append(vt)
+        candidates = self._timer_ticks(virtual=True)
         if self._time_events:
             ahead = self._time_events[0][0] - self.counter.guest_seconds()
             candidates.append(max(0, int(ahead * self.counter.frequency)))
-        pt = self.timer.ticks_until_next(virtual=False)
+        physical = self._timer_ticks(virtual=False)
+        pt = min(physical) if physical else None
         if candidates and (pt is None or min(candidates) <= pt):
             self.counter.skip(min(candidates))
             return
         if pt is not None:
             self._wake.wait(min(self.counter.seconds(pt), MAX_HOST_WAIT))
             return
-        # The counter moved on since the update above: a timer may have fired in between.
-        self.timer.update()
-        if self.gic.irq_asserted():
+        # The counter moved on since the last update: a timer may have fired in between.
+        for v in self.vcpus:
+            v.timer.update()
+        if any(self._runnable(v) for v in self.vcpus):
             return
         if not self._external_wakeups():
+            timers = "; ".join(f"CPU{v.index}: {v.timer.describe()}" for v in self.vcpus if v.power is Power.ON)
             raise GuestFault("guest is waiting for an interrupt (WFI) with no timer armed and nothing "
-                             f"that could wake it ({self.timer.describe()}; {self.gic.describe()})")
+                             f"that could wake it ({timers}; {self.gic.describe()})")
         # Only something from outside (a control command) can wake the guest now.
         self._wake.wait(POLL_QUANTUM)
 

@@ -1,4 +1,7 @@
-"""PSCI 1.1 and SMCCC 1.1 discovery over HVC/SMC (Arm DEN 0022, DEN 0028), for one CPU.
+"""PSCI 1.1 and SMCCC 1.1 discovery over HVC/SMC (Arm DEN 0022, DEN 0028).
+
+CPU power management (CPU_ON, CPU_OFF, AFFINITY_INFO) is the board's: the `power`
+object answers with PSCI return codes; guest arguments are checked here or there.
 
 armras extension: SYSTEM_OFF takes an exit status in x1 (Linux passes 0) which becomes
 the emulator's process exit code, so bare-metal test guests can report pass/fail.
@@ -26,12 +29,18 @@ SMC64 = 0x4000_0000  # the SMC64 variant of a function id sets bit 30
 SUCCESS = 0
 NOT_SUPPORTED = -1
 INVALID_PARAMETERS = -2
+DENIED = -3
 ALREADY_ON = -4
+ON_PENDING = -5
+INVALID_ADDRESS = -9
 
 PSCI_1_1 = 0x0001_0001
 SMCCC_1_1 = 0x0001_0001
 MIGRATE_TYPE_NOT_PRESENT = 2
 AFFINITY_ON = 0
+AFFINITY_OFF = 1
+AFFINITY_ON_PENDING = 2
+MPIDR_AFFINITY_MASK = 0xFF_00FF_FFFF   # Aff3 (39:32), Aff2-Aff0 (23:0)
 
 SUPPORTED = {PSCI_VERSION, CPU_SUSPEND, CPU_OFF, CPU_ON, AFFINITY_INFO, MIGRATE_INFO_TYPE,
              SYSTEM_OFF, SYSTEM_RESET, PSCI_FEATURES, SMCCC_VERSION}
@@ -44,13 +53,18 @@ class PowerControl(Protocol):
 
     def wait_for_interrupt(self) -> None: ...
 
+    def cpu_on(self, mpidr: int, entry: int, context_id: int) -> int: ...
+
+    def cpu_off(self) -> int: ...
+
+    def affinity_info(self, mpidr: int) -> int: ...
+
 
 class Psci:
     """Answers SMCCC function ids; `call` returns the value for x0."""
 
-    def __init__(self, power: PowerControl, boot_mpidr: int = 0) -> None:
+    def __init__(self, power: PowerControl) -> None:
         self._power = power
-        self._mpidr = boot_mpidr
 
     def call(self, fid: int, x1: int, x2: int, x3: int) -> int:
         fid &= 0xFFFF_FFFF
@@ -76,15 +90,15 @@ class Psci:
             self._power.power_off(0, "PSCI SYSTEM_RESET (armras does not reboot; treated as power-off)")
             return SUCCESS
         if base == CPU_ON:
-            if (x1 & 0xFF_00FF_FFFF) == self._mpidr:
-                return ALREADY_ON
-            log.info("PSCI CPU_ON for MPIDR %#x refused: the board has one CPU", x1)
-            return INVALID_PARAMETERS
+            if not fid & SMC64:
+                x1, x2, x3 = x1 & 0xFFFF_FFFF, x2 & 0xFFFF_FFFF, x3 & 0xFFFF_FFFF
+            return self._power.cpu_on(x1 & MPIDR_AFFINITY_MASK, x2, x3)
         if base == AFFINITY_INFO:
-            return AFFINITY_ON if (x1 & 0xFF_00FF_FFFF) == self._mpidr else INVALID_PARAMETERS
+            if x2 & 0xFFFF_FFFF:      # lowest_affinity_level: only level 0 (CPUs) exists here
+                return INVALID_PARAMETERS
+            return self._power.affinity_info(x1 & MPIDR_AFFINITY_MASK)
         if base == CPU_OFF:
-            self._power.power_off(0, "PSCI CPU_OFF of the only CPU")
-            return SUCCESS
+            return self._power.cpu_off()
         if base == CPU_SUSPEND:
             self._power.wait_for_interrupt()
             return SUCCESS

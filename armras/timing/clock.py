@@ -36,6 +36,10 @@ class SystemCounter:
         self._cntvoff = value & 0xFFFF_FFFF_FFFF_FFFF
         self._uc.cpr_write(*CNTVOFF_EL2, self._cntvoff)
 
+    def load_cpu(self) -> None:
+        """A CPU was switched in: give it the board's CNTVOFF (each CPU's context has its own)."""
+        self._uc.cpr_write(*CNTVOFF_EL2, self._cntvoff)
+
     def physical_count(self) -> int:
         return self._uc.cpr_read(*CNTPCT_EL0)
 

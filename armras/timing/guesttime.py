@@ -25,7 +25,7 @@ control socket) can break that.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from unicorn.arm64_const import UC_ARM64_REG_PC
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from unicorn import Uc
 
     from armras.arch.hooks import BlockHook
-    from armras.devices.gicv2 import GicV2
     from armras.devices.timer import GenericTimer
 
 TICKS_PER_INSN = 1                 # counter ticks per guest instruction (62.5 MHz CNTFRQ)
@@ -120,6 +119,9 @@ class InstructionCounter:
         """Instructions the guest must execute for the counter to advance `ticks`."""
         return max(1, -(-ticks // self.ticks_per_insn))
 
+    def load_cpu(self) -> None:
+        """Nothing to do: counter reads are trapped and served from the instruction count."""
+
     def freeze(self) -> None:
         """Nothing to do: the count only moves when instructions run."""
 
@@ -134,10 +136,9 @@ def make_counter(uc: Uc, blocks: BlockHook, deterministic: bool) -> PausableCoun
 class DeterministicClock:
     """What the machine asks in deterministic mode: counter reads, stops, idle skips."""
 
-    def __init__(self, counter: InstructionCounter, timer: GenericTimer, gic: GicV2) -> None:
+    def __init__(self, counter: InstructionCounter, timers: Callable[[], Iterable[GenericTimer]]) -> None:
         self.counter = counter
-        self._timer = timer
-        self._gic = gic     # (a masked IRQ is taken at unmask by the block hook: no polling here)
+        self._timers = timers   # every CPU's (a masked IRQ is taken at unmask by the block hook)
 
     def read_counter(self, op0: int, op1: int, crn: int, crm: int, op2: int) -> int | None:
         """The value of a trapped counter register read, or None if it is not one."""
@@ -152,7 +153,7 @@ class DeterministicClock:
         return RTC_EPOCH + self.counter.guest_seconds()
 
     def _ticks_until(self, next_event_seconds: float | None) -> list[int]:
-        ticks = [t for t in (self._timer.ticks_until_next(True), self._timer.ticks_until_next(False))
+        ticks = [t for timer in self._timers() for t in (timer.ticks_until_next(True), timer.ticks_until_next(False))
                  if t is not None]
         if next_event_seconds is not None:
             target = math.ceil(next_event_seconds * self.counter.frequency)

@@ -100,7 +100,15 @@ GED_EVT_SEL_LEN = 4                      # ACPI_GED_EVT_SEL_LEN
 GED_ERROR_EVT = 0x20                     # ACPI_GED_ERROR_EVT: Notify(GEDD, 0x80)
 ERROR_DEVICE_NOTIFY = 0x80               # Notify value for the PNP0C33 error device
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST")
+# --- PPTT (ACPI 6.3 5.2.29), laid out as QEMU's build_pptt: one package, one core per CPU ---
+PPTT_REVISION = 2
+PPTT_TYPE_PROCESSOR = 0
+PPTT_PROCESSOR_LENGTH = 20               # with no private resources
+PPTT_PHYSICAL_PACKAGE = 1 << 0
+PPTT_ACPI_ID_VALID = 1 << 1
+PPTT_LEAF = 1 << 3
+
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "PPTT")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,7 @@ class AcpiPlatform:
     ged_base: int
     ged_gsiv: int
     hw_errors: HardwareErrorsLayout
+    mpidrs: tuple[int, ...] = (0,)           # one per CPU: MADT GICC entries, PPTT leaves
     sources: tuple[tuple[int, int], ...] = BOARD_SOURCES
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
@@ -136,7 +145,7 @@ class AcpiTables:
         return self.blob[start:start + RSDP_SIZE]
 
 
-def board_platform(ram_base: int, ram_size: int) -> AcpiPlatform:
+def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,)) -> AcpiPlatform:
     """The AcpiPlatform of the board, every address and interrupt from armras.board.memmap."""
     layout = FirmwareLayout(ram_base, ram_size)
     return AcpiPlatform(
@@ -147,6 +156,7 @@ def board_platform(ram_base: int, ram_size: int) -> AcpiPlatform:
         ged_base=VIRT_MEMMAP["ged"].base,
         ged_gsiv=intid("ged"),
         hw_errors=HardwareErrorsLayout(layout.hw_errors_base, num_sources=len(BOARD_SOURCES)),
+        mpidrs=mpidrs,
     )
 
 
@@ -242,7 +252,7 @@ def build_fadt(platform: AcpiPlatform, dsdt_address: int) -> bytes:
 
 
 def build_madt(platform: AcpiPlatform) -> bytes:
-    """MADT: GICv2 distributor and one GICC (CPU 0), as QEMU virt with gic-version=2."""
+    """MADT: GICv2 distributor and one GICC per CPU, as QEMU virt with gic-version=2."""
     tb = _builder(platform, b"APIC", MADT_REVISION)
     tb.u32(0)                    # Local Interrupt Controller Address
     tb.u32(0)                    # Flags
@@ -252,24 +262,43 @@ def build_madt(platform: AcpiPlatform) -> bytes:
     tb.u64(platform.gic_dist_base)
     tb.u32(0)                    # System Vector Base
     tb.u8(GIC_VERSION_2).reserved(3)
-    # GIC CPU Interface (GICC) for CPU 0
-    start = tb.offset
-    tb.u8(MADT_TYPE_GICC).u8(MADT_GICC_LENGTH).u16(0)
-    tb.u32(0)                    # CPU Interface Number
-    tb.u32(0)                    # ACPI Processor UID
-    tb.u32(GICC_FLAG_ENABLED)
-    tb.u32(0)                    # Parking Protocol Version
-    tb.u32(PMU_INTID)            # Performance Interrupt GSIV
-    tb.u64(0)                    # Parked Address
-    tb.u64(platform.gic_cpu_base)
-    tb.u64(0)                    # GICV
-    tb.u64(0)                    # GICH
-    tb.u32(0)                    # VGIC Maintenance Interrupt
-    tb.u64(0)                    # GICR Base Address
-    tb.u64(0)                    # MPIDR
-    tb.u8(0)                     # Processor Power Efficiency Class
-    tb.reserved(3)
-    assert tb.offset - start == MADT_GICC_LENGTH
+    for index, mpidr in enumerate(platform.mpidrs):
+        # GIC CPU Interface (GICC): CPU `index`, the banked CPU interface frame
+        start = tb.offset
+        tb.u8(MADT_TYPE_GICC).u8(MADT_GICC_LENGTH).u16(0)
+        tb.u32(index)                # CPU Interface Number
+        tb.u32(index)                # ACPI Processor UID (the PPTT leaf's ACPI Processor ID)
+        tb.u32(GICC_FLAG_ENABLED)
+        tb.u32(0)                    # Parking Protocol Version
+        tb.u32(PMU_INTID)            # Performance Interrupt GSIV
+        tb.u64(0)                    # Parked Address
+        tb.u64(platform.gic_cpu_base)
+        tb.u64(0)                    # GICV
+        tb.u64(0)                    # GICH
+        tb.u32(0)                    # VGIC Maintenance Interrupt
+        tb.u64(0)                    # GICR Base Address
+        tb.u64(mpidr)                # MPIDR (affinity fields)
+        tb.u8(0)                     # Processor Power Efficiency Class
+        tb.reserved(3)
+        assert tb.offset - start == MADT_GICC_LENGTH
+    return tb.finish()
+
+
+def build_pptt(platform: AcpiPlatform) -> bytes:
+    """PPTT: one physical package holding one core (leaf) per CPU, as QEMU's build_pptt."""
+    tb = _builder(platform, b"PPTT", PPTT_REVISION)
+    package = tb.offset
+    tb.u8(PPTT_TYPE_PROCESSOR).u8(PPTT_PROCESSOR_LENGTH).u16(0)
+    tb.u32(PPTT_PHYSICAL_PACKAGE)    # Flags
+    tb.u32(0)                        # Parent: none
+    tb.u32(0)                        # ACPI Processor ID (package 0; not flagged valid)
+    tb.u32(0)                        # Number of Private Resources
+    for index in range(len(platform.mpidrs)):
+        tb.u8(PPTT_TYPE_PROCESSOR).u8(PPTT_PROCESSOR_LENGTH).u16(0)
+        tb.u32(PPTT_ACPI_ID_VALID | PPTT_LEAF)
+        tb.u32(package)              # Parent: the package node's offset in the table
+        tb.u32(index)                # ACPI Processor ID = the MADT GICC's UID
+        tb.u32(0)
     return tb.finish()
 
 
@@ -347,6 +376,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "SPCR": build_spcr(platform),
         "HEST": build_hest(platform.sources, platform.hw_errors, platform.oem_id,
                            platform.oem_table_id),
+        "PPTT": build_pptt(platform),
     }
     sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}
