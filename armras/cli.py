@@ -58,6 +58,17 @@ def _timeout(text: str) -> float:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _cpu_count(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    try:
+        return limits.check_cpus(value, "--smp")
+    except ArmrasError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _insn_count(text: str) -> int:
     try:
         value = int(text, 0)
@@ -96,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--console", type=Path, default=None, help="write the guest console to FILE (default stdout)")
     run.add_argument("--deterministic", action="store_true",
                      help="guest time from instruction counts: identical runs print identical consoles")
+    run.add_argument("--smp", type=_cpu_count, default=1, metavar="N",
+                     help="number of CPUs, 1-8 (round-robin on one host thread; default 1)")
     control.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -124,7 +137,7 @@ def _machine_config(args: argparse.Namespace, console: object = None) -> "Machin
 
     return MachineConfig(ram_size=DEFAULT_RAM_SIZE if args.memory is None else args.memory, console=console,  # type: ignore[arg-type]
                          timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None),
-                         deterministic=getattr(args, "deterministic", False))
+                         deterministic=getattr(args, "deterministic", False), cpus=getattr(args, "smp", 1))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

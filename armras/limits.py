@@ -9,6 +9,7 @@ where it is typed instead of wrapping, overflowing or hanging later:
 * guest-time triggers (`at=`): finite, >= 0, at most 1e9 s (fits the 64-bit instruction
   counter at 62.5 ticks per microsecond in deterministic mode).
 * instruction counts (`insn=`, `--max-insns`): below 2^63 (the native counter is 64-bit).
+* CPUs (`--smp`, `smp =`): 1 to 8 (GICv2's limit, as QEMU virt with gic-version=2).
 * physical addresses: below 2^48 (the architecture's largest PA, FEAT_LPA aside); other
   64-bit fields (va=, mpidr=): below 2^64.
 """
@@ -18,6 +19,7 @@ import math
 
 from armras.errors import ArmrasError
 from armras.board.memmap import GiB, MiB
+from armras.board.vcpu import MAX_CPUS
 
 MIN_RAM_SIZE = 16 * MiB
 MAX_RAM_SIZE = 16 * GiB
@@ -45,6 +47,12 @@ def _finite(value: float) -> bool:
         return math.isfinite(value)
     except OverflowError:    # an int too large for a double
         return False
+
+
+def check_cpus(count: int, what: str = "smp") -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CPUS:
+        raise ArmrasError(f"{what}: {_show(count)} is not a number of CPUs from 1 to {MAX_CPUS}")
+    return count
 
 
 def check_ram_size(size: int, what: str = "memory") -> int:

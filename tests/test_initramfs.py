@@ -181,7 +181,7 @@ def test_init_is_static_aarch64_elf(init_binary: Path) -> None:
 
 def test_init_prints_the_host_contract(init_binary: Path) -> None:
     blob = init_binary.read_bytes()
-    for text in (b"INIT-OK uptime=%s", b"SEATEST victim va=0x%lx PADDR=0x%lx",
+    for text in (b"INIT-OK uptime=%s", b"SEATEST victim va=0x%lx PADDR=0x%lx cpu=%d",
                  b"SEATEST SIGBUS si_code=%d (BUS_MCEERR_AR=%d) si_addr=0x%lx", b"SEATEST no SIGBUS",
                  b"HardwareCorrupted:", b"SEATEST DONE", b"/proc/self/pagemap", b"seatest",
                  # benchmarks/bench_userspace.py parses these
@@ -251,7 +251,7 @@ def test_init_runs_under_qemu_user(tmp_path: Path, cmdline: str, seatest: bool) 
         return
     if "SEATEST ERROR" in out and "pagemap" in out:
         unavailable("/proc/self/pagemap under qemu-user", out.strip().splitlines()[-2])
-    m = re.search(r"^SEATEST victim va=(0x[0-9a-f]+) PADDR=(0x[0-9a-f]+)$", out, re.MULTILINE)
+    m = re.search(r"^SEATEST victim va=(0x[0-9a-f]+) PADDR=(0x[0-9a-f]+) cpu=\d+$", out, re.MULTILINE)
     assert m, out
     assert int(m.group(1), 16) & 0xFFF == 0x100 == int(m.group(2), 16) & 0xFFF
     # The host's triggers find that address in the line /init really printed.

@@ -606,7 +606,8 @@ class Machine:
     def _enter_sea(self, *, instruction: bool) -> None:
         el = self.cpu.current_el
         esr = sea_syndrome(el, instruction=instruction)
-        log.info("SEA: ESR %#010x taken from EL%d at %#x", esr, el, self.cpu.pc)
+        self.vcpus[self.current].seas_taken += 1
+        log.info("SEA: ESR %#010x taken by CPU %d from EL%d at %#x", esr, self.current, el, self.cpu.pc)
         self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr)
 
     def _check_ram_address(self, pa: int) -> None:

@@ -44,6 +44,7 @@ class VCpu:
     waiting: bool = False                   # in WFI (or PSCI CPU_SUSPEND): runs again on an interrupt
     sea_held: bool = False                  # an injected SEA this CPU must take
     start: tuple[int, int] | None = None    # PSCI CPU_ON entry point and context id, not yet applied
+    seas_taken: int = 0                     # SEAs this CPU took (injected or from poisoned pages)
 
 
 __all__ = ["MAX_CPUS", "MPIDR_RES1", "VMPIDR_EL2", "Power", "VCpu", "mpidr_of"]

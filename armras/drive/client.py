@@ -147,6 +147,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sea = cmds.add_parser("sea", help="memory error in the SEA source (0) and a Synchronous External Abort")
     sea.add_argument("--pa", required=True, type=_address, help="physical address or guest symbol")
     sea.add_argument("--severity", choices=SEVERITY_NAMES)
+    sea.add_argument("--cpu", type=_integer, help="the CPU that takes the SEA (default: the running one)")
 
     gpio = cmds.add_parser("gpio", help="a CPER in the GPIO source (1) and the GED interrupt")
     what = gpio.add_mutually_exclusive_group(required=True)
@@ -155,7 +156,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     gpio.add_argument("--severity", choices=SEVERITY_NAMES)
 
     arm = cmds.add_parser("arm", help="ARM processor error in the GPIO source (1)")
-    arm.add_argument("--mpidr", required=True, type=_integer)
+    who = arm.add_mutually_exclusive_group(required=True)
+    who.add_argument("--mpidr", type=_integer, help="the MPIDR_EL1 value the record names")
+    who.add_argument("--cpu", type=_integer, help="the reporting CPU (its MPIDR_EL1)")
     arm.add_argument("--type", required=True, help="cache|tlb|bus|micro-arch (comma-joined), or an integer")
     arm.add_argument("--pa", type=_address)
     arm.add_argument("--va", type=_integer)
@@ -179,6 +182,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     arguments: dict[str, Any] = {}
     if getattr(args, "severity", None):
         arguments["severity"] = args.severity
+    if getattr(args, "cpu", None) is not None:
+        arguments["cpu"] = args.cpu
     if name == "sea":
         return "inject-sea", {"pa": args.pa, **arguments}
     if name == "gpio":
@@ -190,7 +195,9 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             return "inject-gpio", {"cper": base64.b64encode(data).decode(), **arguments}
         return "inject-gpio", {"pa": args.pa, **arguments}
     if name == "arm":
-        arguments.update(mpidr=args.mpidr, type=_address(args.type) if args.type[:1].isdigit() else args.type)
+        if args.mpidr is not None:
+            arguments["mpidr"] = args.mpidr
+        arguments["type"] = _address(args.type) if args.type[:1].isdigit() else args.type
         if args.pa is not None:
             arguments["pa"] = args.pa
         if args.va is not None:

@@ -10,9 +10,9 @@ server sends a greeting line, then answers one request line with one reply line:
 Commands (arguments in braces, `?` optional; addresses are JSON numbers or strings:
 "0x..." or a symbol of the guest ELF):
 
-    inject-sea {pa, severity?}                 memory-error CPER in source 0 + SEA now
+    inject-sea {pa, severity?, cpu?}           memory-error CPER in source 0 + SEA on CPU `cpu`
     inject-gpio {cper (base64) | pa, severity?} a CPER in source 1 + GED interrupt
-    inject-arm-processor {mpidr, type, pa?, va?, severity?}
+    inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?}
     poison {pa}                                 take the 4 KiB page away from the guest
     query-hest   query-ack   query-status       the error sources / their ack state / the run
     stop   cont   quit                          pause, resume, power off (exit status 0)
@@ -365,11 +365,21 @@ class ControlServer:
         return self.on_cpu(act, spec.describe())
 
     def _inject_sea(self, raw: dict[str, Any]) -> dict[str, Any]:
-        args = _Args("inject-sea", raw, ("pa", "severity"))
+        args = _Args("inject-sea", raw, ("pa", "severity", "cpu"))
         pa = args.address("pa")
         if pa is None:
             raise args._missing("pa")
-        return self._inject(InjectSpec("sea", pa=_text(pa), severity=args.severity()), SOURCE_SEA, {"pa": pa})
+        cpu = self._cpu(args)
+        return self._inject(InjectSpec("sea", pa=_text(pa), severity=args.severity(), cpu=cpu), SOURCE_SEA,
+                            {"pa": pa, "cpu": cpu})
+
+    @staticmethod
+    def _cpu(args: _Args) -> int | None:
+        cpu = args.integer("cpu")
+        if cpu is not None and not 0 <= cpu < limits.MAX_CPUS:
+            raise CommandError("InvalidParameter", f"{args.command}: cpu={cpu} is not a CPU index "
+                                                   f"(0-{limits.MAX_CPUS - 1})")
+        return cpu
 
     def _inject_gpio(self, raw: dict[str, Any]) -> dict[str, Any]:
         args = _Args("inject-gpio", raw, ("cper", "pa", "severity"))
@@ -392,9 +402,9 @@ class ControlServer:
         return self.on_cpu(act, f"inject-gpio with a {len(record)}-byte CPER")
 
     def _inject_arm(self, raw: dict[str, Any]) -> dict[str, Any]:
-        args = _Args("inject-arm-processor", raw, ("mpidr", "type", "pa", "va", "severity"))
-        mpidr = args.integer("mpidr", required=True)
-        assert mpidr is not None
+        args = _Args("inject-arm-processor", raw, ("mpidr", "cpu", "type", "pa", "va", "severity"))
+        cpu = self._cpu(args)
+        mpidr = args.integer("mpidr", required=cpu is None)   # or that of `cpu`
         error_type = raw.get("type")
         if error_type is None:
             raise args._missing("type")
@@ -407,8 +417,8 @@ class ControlServer:
         pa = args.address("pa")
         va = args.integer("va")
         spec = InjectSpec("arm", pa=_text(pa) if pa is not None else None, severity=args.severity(),
-                          mpidr=mpidr, error_type=error_type, va=va)  # type: ignore[arg-type]
-        return self._inject(spec, SOURCE_GPIO, {"mpidr": mpidr, "type": error_type, "pa": pa, "va": va})
+                          mpidr=mpidr, error_type=error_type, va=va, cpu=cpu)  # type: ignore[arg-type]
+        return self._inject(spec, SOURCE_GPIO, {"mpidr": mpidr, "cpu": cpu, "type": error_type, "pa": pa, "va": va})
 
     def _poison(self, raw: dict[str, Any]) -> dict[str, Any]:
         args = _Args("poison", raw, ("pa",))
@@ -461,7 +471,9 @@ class ControlServer:
             return {"status": status, "running": status == "running",
                     "guest_seconds": m.counter.guest_seconds(), "instructions": m.instructions,
                     "pc": m.cpu.pc, "exit_status": m.exit_status, "exit_reason": m.exit_reason or None,
-                    "deterministic": m.config.deterministic}
+                    "deterministic": m.config.deterministic, "current_cpu": m.current,
+                    "cpus": [{"cpu": v.index, "mpidr": v.mpidr, "power": v.power.name.lower(),
+                              "waiting": v.waiting, "seas_taken": v.seas_taken} for v in m.vcpus]}
 
         return self.on_cpu(act, "query-status")
 

@@ -11,6 +11,8 @@ Spec grammar (the value of `armras run --inject`):
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
     severity= recoverable (default) | fatal | corrected | none
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
+    cpu=N       the CPU (0-based index) that takes the SEA / reports the ARM processor
+                error (its MPIDR_EL1 unless mpidr= is given); default: the running CPU
     at=SECONDS  guest time (virtual counter) at which to inject
     insn=N      after N guest instructions (enables instruction counting)
     on=REGEX    when a console line matches; must be the last key (takes the rest)
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError
 from armras.arch.cpu import MIDR_EL1
+from armras.board.vcpu import MPIDR_RES1
 from armras.ras import cper
 
 if TYPE_CHECKING:
@@ -44,8 +47,9 @@ class InjectSpec:
     kind: str
     pa: str | None = None
     severity: cper.Severity = cper.Severity.RECOVERABLE
-    mpidr: int = 0
+    mpidr: int | None = None
     error_type: str = "cache"
+    cpu: int | None = None
     va: int | None = None
     at: float | None = None
     insn: int | None = None
@@ -54,7 +58,9 @@ class InjectSpec:
     def describe(self) -> str:
         what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "")
         if self.kind == "arm":
-            what += f" mpidr={self.mpidr:#x} type={self.error_type}"
+            what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type}"
+        if self.cpu is not None:
+            what += f" cpu={self.cpu}"
         return what
 
 
@@ -120,6 +126,11 @@ def parse_inject_spec(text: str) -> InjectSpec:
         elif key in ("mpidr", "va"):
             number = _int(text, key, value)
             fields[key] = _checked(text, lambda: limits.check_u64(number, key))
+        elif key == "cpu":
+            index = _int(text, key, value)
+            if not 0 <= index < limits.MAX_CPUS:
+                raise ArmrasError(f"--inject {text!r}: cpu={index} is not a CPU index (0-{limits.MAX_CPUS - 1})")
+            fields["cpu"] = index
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value
@@ -128,6 +139,9 @@ def parse_inject_spec(text: str) -> InjectSpec:
     spec = InjectSpec(kind, **fields)  # type: ignore[arg-type]
     if sum(x is not None for x in (spec.at, spec.insn, spec.on)) > 1:
         raise ArmrasError(f"--inject {text!r}: give at most one of at=, insn=, on=")
+    if spec.kind == "gpio" and spec.cpu is not None:
+        raise ArmrasError(f"--inject {text!r}: cpu= names the CPU of an SEA or an ARM processor error; "
+                          "a GPIO-notified memory error is not taken by a CPU")
     if spec.kind in ("sea", "gpio") and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
     if spec.pa and spec.pa.startswith("$") and spec.on is None:
@@ -165,14 +179,16 @@ def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = No
                                     f"({machine.ram.base:#x}-{machine.ram.end - 1:#x})")
     if spec.kind == "sea":
         assert pa is not None
-        machine.inject_sea(pa, spec.severity)
+        machine.inject_sea(pa, spec.severity, cpu=spec.cpu)
     elif spec.kind == "gpio":
         assert pa is not None
         machine.notify_gpio(cper.memory_error_record(pa, spec.severity))
     else:
         info = cper.ArmErrorInfo(spec.error_type, virt_addr=spec.va, phys_addr=pa)
-        midr = machine.cpu.sysreg(MIDR_EL1)   # the CPU that reports the error, as firmware would
-        machine.notify_gpio(cper.arm_processor_record(spec.mpidr, midr, errors=(info,), severity=spec.severity))
+        reporter = machine.vcpu(spec.cpu)     # the CPU that reports the error, as firmware would
+        mpidr = spec.mpidr if spec.mpidr is not None else MPIDR_RES1 | reporter.mpidr
+        midr = machine.cpu.sysreg(MIDR_EL1)   # every CPU of the board is the same part
+        machine.notify_gpio(cper.arm_processor_record(mpidr, midr, errors=(info,), severity=spec.severity))
 
 
 def schedule(machine: Machine, spec: InjectSpec) -> None:

@@ -8,6 +8,7 @@ A scenario file::
     memory = "512M"                      # optional: 16M-16G, a multiple of 2M
     timeout = 30                         # wall-clock seconds (default 60, at most 1e6): exit 124 after
     deterministic = true                 # optional: instruction-driven guest time
+    smp = 4                              # optional: number of CPUs (1-8, default 1)
 
     [[step]]
     wait = "^READY"                      # wait for a console line (regex)
@@ -72,7 +73,7 @@ else:  # pragma: no cover - Python 3.10
 
 STEP_KINDS = ("wait", "inject", "poison", "expect", "expect_not", "exit")
 TOP_KEYS = ("name", "description", "image", "kernel", "initrd", "append", "memory", "timeout",
-            "deterministic", "step")
+            "deterministic", "smp", "step")
 DEFAULT_TIMEOUT = 60.0
 WORKER_GRACE = 60.0            # extra seconds a worker gets beyond the scenario's timeout
 _GROUP_REF = re.compile(r"\$(\w+)")
@@ -99,6 +100,7 @@ class Scenario:
     memory: int | None = None
     timeout: float = DEFAULT_TIMEOUT
     deterministic: bool = False
+    smp: int = 1
     steps: tuple[Step, ...] = ()
 
     @property
@@ -206,6 +208,8 @@ def load_scenario(path: Path) -> Scenario:
             fields["timeout"] = limits.check_timeout(timeout)
         except ArmrasError as e:
             raise ArmrasError(f"{path}: {e}") from None
+    if "smp" in data:
+        fields["smp"] = limits.check_cpus(data["smp"], f"{path}: smp")
     if "deterministic" in data:
         if not isinstance(data["deterministic"], bool):
             raise ArmrasError(f"{path}: deterministic must be true or false")
@@ -357,7 +361,8 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
         try:
             ram_size = DEFAULT_RAM_SIZE if scenario.memory is None else scenario.memory
             machine = Machine(MachineConfig(ram_size=ram_size, console=console,
-                                            timeout=scenario.timeout, deterministic=scenario.deterministic))
+                                            timeout=scenario.timeout, deterministic=scenario.deterministic,
+                                            cpus=scenario.smp))
             if scenario.kernel is not None:
                 from armras.guests.linux import boot_linux, resolve_kernel
 

@@ -16,7 +16,7 @@ typedef __builtin_va_list va_list;
 #define va_arg __builtin_va_arg
 #define NULL ((void *)0)
 
-/* ---- platform (QEMU virt addresses, see armras/memmap.py) ---- */
+/* ---- platform (QEMU virt addresses, see armras/board/memmap.py) ---- */
 #define RAM_BASE        0x40000000UL
 #define FW_RESERVED     (2UL << 20)      /* top 2 MiB of RAM: ACPI tables + GHES blob */
 #define UART_BASE       0x09000000UL

@@ -16,6 +16,14 @@
  *      "SEATEST no SIGBUS ...";
  *   4. print the HardwareCorrupted: line of /proc/meminfo and "SEATEST DONE".
  *
+ * "seatest_cpu=N" pins the test to CPU N first (sched_setaffinity) and the victim
+ * line ends with " cpu=N" (sched_getcpu), so an SMP guest takes the SEA on CPU N.
+ *
+ * With "smptest" it prints what the kernel says about its CPUs, then takes CPU 1
+ * offline and back online through sysfs (PSCI CPU_OFF / CPU_ON underneath):
+ *      SMPTEST processors=<"processor" lines in /proc/cpuinfo> online=<cpu/online>
+ *      SMPTEST cpu1 offline online=<...>   /   SMPTEST cpu1 online online=<...>
+ *
  * With "armras_bench" on the kernel command line it runs user-space workloads
  * (benchmarks/bench_userspace.py), each timed with clock_gettime(CLOCK_MONOTONIC)
  * and reported as one line
@@ -33,6 +41,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -233,8 +242,17 @@ static uint64_t virt_to_phys(uintptr_t va, long page_size)
     return pfn * (uint64_t)page_size + (va & (uintptr_t)(page_size - 1));
 }
 
-static void seatest(void)
+static void seatest(long cpu)
 {
+    if (cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET((int)cpu, &set);
+        if (sched_setaffinity(0, sizeof set, &set) < 0) {
+            printf("SEATEST ERROR sched_setaffinity(cpu %ld): %s\n", cpu, strerror(errno));
+            return;
+        }
+    }
     long page_size = sysconf(_SC_PAGESIZE);
     if (page_size <= 0)
         page_size = 4096;
@@ -267,7 +285,8 @@ static void seatest(void)
     int faulted = sigsetjmp(fault_env, 1);
     if (!faulted) {
         fault_armed = 1;
-        printf("SEATEST victim va=0x%lx PADDR=0x%lx\n", (unsigned long)(uintptr_t)victim, (unsigned long)pa);
+        printf("SEATEST victim va=0x%lx PADDR=0x%lx cpu=%d\n", (unsigned long)(uintptr_t)victim,
+               (unsigned long)pa, sched_getcpu());
         sleep_ms(200); /* the host poisons PADDR now */
         alarm(ACCESS_TIMEOUT_S);
         unsigned char value = *victim; /* the access that should take the SEA */
@@ -285,6 +304,57 @@ static void seatest(void)
                    ACCESS_TIMEOUT_S, (int)fault_signo);
     }
     print_hw_corrupted();
+}
+
+static int count_processors(void)
+{
+    char buf[16384];
+    int n = 0;
+    if (read_text("/proc/cpuinfo", buf, sizeof buf) < 0)
+        return -1;
+    for (const char *p = buf; (p = strstr(p, "processor")) != NULL; p++)
+        if (p == buf || p[-1] == '\n')
+            n++;
+    return n;
+}
+
+static void print_online(const char *what)
+{
+    char online[64];
+    if (read_text("/sys/devices/system/cpu/online", online, sizeof online) < 0)
+        snprintf(online, sizeof online, "unknown");
+    online[strcspn(online, "\n")] = '\0';
+    printf("SMPTEST %s online=%s\n", what, online);
+}
+
+static int write_text(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static void smptest(void)
+{
+    char what[64];
+    snprintf(what, sizeof what, "processors=%d", count_processors());
+    print_online(what);
+    const char *cpu1 = "/sys/devices/system/cpu/cpu1/online";
+    if (write_text(cpu1, "0") < 0) {
+        printf("SMPTEST ERROR offline cpu1: %s\n", strerror(errno));
+        return;
+    }
+    print_online("cpu1 offline");
+    if (write_text(cpu1, "1") < 0) {
+        printf("SMPTEST ERROR online cpu1: %s\n", strerror(errno));
+        return;
+    }
+    print_online("cpu1 online");
 }
 
 static uint64_t now_ns(void)
@@ -410,8 +480,10 @@ int main(int argc, char **argv)
         printf("INIT ERROR read %s: %s\n", INIT_CMDLINE_PATH, strerror(errno));
         cmdline[0] = '\0';
     }
+    if (cmdline_has(cmdline, "smptest"))
+        smptest();
     if (cmdline_has(cmdline, "seatest")) {
-        seatest();
+        seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
     }
     if (cmdline_has(cmdline, "armras_bench"))

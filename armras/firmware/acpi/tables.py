@@ -168,12 +168,13 @@ def _builder(platform: AcpiPlatform, signature: bytes, revision: int) -> TableBu
 
 
 def build_dsdt(platform: AcpiPlatform) -> bytes:
-    """DSDT: CPU0, the PL011 (COM0), the GED (GHES GPIO notification) and GEDD."""
+    """DSDT: one processor device per CPU (_UID = the MADT GICC's UID; Linux 6.10+ registers
+    its CPU devices from these), the PL011 (COM0), the GED (GHES GPIO notification), GEDD."""
     uart_size = VIRT_MEMMAP["uart"].size
-    cpu0 = aml.device("CPU0", [
+    cpus = [aml.device(f"CPU{index}", [
         aml.name("_HID", aml.string("ACPI0007")),
-        aml.name("_UID", aml.integer(0)),
-    ])
+        aml.name("_UID", aml.integer(index)),
+    ]) for index in range(len(platform.mpidrs))]
     com0 = aml.device("COM0", [
         aml.name("_HID", aml.string("ARMH0011")),
         aml.name("_UID", aml.integer(0)),
@@ -207,7 +208,7 @@ def build_dsdt(platform: AcpiPlatform) -> bytes:
         aml.name("_HID", aml.string("PNP0C33")),
         aml.name("_UID", aml.integer(0)),
     ])
-    body = aml.scope("\\_SB", [cpu0, com0, ged, gedd])
+    body = aml.scope("\\_SB", [*cpus, com0, ged, gedd])
     return _builder(platform, b"DSDT", DSDT_REVISION).raw(body).finish()
 
 
