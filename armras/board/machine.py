@@ -225,10 +225,13 @@ class Machine:
         self.exit_reason = ""
         self._stop_requested = False
         self._hook_error: BaseException | None = None
-        # Set while a Unicorn callback runs: only exception/firmware hooks may stop the
-        # CPU directly; everything else asks the block hook (see armras.arch.hooks).
-        self._in_callback = False
-        self._in_mmio = False
+        # The thread running an exception/firmware hook (UC_HOOK_INTR), while it runs: only
+        # there may the CPU be stopped directly. A uc_emu_stop() anywhere else (another
+        # thread, an MMIO or MRS/MSR hook) is taken at Unicorn's next exit check, which
+        # follows a load/store: the CPU then restarts that instruction after its access
+        # was done, replaying MMIO and breaking LDXR/STXR atomics (a second STXR fails,
+        # so the loop adds twice). Everything else asks the block hook (armras.arch.hooks).
+        self._intr_thread: int | None = None
         self._pending: collections.deque[_Pending] = collections.deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -305,8 +308,7 @@ class Machine:
         def write(uc: Uc, offset: int, size: int, value: int, _ud: object) -> None:
             dev.write(offset, size, value)  # type: ignore[attr-defined]
 
-        self.uc.mmio_map(entry.base, entry.size, self._callback(read, mmio=True), None,
-                         self._callback(write, mmio=True), None)
+        self.uc.mmio_map(entry.base, entry.size, self._callback(read), None, self._callback(write), None)
 
     def _install_firmware(self) -> None:
         """What platform firmware leaves in RAM: ACPI tables and the GHES error blob."""
@@ -323,7 +325,7 @@ class Machine:
 
     def _install_hooks(self) -> None:
         add = self._hooks.append
-        self.exceptions = ExceptionHook(self.uc, self._callback(self._on_intr), self.cpu.context_blob,
+        self.exceptions = ExceptionHook(self.uc, self._callback(self._on_intr, intr=True), self.cpu.context_blob,
                                         self.cpu.exception_offset)
         self.cpu.other_entries = lambda: self.exceptions.entries
         # Bounded to the physical ranges outside RAM (plus each poisoned page, see poison()):
@@ -368,16 +370,18 @@ class Machine:
             return addr
 
     # --- hooks (run inside emu_start) ------------------------------------------------
-    def _callback(self, fn: Callable[..., object], mmio: bool = False) -> Callable[..., object]:
-        """Wrap a Unicorn callback: errors are deferred, and stops cannot land inside it."""
+    def _callback(self, fn: Callable[..., object], intr: bool = False) -> Callable[..., object]:
+        """Wrap a Unicorn callback: errors are deferred; only an INTR hook stops the CPU directly."""
         inner = safe_hook(fn, self._hook_failed)
+        if not intr:
+            return inner
 
         def wrapper(*args: object) -> object:
-            self._in_callback, self._in_mmio = True, mmio
+            self._intr_thread = threading.get_ident()
             try:
                 return inner(*args)
             finally:
-                self._in_callback = self._in_mmio = False
+                self._intr_thread = None
 
         return wrapper
 
@@ -440,7 +444,7 @@ class Machine:
         """
         self._stop_requested = True
         self._wake.set()
-        if self._in_callback and not self._in_mmio:
+        if self._intr_thread == threading.get_ident():
             self.uc.emu_stop()
         else:
             self.blocks.request_stop()
