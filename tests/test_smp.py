@@ -538,3 +538,152 @@ def test_deterministic_two_cpus_repeat_exactly(board):
         values = [int(v, 16) for v in re.findall(rf"^{cpu}([0-9a-f]{{16}})$", text, re.MULTILINE)]
         assert len(values) == 40, text[-500:]
         assert all(a < b for a, b in zip(values, values[1:]))
+
+
+# --- Linux ---------------------------------------------------------------------------
+
+INITRAMFS = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio"
+SERIES = ["6.1", "6.12"]
+
+
+@pytest.fixture(scope="module")
+def initramfs() -> Path:
+    if not INITRAMFS.exists():
+        subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
+    return INITRAMFS
+
+
+def boot_smp_linux(series: str, initrd: Path, append: str, *, inject: str | None = None,
+                   poison_on: str | None = None, cpus: int = 4, deterministic: bool = False):
+    """Boot Debian's `series` kernel on a `cpus`-CPU board in-process; (result, console, machine)."""
+    import io
+
+    from armras.board.machine import Machine, MachineConfig
+    from armras.drive.inject import schedule_poison_on
+    from armras.guests.linux import boot_linux
+
+    kernel = debian_kernel(series)
+    console = io.BytesIO()
+    # A 4-CPU boot to power-off takes 5-25 s here; 120 s leaves room for a loaded machine.
+    m = Machine(MachineConfig(console=console, cpus=cpus, timeout=120.0,
+                                  deterministic=deterministic))
+    try:
+        boot_linux(m, kernel, initrd, append)
+        _fail_on_oops(m)
+        if poison_on is not None:
+            schedule_poison_on(m, poison_on)
+        if inject is not None:
+            schedule(m, parse_inject_spec(inject))
+        try:
+            r = m.run()
+        except Exception as e:
+            raise AssertionError(f"{e}\n--- console tail ---\n{console.getvalue().decode(errors='replace')[-3000:]}")
+    finally:
+        m.close()
+    # The kernel's console ends lines with CR LF; /init's stdout (ONLCR) too.
+    return r, console.getvalue().decode("utf-8", "replace").replace("\r\n", "\n"), m
+
+
+def _fail_on_oops(m) -> None:
+    """An Oops that does not panic leaves the guest hung until the timeout (a stuck
+    spinlock, RCU stalls): end the run one guest second after the kernel reports it."""
+    from armras.arch.cpu import GuestFault
+
+    def oops(match: re.Match[str]) -> None:
+        line = match.group(0)
+
+        def fail() -> None:
+            raise GuestFault(f"Linux oopsed: {line}")
+
+        m.at_guest_time(m.counter.guest_seconds() + 1.0, fail, "kernel oops")
+
+    m.on_console(r"Internal error: Oops.*|Unable to handle kernel .*", oops, "Linux kernel oops")
+
+
+def in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
+    """Each pattern must match after the previous one's match; returns the matches."""
+    pos, found = 0, []
+    for p in patterns:
+        m = re.compile(p, re.MULTILINE).search(text, pos)
+        assert m, f"{p!r} not found (in order) in the console:\n{text[-3000:]}"
+        found.append(m)
+        pos = m.end()
+    return found
+
+
+def assert_clean(out: str) -> None:
+    for bad in ("Kernel panic", "Oops", "SMPTEST ERROR", "SEATEST ERROR", "INIT ERROR", "BUG:"):
+        assert bad not in out, f"{bad!r} on the console:\n{out[-3000:]}"
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("series", SERIES)
+def test_linux_brings_up_four_cpus_and_hotplugs_cpu1(series: str, initramfs: Path) -> None:
+    r, out, m = boot_smp_linux(series, initramfs, "console=ttyAMA0 smptest")
+    assert r.status == 0, out[-3000:]
+    in_order(out, [
+        r"SMP: Total of 4 processors activated",
+        r"Run /init as init process",
+        r"^SMPTEST processors=4 online=0-3$",
+        r"psci: CPU1 killed \(polled \d+ ms\)",       # the kernel saw AFFINITY_INFO(1) = OFF
+        r"^SMPTEST cpu1 offline online=0,2-3$",
+        r"CPU1: Booted secondary processor 0x0000000001 ",   # PSCI CPU_ON again, MPIDR Aff0 = 1
+        r"^SMPTEST cpu1 online online=0-3$",
+    ])
+    assert_clean(out)
+    assert [v.power.name for v in m.vcpus] == ["ON"] * 4      # CPU 1 came back
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("series", SERIES)
+def test_linux_reports_arm_processor_error_of_cpu3(series: str, initramfs: Path) -> None:
+    r, out, _ = boot_smp_linux(series, initramfs, "console=ttyAMA0 seatest",
+                               inject="arm:cpu=3,type=cache,on=INIT-OK")
+    assert r.status == 0, out[-3000:]
+    in_order(out, [
+        r"SMP: Total of 4 processors activated",
+        r"INIT-OK",
+        r"Hardware error from APEI Generic Hardware Error Source: 1$",
+        r"section_type: ARM processor error",
+        r"Multiprocessor Affinity Register \(MPIDR\): 0x0000000080000003$",
+        r"error_type: 0x02: cache error",
+        r"SEATEST DONE",
+    ])
+    assert_clean(out)
+
+
+
+
+# 6.12 oopses in this run (before the SEA) in some interleavings of the four CPUs and
+# not in others: of six wall-clock-scheduled runs, two passed. Under --deterministic the
+# interleaving is fixed and so is the outcome (the same oops at the same guest time,
+# every run), so this test runs deterministic and its xfail is strict: it starts
+# failing (XPASS) the day the emulator is fixed, and the marker must go.
+SEA_CPU2_6_12_OOPS = pytest.mark.xfail(strict=True, reason=(
+    "emulator bug, being fixed: Linux 6.12 with seatest_cpu=2, after init moved to CPU 2 and "
+    "printed 'SEATEST victim ... cpu=2', oopses in its nanosleep: '[   17.458091] Unable to handle "
+    "kernel NULL pointer dereference at virtual address 0000000000000000' ... 'CPU: 2 UID: 0 PID: 1 "
+    "Comm: init' 'pc : fpsimd_save_state+0x4/0x58' 'lr : fpsimd_save_user_state+0x5c/0x130', "
+    "call trace fpsimd_thread_switch <- __switch_to <- __schedule <- do_nanosleep; no SEA is taken"))
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("series", ["6.1", pytest.param("6.12", marks=SEA_CPU2_6_12_OOPS)])
+def test_linux_recovers_from_sea_taken_on_cpu2(series: str, initramfs: Path) -> None:
+    r, out, m = boot_smp_linux(series, initramfs, "console=ttyAMA0 seatest seatest_cpu=2",
+                               poison_on=r"PADDR=(0x[0-9a-f]+)", deterministic=True)
+    assert r.status == 0, out[-3000:]
+    found = in_order(out, [
+        r"SMP: Total of 4 processors activated",
+        r"SEATEST victim va=0x[0-9a-f]+ PADDR=(0x[0-9a-f]+) cpu=2$",
+        r"Hardware error from APEI Generic Hardware Error Source: 0$",
+        r"physical_address: (0x[0-9a-f]+)",
+        r"Memory failure: (0x[0-9a-f]+): recovery action for dirty LRU page: Recovered",
+        r"SEATEST SIGBUS si_code=4 \(BUS_MCEERR_AR=4\)",
+        r"SEATEST DONE",
+    ])
+    page = int(found[1].group(1), 16) & ~0xFFF
+    assert int(found[3].group(1), 16) == page
+    assert int(found[4].group(1), 16) == page >> 12
+    assert_clean(out)
+    assert [v.seas_taken for v in m.vcpus] == [0, 0, 1, 0]    # CPU 2, where /init ran, took it
