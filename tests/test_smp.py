@@ -31,6 +31,7 @@ import pytest
 
 from armras.drive.inject import parse_inject_spec, schedule
 from armras.ras import cper
+from armras.ras.hw_errors import SOURCE_SEA
 from conftest import REPO, debian_kernel
 
 RES = 0x4020_0000            # results area every guest below writes (RAM, far from the code)
@@ -463,7 +464,6 @@ def test_injected_sea_is_taken_by_the_named_cpu(board, how: str) -> None:
     assert cpu0["syncs"] == 0 and cpu0["esr"] == 0       # CPU 0 took nothing
     assert (m.vcpus[0].seas_taken, m.vcpus[1].seas_taken) == (0, 1)
     # The CPER in source 0's error status block names the injected address.
-    from armras.ras.hw_errors import SOURCE_SEA
     block = m.sources.by_id(SOURCE_SEA).block_address()
     assert m.mem.read(block, 172) == cper.memory_error_record(SEA_PA)
     assert struct.unpack_from("<Q", m.mem.read(block, 172), 108)[0] == SEA_PA
