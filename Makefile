@@ -27,6 +27,7 @@ BENCH_KERNELS ?= 6.1 6.12
 bench: guests
 	$(PYTHON) benchmarks/bench_core.py --runs $(BENCH_RUNS)
 	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_linux.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
+	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_linux.py --kernel $$k --smp 4 --runs $(BENCH_RUNS) || exit 1; done
 	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_userspace.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
 	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_deterministic.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
 

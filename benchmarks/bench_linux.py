@@ -30,10 +30,11 @@ def main() -> None:
     kernel, initrd = linux_inputs(args.kernel)
     qemu = find_qemu()
     markers = (INIT_MARKER,)
-    columns = {"armras": lambda: run_timed(armras_linux_cmd(kernel, initrd, APPEND), markers)}
+    columns = {"armras": lambda: run_timed(armras_linux_cmd(kernel, initrd, APPEND, smp=args.smp), markers)}
     if qemu is not None:
-        columns["QEMU TCG"] = lambda: run_timed(qemu_linux_cmd(qemu, kernel, initrd, APPEND), markers)
-    print(f"Debian {args.kernel} ({kernel.parent.name}): boot to power-off, {args.runs} interleaved run(s)", flush=True)
+        columns["QEMU TCG"] = lambda: run_timed(qemu_linux_cmd(qemu, kernel, initrd, APPEND, smp=args.smp), markers)
+    print(f"Debian {args.kernel} ({kernel.parent.name}), {args.smp} CPU(s): boot to power-off, "
+          f"{args.runs} interleaved run(s)", flush=True)
     res = interleave(columns, args.runs, require_power_off)
 
     def column(name: str) -> tuple[list[float], list[float], list[float]]:

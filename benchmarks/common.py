@@ -45,6 +45,8 @@ def parse_args(doc: str, extra: Callable[[argparse.ArgumentParser], None] | None
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
     ap.add_argument("--runs", type=int, default=3, help="measurements per column (default 3)")
     ap.add_argument("--kernel", choices=KERNEL_SERIES, default="6.1", help="Debian kernel series (default 6.1)")
+    ap.add_argument("--smp", type=int, default=1, choices=range(1, 9), metavar="N",
+                    help="CPUs for Linux guests, armras --smp N vs QEMU -smp N (default 1)")
     if extra is not None:
         extra(ap)
     args = ap.parse_args()
@@ -81,15 +83,15 @@ QEMU_MISSING = ("QEMU column not measured: qemu-system-aarch64 or its EDK2 firmw
 
 
 def armras_linux_cmd(kernel: Path, initrd: Path, append: str, deterministic: bool = False,
-                     timeout: float = 600) -> list[str]:
+                     timeout: float = 600, smp: int = 1) -> list[str]:
     cmd = [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initrd),
-           "--append", append, "--timeout", f"{timeout:g}"]
+           "--append", append, "--timeout", f"{timeout:g}", "--smp", str(smp)]
     return cmd + (["--deterministic"] if deterministic else [])
 
 
-def qemu_linux_cmd(qemu: Qemu, kernel: Path, initrd: Path, append: str) -> list[str]:
-    """QEMU 7.2 TCG + EDK2 on the same board shape: virt with RAS, one CPU, 512 MiB."""
-    return [qemu.binary, "-M", "virt,ras=on", "-cpu", "cortex-a57", "-m", "512",
+def qemu_linux_cmd(qemu: Qemu, kernel: Path, initrd: Path, append: str, smp: int = 1) -> list[str]:
+    """QEMU 7.2 TCG + EDK2 on the same board shape: virt with RAS, `smp` CPUs, 512 MiB."""
+    return [qemu.binary, "-M", "virt,ras=on", "-cpu", "cortex-a57", "-m", "512", "-smp", str(smp),
             "-bios", str(qemu.firmware), "-kernel", str(kernel), "-initrd", str(initrd),
             "-append", append, "-nographic", "-no-reboot"]
 
