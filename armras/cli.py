@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -28,21 +27,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("armras")
 
-_SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
-
-
 def parse_size(text: str) -> int:
-    m = _SIZE.match(text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 512M, 1G)")
-    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+    try:
+        return limits.parse_size(text)
+    except ArmrasError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_memory(text: str) -> int:
     """A guest RAM size: 16M-16G, a multiple of 2M (armras.limits)."""
-    size = parse_size(text)
     try:
-        return limits.check_ram_size(size, f"{text!r}")
+        return limits.parse_ram_size(text)
     except ArmrasError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

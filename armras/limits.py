@@ -16,6 +16,7 @@ where it is typed instead of wrapping, overflowing or hanging later:
 from __future__ import annotations
 
 import math
+import re
 
 from armras.errors import ArmrasError
 from armras.board.memmap import GiB, MiB
@@ -53,6 +54,22 @@ def check_cpus(count: int, what: str = "smp") -> int:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CPUS:
         raise ArmrasError(f"{what}: {_show(count)} is not a number of CPUs from 1 to {MAX_CPUS}")
     return count
+
+
+_SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """A size as users write it: 512M, 1G, 65536 (bytes)."""
+    m = _SIZE.match(text.strip())
+    if not m:
+        raise ArmrasError(f"{text!r} is not a size (e.g. 512M, 1G)")
+    return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30}[m.group(2).upper()]
+
+
+def parse_ram_size(text: str) -> int:
+    """A guest RAM size as text, checked: 16M-16G, a multiple of 2M."""
+    return check_ram_size(parse_size(text), f"{text!r}")
 
 
 def check_ram_size(size: int, what: str = "memory") -> int:

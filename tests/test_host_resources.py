@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 
 from armras.firmware.uefi import Uefi
-from armras.board.machine import Console
+from armras.board.console import Console
 from armras.ratelimit import RateLimiter
 from conftest import assemble, make_elf
 

@@ -13,7 +13,6 @@ import ctypes
 import logging
 import mmap
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_PROT,
     UC_ERR_WRITE_UNMAPPED,
-    UC_HOOK_INTR,
     UC_HOOK_MEM_PROT,
     UC_HOOK_MEM_UNMAPPED,
     UC_PROT_ALL,
@@ -83,10 +81,11 @@ from armras.board.memmap import (
     MiB,
     intid,
 )
-from armras.board.memory import PhysicalMemory, Region
+from armras.board.console import Console
+from armras.board.crash import crash_report
+from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
 from armras.board.vcpu import MAX_CPUS, MPIDR_RES1, VMPIDR_EL2, Power, VCpu, mpidr_of
 from armras.firmware import psci as psci_codes
-from armras.arch.mmu import translate
 from armras.ras import cper
 from armras.ratelimit import RateLimiter
 from armras.ras.ghes import ErrorSources
@@ -94,8 +93,6 @@ from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA, HardwareErrorsLayout
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 0x1000
-PAGE_MASK = ~(PAGE_SIZE - 1)
 ADDRESS_MAX = 0xFFFF_FFFF_FFFF_FFFF
 RUN_UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never reached: emu_start runs until stopped
 POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is due
@@ -136,53 +133,6 @@ class RunResult:
     wall_seconds: float
     guest_seconds: float
     instructions: int
-
-
-class Console:
-    """The UART's output: forwarded to a stream, kept as recent lines, matched by triggers.
-
-    A line is complete at LF, or at MAX_LINE bytes: a guest printing without newlines
-    must not grow armras without bound (the bytes still reach the stream as they come).
-    """
-
-    MAX_LINE = 4096
-
-    def __init__(self, stream: BinaryIO | None) -> None:
-        self._stream = stream
-        self.recent: collections.deque[str] = collections.deque(maxlen=40)
-        self._line = bytearray()
-        self._watchers: list[Callable[[str], None]] = []
-
-    def watch(self, fn: Callable[[str], None]) -> None:
-        self._watchers.append(fn)
-
-    def write(self, data: bytes) -> None:
-        out = self._stream if self._stream is not None else sys.stdout.buffer
-        out.write(data)
-        view = memoryview(data)
-        while view:
-            newline = bytes(view[:self.MAX_LINE - len(self._line)]).find(b"\n")
-            if newline >= 0:
-                self._line += view[:newline]
-                view = view[newline + 1:]
-                out.flush()
-                self._end_line()
-                continue
-            room = self.MAX_LINE - len(self._line)
-            self._line += view[:room]
-            view = view[room:]
-            if len(self._line) >= self.MAX_LINE:
-                self._end_line()
-
-    def _end_line(self) -> None:
-        line = self._line.decode("utf-8", "replace").rstrip("\r")
-        self._line.clear()
-        self.recent.append(line)
-        for w in self._watchers:
-            w(line)
-
-    def flush(self) -> None:
-        (self._stream if self._stream is not None else sys.stdout.buffer).flush()
 
 
 @dataclass
@@ -916,40 +866,6 @@ class Machine:
 
     # --- reports -----------------------------------------------------------------------
     def crash_report(self) -> str:
-        """The last console lines, the PC symbolized and disassembled, key registers."""
-        lines = ["--- last console lines ---"]
-        lines += [f"  {line}" for line in list(self.console.recent)[-15:]] or ["  (no console output)"]
-        try:
-            regs = self.cpu.snapshot()
-        except UcError:
-            return "\n".join(lines)
-        pc = regs["pc"]
-        where = self.symbols.lookup(pc)
-        lines.append(f"--- CPU at EL{(regs['pstate'] >> 2) & 3}, PC {pc:#x}{f' <{where}>' if where else ''} ---")
-        lines.append("  " + "  ".join(f"{k}={v:#x}" for k, v in regs.items() if k != "pc"))
-        if regs["esr_el1"]:
-            elr_at = self.symbols.lookup(regs["elr_el1"])
-            lines.append(f"  last exception: {describe_esr(regs['esr_el1'])} ELR {regs['elr_el1']:#x}"
-                         + (f" <{elr_at}>" if elr_at else ""))
-        lines += self._disassemble(pc)
-        return "\n".join(lines)
-
-    def _disassemble(self, pc: int, before: int = 4, after: int = 3) -> list[str]:
-        from capstone import CS_ARCH_ARM64, CS_MODE_ARM, Cs
-
-        pa = translate(self.cpu, self.mem, pc)
-        if pa is None:
-            return [f"  (the code at {pc:#x} is not mapped by the guest's page tables)"]
-        # Stay inside the PC's page: the neighbouring virtual page may map elsewhere.
-        first = max(pa - 4 * before, pa & PAGE_MASK)
-        last = min(pa + 4 * (after + 1), (pa & PAGE_MASK) + PAGE_SIZE)
-        start = pc - (pa - first)
-        try:
-            code = self.mem.read(first, last - first)
-        except ArmrasError:
-            return [f"  (the code at {pc:#x} (PA {pa:#x}) is not readable)"]
-        out = []
-        for insn in Cs(CS_ARCH_ARM64, CS_MODE_ARM).disasm(code, start):
-            mark = "=>" if insn.address == pc else "  "
-            out.append(f"  {mark} {insn.address:#x}: {insn.mnemonic} {insn.op_str}")
-        return out
+        """The last console lines, the running CPU's PC symbolized and disassembled, key registers."""
+        return crash_report(self.console.recent, self.cpu, self.mem, self.symbols,
+                            f"CPU {self.current}" if len(self.vcpus) > 1 else "CPU")

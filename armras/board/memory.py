@@ -12,6 +12,9 @@ from unicorn import Uc, UcError
 
 from armras.errors import GuestAddressError
 
+PAGE_SIZE = 0x1000               # the granule armras poisons and walks (4 KiB)
+PAGE_MASK = ~(PAGE_SIZE - 1)
+
 
 @dataclass(frozen=True)
 class Region:

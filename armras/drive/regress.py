@@ -162,8 +162,6 @@ def _check_step(where: str, kind: str, value: Any, seen_wait: bool) -> Any:
 
 def load_scenario(path: Path) -> Scenario:
     """Parse and check a scenario file (ArmrasError naming the file on any problem)."""
-    from armras.cli import parse_memory
-
     try:
         data = tomllib.loads(path.read_text())
     except OSError as e:
@@ -197,8 +195,8 @@ def load_scenario(path: Path) -> Scenario:
             if isinstance(memory, int) and not isinstance(memory, bool):
                 fields["memory"] = limits.check_ram_size(memory, str(memory))
             else:
-                fields["memory"] = parse_memory(str(memory))
-        except (argparse.ArgumentTypeError, ArmrasError) as e:
+                fields["memory"] = limits.parse_ram_size(str(memory))
+        except ArmrasError as e:
             raise ArmrasError(f"{path}: memory: {e}") from None
     if "timeout" in data:
         timeout = data["timeout"]

@@ -38,7 +38,7 @@ from armras.firmware.efi_memory import (
 
 if TYPE_CHECKING:
     from armras.arch.cpu import Cpu
-    from armras.board.machine import Machine
+    from armras.firmware.platform import FirmwarePlatform
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ class _ConfigTable:
 class Uefi:
     """The firmware state: tables in guest memory plus the Python service handlers."""
 
-    machine: "Machine"
+    machine: "FirmwarePlatform"     # the board, as firmware may see it
     cmdline: str = ""
     initrd: bytes | None = None
     memmap: EfiMemoryMap = field(init=False)
