@@ -18,6 +18,8 @@ import sys
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from armras.board.machine import Machine, MachineConfig
 from conftest import REPO, assemble, make_elf
 
@@ -108,9 +110,11 @@ class Sink(io.RawIOBase):
         return len(data)
 
 
-def test_hostile_guest_in_process_holds_on_to_nothing(guest_images: Path, caplog) -> None:
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_hostile_guest_in_process_holds_on_to_nothing(guest_images: Path, caplog, deterministic: bool) -> None:
+    # --deterministic turns the far CNTP deadline into an instruction stop: a second path.
     sink = Sink()
-    m = Machine(MachineConfig(console=sink, timeout=120))  # type: ignore[arg-type]
+    m = Machine(MachineConfig(console=sink, timeout=120, deterministic=deterministic))  # type: ignore[arg-type]
     caplog.set_level(logging.WARNING, logger="armras")
     tracemalloc.start()
     try:
