@@ -22,7 +22,8 @@ LOAD_LIMIT = 0x401FF000          # L3_HOLE_VA: the image must stay below it
 SYSREGS = {
     "cntv_ctl_el0": (3, 3, 14, 3, 1), "cntv_cval_el0": (3, 3, 14, 3, 2),
     "cntv_tval_el0": (3, 3, 14, 3, 0), "cntvct_el0": (3, 3, 14, 0, 2),
-    "cntfrq_el0": (3, 3, 14, 0, 0), "vbar_el1": (3, 0, 12, 0, 0),
+    "cntp_ctl_el0": (3, 3, 14, 2, 1), "cntp_cval_el0": (3, 3, 14, 2, 2),
+    "cntpct_el0": (3, 3, 14, 0, 1), "cntfrq_el0": (3, 3, 14, 0, 0), "vbar_el1": (3, 0, 12, 0, 0),
     "esr_el1": (3, 0, 5, 2, 0), "far_el1": (3, 0, 6, 0, 0), "elr_el1": (3, 0, 4, 0, 1),
     "spsr_el1": (3, 0, 4, 0, 0), "sp_el0": (3, 0, 4, 1, 0), "sctlr_el1": (3, 0, 1, 0, 0),
     "tcr_el1": (3, 0, 2, 0, 2), "ttbr0_el1": (3, 0, 2, 0, 0), "mair_el1": (3, 0, 10, 2, 0),

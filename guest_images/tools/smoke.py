@@ -39,6 +39,10 @@ CASES = [
     ("exc_test", "exc_test", [], 0,
      [rf"^EXC {n} .* -> OK$" for n in ("svc0", "dabt-el0", "dabt-el1", "brk7", "undef", "svc1-el1")]
      + [r"^EXC summary ok=6 fail=0$"]),
+    ("hostile", "hostile", [], 0,
+     [rf"^HOSTILE {n} -> OK$" for n in ("long-line", "hvc-flood", "flash-store", "device-call",
+                                         "far-timer", "unassigned")]
+     + [r"^HOSTILE ok=6 fail=0$"]),
 ]
 
 
