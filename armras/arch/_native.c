@@ -127,23 +127,53 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
  */
 typedef uint32_t (*armras_sys_cb)(void *uc, int reg, const armras_cp_reg *cp, void *user_data);
 
+typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
+
 typedef struct {
     armras_sys_cb callback;     /* Python (ctypes) callback for trapped registers */
-    int32_t trap_counters;      /* also trap CNTPCT_EL0/CNTVCT_EL0 reads */
+    int32_t trap_counters;      /* deterministic mode: serve CNTPCT_EL0/CNTVCT_EL0 reads here */
+    int32_t is_read;            /* this state belongs to the MRS hook */
+    const armras_block_state *blocks;   /* instruction count and the block being run */
+    uc_reg_read_fn reg_read;
+    uc_reg_write_fn reg_write;
+    int32_t pc_regid;           /* UC_ARM64_REG_PC */
     int32_t reserved;
+    uint64_t ticks_per_insn;    /* armras.timing.guesttime.InstructionCounter, kept in step by Python: */
+    uint64_t skipped_ticks;     /*   ticks WFI skipped */
+    uint64_t voff;              /*   physical count when guest time started */
 } armras_sysreg_state;
+
+/*
+ * Deterministic time without Python: physical count = instructions run * ticks per
+ * instruction + ticks skipped in WFI, virtual = physical - voff. Instructions run are
+ * exact: the block hook counted the whole block on entry, so subtract the part of it
+ * not yet run (Unicorn syncs the PC before calling an MRS hook).
+ */
+static uint32_t armras_counter_read(void *uc, int reg, const armras_cp_reg *cp, armras_sysreg_state *st)
+{
+    const armras_block_state *b = st->blocks;
+    uint64_t pc = 0, executed = b->instructions, value;
+    st->reg_read(uc, st->pc_regid, &pc);
+    if (pc >= b->block_start && pc < b->block_end)
+        executed -= (b->block_end - pc) / 4;
+    value = executed * st->ticks_per_insn + st->skipped_ticks;
+    if (cp->op2 == 2)
+        value -= st->voff;                  /* CNTVCT_EL0 */
+    st->reg_write(uc, reg, &value);
+    return 1;
+}
 
 static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, void *user_data)
 {
     armras_sysreg_state *st = (armras_sysreg_state *)user_data;
     if (cp->op0 != 3 || cp->op1 != 3 || cp->crn != 14)
         return 0;
-    if (cp->crm == 2 || cp->crm == 3 ||
-        (st->trap_counters && cp->crm == 0 && (cp->op2 == 1 || cp->op2 == 2)))
+    if (cp->crm == 2 || cp->crm == 3)
         return st->callback(uc, reg, cp, user_data);
+    if (st->trap_counters && cp->crm == 0 && (cp->op2 == 1 || cp->op2 == 2))
+        return st->is_read ? armras_counter_read(uc, reg, cp, st) : 0;
     return 0;
 }
-
 
 /*
  * Exception entry (Arm ARM D1.10) for the guest's own synchronous exceptions.
@@ -158,7 +188,6 @@ static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, v
  * Anything unusual (HVC/SMC, a target other than EL1, no vector table, a loop of
  * identical exceptions) goes to the Python callback, which does it all the slow way.
  */
-typedef int (*uc_reg_write_fn)(void *uc, int regid, const void *value);
 typedef int (*uc_context_save_fn)(void *uc, void *context);   /* refreshes an allocated context */
 typedef void (*armras_intr_cb)(void *uc, uint32_t intno, void *user_data);
 

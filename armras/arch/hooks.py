@@ -155,7 +155,10 @@ _SYS_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_void_p, ctypes.c_int, ctype
 
 
 class _SysregState(ctypes.Structure):
-    _fields_ = [("callback", _SYS_CB), ("trap_counters", ctypes.c_int32), ("reserved", ctypes.c_int32)]
+    _fields_ = [("callback", _SYS_CB), ("trap_counters", ctypes.c_int32), ("is_read", ctypes.c_int32),
+                ("blocks", ctypes.c_void_p), ("reg_read", ctypes.c_void_p), ("reg_write", ctypes.c_void_p),
+                ("pc_regid", ctypes.c_int32), ("reserved", ctypes.c_int32),
+                ("ticks_per_insn", ctypes.c_uint64), ("skipped_ticks", ctypes.c_uint64), ("voff", ctypes.c_uint64)]
 
 
 SysregHandler = Callable[[bool, int, "_CpReg"], int]
@@ -169,8 +172,8 @@ class SysregTrap:
     filter keeps every other system register access out of Python.
     """
 
-    def __init__(self, uc: Uc, handler: SysregHandler) -> None:
-        from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR
+    def __init__(self, uc: Uc, handler: SysregHandler, blocks: BlockHook) -> None:
+        from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR, UC_ARM64_REG_PC
         from unicorn.unicorn_const import UC_HOOK_INSN
 
         self._handler = handler
@@ -185,7 +188,11 @@ class SysregTrap:
             cb = _SYS_CB(lambda uc_, reg, cp, _ud, w=is_write: self._handler(w, reg, cp.contents))
             self._callbacks.append(cb)
             if self.native:
-                state = _SysregState(cb, 0, 0)
+                state = _SysregState(callback=cb, is_read=int(not is_write),
+                                     blocks=ctypes.addressof(blocks.state),
+                                     reg_read=ctypes.cast(_ucmod.uclib.uc_reg_read, ctypes.c_void_p).value,
+                                     reg_write=ctypes.cast(_ucmod.uclib.uc_reg_write, ctypes.c_void_p).value,
+                                     pc_regid=UC_ARM64_REG_PC, ticks_per_insn=1)
                 self.states.append(state)
                 handle = ctypes.c_size_t()
                 status = _ucmod.uclib.uc_hook_add(
@@ -202,6 +209,25 @@ class SysregTrap:
         """Also trap CNTPCT_EL0/CNTVCT_EL0 reads (deterministic mode)."""
         for state in self.states:
             state.trap_counters = 1 if on else 0
+
+    def serve_counters(self, ticks_per_insn: int) -> Callable[[int, int], None] | None:
+        """Serve deterministic counter reads natively (_native.c armras_counter_read).
+
+        Returns the function that keeps the native copy of (skipped ticks, voff) in step
+        with armras.timing.guesttime.InstructionCounter, or None without the extension
+        (reads then reach `handler`).
+        """
+        if not self.native:
+            return None
+        for state in self.states:
+            state.ticks_per_insn = ticks_per_insn
+
+        def update(skipped_ticks: int, voff: int) -> None:
+            for state in self.states:
+                state.skipped_ticks = skipped_ticks & 0xFFFF_FFFF_FFFF_FFFF
+                state.voff = voff & 0xFFFF_FFFF_FFFF_FFFF
+
+        return update
 
 
 _INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)

@@ -287,8 +287,10 @@ class Machine:
         # a device is a bus error (an external abort), like an unassigned address.
         for begin, end in ((0, self.ram.base - 1), (self.ram.end, ADDRESS_MAX)):
             add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_PROT, self._unmapped_cb, begin=begin, end=end))
-        self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg))
+        self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg), self.blocks)
         self.sysregs.trap_counters(self.det is not None)
+        if self.det is not None:
+            self.counter.serve_natively(self.sysregs.serve_counters(self.counter.ticks_per_insn))
 
     @property
     def timer(self) -> GenericTimer:

@@ -90,10 +90,22 @@ class InstructionCounter:
         self._blocks = blocks
         self.skipped_ticks = 0
         self._voff = 0
+        self._native: Callable[[int, int], None] | None = None
+
+    def serve_natively(self, update: Callable[[int, int], None] | None) -> None:
+        """Guest counter reads are answered by the native MRS hook from the same formula;
+        `update` hands it the two values that only change here."""
+        self._native = update
+        self._sync()
+
+    def _sync(self) -> None:
+        if self._native is not None:
+            self._native(self.skipped_ticks, self._voff)
 
     def restart(self) -> None:
         """Make the virtual counter (guest time) read zero now."""
         self._voff = self.physical_count()
+        self._sync()
 
     def physical_count(self) -> int:
         # Exact to the instruction: a counter read in the middle of a translation block
@@ -111,6 +123,7 @@ class InstructionCounter:
         """Advance both counts by `ticks` at once (the guest was idle in WFI)."""
         if ticks > 0:
             self.skipped_ticks += ticks
+            self._sync()
 
     def seconds(self, ticks: int) -> float:
         return ticks / self.frequency
