@@ -27,52 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("armras")
 
-def parse_size(text: str) -> int:
-    try:
-        return limits.parse_size(text)
-    except ArmrasError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def parse_memory(text: str) -> int:
-    """A guest RAM size: 16M-16G, a multiple of 2M (armras.limits)."""
-    try:
-        return limits.parse_ram_size(text)
-    except ArmrasError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    try:
-        return limits.check_timeout(value, text)
-    except ArmrasError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _cpu_count(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    try:
-        return limits.check_cpus(value, "--smp")
-    except ArmrasError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _insn_count(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    try:
-        return limits.check_count(value, text, minimum=1)
-    except ArmrasError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+parse_size = limits.as_argument(limits.parse_size)
+parse_memory = limits.as_argument(limits.parse_ram_size)   # 16M-16G, a multiple of 2M
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,14 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="poison the page at ADDR (address or guest symbol) before the guest starts")
     run.add_argument("--poison-on", action="append", default=[], metavar="REGEX",
                      help="poison the page whose address is group 1 of a console line matching REGEX")
-    run.add_argument("--max-insns", type=_insn_count, default=None,
+    run.add_argument("--max-insns", type=limits.as_argument(limits.parse_insn_limit), default=None,
                      help="fail if the guest runs this many instructions (enables counting: slower)")
-    run.add_argument("--timeout", type=_timeout, default=None,
+    run.add_argument("--timeout", type=limits.as_argument(limits.parse_timeout), default=None,
                      help="fail after this many wall-clock seconds (at most 1e6)")
     run.add_argument("--console", type=Path, default=None, help="write the guest console to FILE (default stdout)")
     run.add_argument("--deterministic", action="store_true",
                      help="guest time from instruction counts: identical runs print identical consoles")
-    run.add_argument("--smp", type=_cpu_count, default=1, metavar="N",
+    run.add_argument("--smp", type=limits.as_argument(limits.parse_cpus), default=1, metavar="N",
                      help="number of CPUs, 1-8 (round-robin on one host thread; default 1)")
     control.add_run_options(run)
     run.set_defaults(func=cmd_run)

@@ -15,8 +15,10 @@ where it is typed instead of wrapping, overflowing or hanging later:
 """
 from __future__ import annotations
 
+import argparse
 import math
 import re
+from typing import Callable, TypeVar
 
 from armras.errors import ArmrasError
 from armras.board.memmap import GiB, MiB
@@ -54,6 +56,40 @@ def check_cpus(count: int, what: str = "smp") -> int:
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CPUS:
         raise ArmrasError(f"{what}: {_show(count)} is not a number of CPUs from 1 to {MAX_CPUS}")
     return count
+
+
+T = TypeVar("T")
+
+
+def _number(text: str, kind: Callable[[str], T], what: str) -> T:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ArmrasError(f"{text!r} is not {what}") from None
+
+
+def parse_timeout(text: str) -> float:
+    return check_timeout(_number(text, float, "a number"), text)
+
+
+def parse_insn_limit(text: str) -> int:
+    return check_count(_number(text, lambda t: int(t, 0), "an integer"), text, minimum=1)
+
+
+def parse_cpus(text: str) -> int:
+    return check_cpus(_number(text, lambda t: int(t, 0), "an integer"), "--smp")
+
+
+def as_argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse `type=` from one of these parsers: a bad value is argparse's usage error."""
+    def convert(text: str) -> T:
+        try:
+            return parse(text)
+        except ArmrasError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
 
 
 _SIZE = re.compile(r"^(\d+)([KMG]?)i?B?$", re.IGNORECASE)

@@ -124,23 +124,12 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    try:
-        return limits.check_timeout(value, text)
-    except ArmrasError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = subparsers.add_parser("inject", help="send a command to a running `armras run --control PATH`",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--control", type=Path, default=os.environ.get("ARMRAS_CONTROL"), metavar="PATH",
                    help="the control socket (default $ARMRAS_CONTROL)")
-    p.add_argument("--timeout", type=_seconds, default=30.0,
+    p.add_argument("--timeout", type=limits.as_argument(limits.parse_timeout), default=30.0,
                    help="seconds to wait for the reply (default 30, at most 1e6)")
     cmds = p.add_subparsers(dest="inject_command", required=True, metavar="COMMAND")
 
