@@ -171,6 +171,7 @@ class Machine:
         self._reset_context = self.uc.context_save()   # how a CPU comes out of reset (PSCI CPU_ON)
         self.current = 0                         # index of the vCPU on the core
         self._slice_end = SLICE_INSNS            # instruction count at which it yields the core
+        self._woke_from_wfi = False              # the CPU just picked was waiting in WFI
         self.exit_status: int | None = None
         self.exit_reason = ""
         self._stop_requested = False
@@ -213,7 +214,8 @@ class Machine:
         self.vcpus[0].power = Power.ON           # the boot CPU; the others wait for PSCI CPU_ON
         self.uc.cpr_write(*VMPIDR_EL2, MPIDR_RES1 | self.vcpus[0].mpidr)
         self.uart = Pl011(self.console.write, self.gic, intid("uart"))
-        self.det = (DeterministicClock(self.counter, lambda: [v.timer for v in self.vcpus])
+        self.det = (DeterministicClock(self.counter,
+                                       lambda: [v.timer for v in self.vcpus if v.power is not Power.OFF])
                     if self.config.deterministic else None)
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
@@ -760,7 +762,7 @@ class Machine:
                 if index != self.current:
                     self._switch_to(index)
                     self._slice_end = self.instructions + SLICE_INSNS
-                v.waiting = False
+                self._woke_from_wfi, v.waiting = v.waiting, False
                 return True
         return False
 
@@ -797,7 +799,8 @@ class Machine:
         v = self.vcpus[self.current]
         if v.sea_held:
             v.sea_held = False
-            if self._sea_safe_at(self.cpu.pc):
+            # A CPU in WFI is not inside an exception entry: it takes the SEA where it idled.
+            if self._woke_from_wfi or self._sea_safe_at(self.cpu.pc):
                 self._enter_sea(instruction=False)
             else:
                 self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
