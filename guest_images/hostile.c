@@ -3,13 +3,13 @@
  *   long-line   102,400 bytes without a newline, then a newline (the host cuts console
  *               lines at 4 KiB for its triggers but must forward every byte)
  *   hvc-flood   20,000 x unserviced hvc #0x7777, each returning NOT_SUPPORTED (-1) in x0
- *   flash-store str to flash at 0x1000: synchronous external abort, ESR 0x96000410,
+ *   flash-store str to flash at 0x1000: synchronous external abort, ESR 0x96000050 (WnR, FAR valid),
  *               ELR = the str; the handler returns past it
- *   device-call blr to 0x09000000 (the UART): instruction abort, ESR 0x86000410,
+ *   device-call blr to 0x09000000 (the UART): instruction abort, ESR 0x86000010,
  *               ELR = 0x09000000; the handler returns to x30
  *   far-timer   CNTP_CVAL_EL0 = ~0, CNTP_CTL_EL0 = 1 (a deadline 9,000 years away) for
  *               10 ms of guest time, then the timer is disabled again
- *   unassigned  ldr from 0x0a000000 (nothing there): ESR 0x96000410, ELR = the ldr
+ *   unassigned  ldr from 0x0a000000 (nothing there): ESR 0x96000010, ELR = the ldr
  * Exit: 0 every step OK, 1 some step failed, 3 an exception no step expected. */
 #include "guest.h"
 
@@ -21,8 +21,10 @@
 #define NOT_SUPPORTED    (~0UL)          /* SMCCC: -1 */
 /* Arm ARM D17.2.37: EC, IL=1, ISS with EA=0, FnV=1 (FAR not valid), DFSC/IFSC 0x10
  * (synchronous external abort, not on a table walk): what KVM injects from EL1. */
-#define ESR_DABT_SEA_EL1 0x96000410u     /* EC 0x25 data abort, same EL */
-#define ESR_IABT_SEA_EL1 0x86000410u     /* EC 0x21 instruction abort, same EL */
+/* A bus error is reported as QEMU TCG does: FAR valid (FnV = 0), WnR for a store. */
+#define ESR_DABT_SEA_EL1 0x96000010u     /* EC 0x25 data abort, same EL, DFSC 0x10 */
+#define ESR_DABT_SEA_EL1_WRITE 0x96000050u /* the same for a store (WnR) */
+#define ESR_IABT_SEA_EL1 0x86000010u     /* EC 0x21 instruction abort, same EL, IFSC 0x10 */
 #define SPSR_MODE_DAIF   0x3dfu          /* SPSR_EL1.{D,A,I,F,M[4:0]} */
 #define SPSR_EL1H_MASKED 0x3c5u          /* EL1h, every exception masked (as start.S left it) */
 
@@ -119,7 +121,7 @@ static void flash_store(void)
     arm_handler();
     hostile_store(FLASH_PA, 0x5a5a5a5a5a5a5a5aUL);
     expecting = 0;
-    verdict("flash-store", abort_ok("flash-store", ESR_DABT_SEA_EL1, (u64)hostile_store_insn));
+    verdict("flash-store", abort_ok("flash-store", ESR_DABT_SEA_EL1_WRITE, (u64)hostile_store_insn));
 }
 
 static void device_call(void)

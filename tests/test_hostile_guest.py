@@ -61,9 +61,9 @@ def test_hostile_guest_survives_and_the_host_stays_bounded(guest_images: Path, t
     assert re.search(r"^HOSTILE ok=6 fail=0$", text, re.MULTILINE), text[-2000:]
     # The exact syndromes, as printed by the guest's handler (KVM's injected SEA syndrome
     # from EL1: data abort EC 0x25 / instruction abort EC 0x21, IL, FnV, DFSC/IFSC 0x10).
-    assert re.search(r"^HOSTILE flash-store taken=1 vec=0x200 ESR=0x96000410 ", text, re.MULTILINE)
-    assert re.search(r"^HOSTILE device-call taken=1 vec=0x200 ESR=0x86000410 ELR=0x9000000 ", text, re.MULTILINE)
-    assert re.search(r"^HOSTILE unassigned taken=1 vec=0x200 ESR=0x96000410 ", text, re.MULTILINE)
+    assert re.search(r"^HOSTILE flash-store taken=1 vec=0x200 ESR=0x96000050 ", text, re.MULTILINE)
+    assert re.search(r"^HOSTILE device-call taken=1 vec=0x200 ESR=0x86000010 ELR=0x9000000 ", text, re.MULTILINE)
+    assert re.search(r"^HOSTILE unassigned taken=1 vec=0x200 ESR=0x96000010 ", text, re.MULTILINE)
     assert "HOSTILE hvc-flood calls=20000 not_supported=20000 " in text
 
     # (a) The 100 KiB line reached the console byte for byte, ended by its newline.

@@ -133,7 +133,8 @@ def test_unassigned_physical_address_gives_synchronous_external_abort(board):
  ldr x6, [x5]
 """))
     b.run()
-    assert b.x(20) == 0x96000410                  # SEA from EL1, FnV, DFSC 0x10
+    assert b.x(20) == 0x96000010                  # external abort from EL1, FAR valid (no FnV), DFSC 0x10
+    assert b.x(23) == 0x0a000000                  # FAR: the address read (MMU off: VA = PA)
 
 
 def test_injected_sea_writes_cper_and_follows_ack_handshake(board):

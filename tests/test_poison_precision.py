@@ -124,10 +124,11 @@ BUS_ERROR_PROLOGUE = """
 
 
 @pytest.mark.parametrize("name,access,esr", [
-    # A store to the read-only flash: data abort, external, from EL1 (KVM-style ISS as for SEA).
-    ("flash_store", "mov x5, #0x1000\naccess:\n str x6, [x5]", 0x96000410),
+    # A store to the read-only flash: data abort from EL1 (EC 0x25), IL, WnR (bit 6), FAR
+    # valid (FnV clear), DFSC 0x10 synchronous external abort: as QEMU TCG reports a bus error.
+    ("flash_store", "mov x5, #0x1000\naccess:\n str x6, [x5]", 0x96000050),
     # A branch into a device: the fetch itself aborts (instruction abort, same EL, IFSC 0x10).
-    ("mmio_fetch", "ldr x5, =0x09000000\n adr x30, access\n br x5\naccess:", 0x86000410),
+    ("mmio_fetch", "ldr x5, =0x09000000\n adr x30, access\n br x5\naccess:", 0x86000010),
 ])
 def test_bus_errors_are_external_aborts_in_the_guest(board, name, access, esr):
     b = board(BUS_ERROR_PROLOGUE + access + "\n mov x7, #1\n" + TAIL)
@@ -137,9 +138,65 @@ def test_bus_errors_are_external_aborts_in_the_guest(board, name, access, esr):
     assert b.x(7) == 0, f"{name}: the instruction after the abort ran"
     if name == "mmio_fetch":
         assert b.x(21) == 0x0900_0000                 # ELR: the address that could not be fetched
+        assert b.x(22) == 0x0900_0000                 # FAR: the same, the fetch's address
     else:
         assert m32(b, b.x(21)) == 0xF90000A6          # ELR: the `str x6, [x5]` itself
+        assert b.x(22) == 0x1000                      # FAR: the address written
 
 
 def m32(b, pa: int) -> int:
     return b.machine.mem.read_u32(pa)
+
+
+# With the MMU on, VA 0xC000_0000 maps PA 0 (device): VA 0xCA00_0000 is PA 0x0A00_0000, where
+# nothing answers. FAR must report the virtual address, whatever the addressing mode.
+UNASSIGNED_ALIAS = """
+ ldr x3, =0x0000000000000405      // VA 0xC000_0000 -> PA 0 (device), a block at level 1
+ adr x2, l1_table
+ str x3, [x2, #24]
+ dsb sy
+ tlbi vmalle1
+ dsb sy
+ isb
+ ldr x5, =0xCA000000
+ mov x7, #3
+"""
+
+
+@pytest.mark.parametrize("name,access,esr,far", [
+    ("load_offset", "ldr x6, [x5, #8]", 0x96000010, 0xCA00_0008),
+    ("store_preindex", "str x6, [x5, #16]!", 0x96000050, 0xCA00_0010),
+    ("load_postindex", "ldr x6, [x5], #16", 0x96000010, 0xCA00_0000),
+    ("load_register_offset", "ldr x6, [x5, x7, lsl #3]", 0x96000010, 0xCA00_0018),
+    ("store_pair", "stp x6, x8, [x5, #32]", 0x96000050, 0xCA00_0020),
+    ("load_simd", "ldr q0, [x5, #48]", 0x96000010, 0xCA00_0030),
+])
+def test_bus_error_reports_the_virtual_address(board, name, access, esr, far):
+    source = MMU_ON.format(poisoned=POISONED) + UNASSIGNED_ALIAS + f"""
+ mov x9, x5
+access:
+ {access}
+ mov x7, #1
+""" + TAIL
+    b = board(source)
+    m = b.machine
+    m.hvc_handlers[0x99] = lambda cpu: None          # nothing is poisoned here
+    assert b.run().status == 0
+    assert b.x(20) == esr, f"{name}: ESR {b.x(20):#x}"
+    assert b.x(22) == far, f"{name}: FAR {b.x(22):#x}"
+    assert m.mem.read_u32(b.x(21) - 4) == 0xAA0503E9, f"{name}: ELR is not the access"   # mov x9, x5
+    assert b.x(5) == b.x(9), f"{name}: base register written back before the abort"
+
+
+def test_bus_error_syndromes_from_el0_and_el1():
+    # Arm ARM D17.2.37: EC 0x24/0x25 data abort from a lower/the same EL, 0x20/0x21
+    # instruction abort; IL (bit 25); WnR (bit 6) for writes; FnV (bit 10) only when FAR is
+    # not valid; DFSC/IFSC 0x10 synchronous external abort.
+    from armras.arch.cpu import bus_error_syndrome
+
+    assert bus_error_syndrome(0, instruction=False, write=False, far_valid=True) == 0x92000010
+    assert bus_error_syndrome(0, instruction=False, write=True, far_valid=True) == 0x92000050
+    assert bus_error_syndrome(1, instruction=False, write=True, far_valid=True) == 0x96000050
+    assert bus_error_syndrome(0, instruction=True, write=False, far_valid=True) == 0x82000010
+    assert bus_error_syndrome(1, instruction=True, write=False, far_valid=True) == 0x86000010
+    assert bus_error_syndrome(1, instruction=False, write=False, far_valid=False) == 0x96000410

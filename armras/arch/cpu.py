@@ -95,6 +95,7 @@ EC_DABT_LOWER = 0x24
 EC_DABT_CUR = 0x25
 EC_BRK64 = 0x3C
 ISS_FNV = 1 << 10
+ISS_WNR = 1 << 6
 FSC_SEA = 0x10  # synchronous external abort, not on a translation table walk
 
 
@@ -110,6 +111,17 @@ def sea_syndrome(from_el: int, *, instruction: bool = False, fnv: bool = True) -
     esr = (ec << ESR_EC_SHIFT) | ESR_IL | FSC_SEA
     if fnv:
         esr |= ISS_FNV
+    return esr
+
+
+def bus_error_syndrome(from_el: int, *, instruction: bool, write: bool, far_valid: bool) -> int:
+    """ESR for a genuine bus error (nothing answers at the physical address), as QEMU TCG
+    reports it: a synchronous external abort (FSC 0x10) with FAR valid (FnV = 0) and WnR
+    set for a write. Injected SEAs and poisoned pages use sea_syndrome (KVM's) instead.
+    """
+    esr = sea_syndrome(from_el, instruction=instruction, fnv=not far_valid)
+    if write and not instruction:
+        esr |= ISS_WNR
     return esr
 
 
@@ -359,5 +371,5 @@ def safe_hook(fn: Callable[..., object], on_error: HookErrorSink) -> Callable[..
 
 
 __all__ = [
-    "Cpu", "ExceptionInfo", "GuestFault", "describe_esr", "safe_hook", "sea_syndrome",
+    "Cpu", "ExceptionInfo", "GuestFault", "bus_error_syndrome", "describe_esr", "safe_hook", "sea_syndrome",
 ]

@@ -60,8 +60,10 @@ from armras.arch.cpu import (
     GuestFault,
     describe_esr,
     safe_hook,
+    bus_error_syndrome,
     sea_syndrome,
 )
+from armras.arch.faults import fault_address
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
 from armras.devices.gicv2 import GicV2
 from armras.devices.pl011 import Pl011
@@ -614,6 +616,17 @@ class Machine:
                     UC_ERR_READ_PROT: "read unreadable memory at"}.get(err.errno, "accessed unassigned physical address")
             self.warnings.warning(("bus error", err.errno), "guest %s %#x at %#x: synchronous external abort",
                                   what, info.address, self.cpu.pc)
+            # A genuine bus error: the architectural syndrome, with the faulting virtual
+            # address (the fetch's is the PC itself), as QEMU TCG reports it.
+            far = self.cpu.pc if fetch else fault_address(self.cpu, self.mem, info.address)
+            write = err.errno in (UC_ERR_WRITE_UNMAPPED, UC_ERR_WRITE_PROT)
+            el = self.cpu.current_el
+            esr = bus_error_syndrome(el, instruction=fetch, write=write, far_valid=far is not None)
+            self.vcpus[self.current].seas_taken += 1
+            log.info("bus error: ESR %#010x FAR %s taken by CPU %d from EL%d at %#x", esr,
+                     f"{far:#x}" if far is not None else "-", self.current, el, self.cpu.pc)
+            self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr, far=far)
+            return
         self._enter_sea(instruction=fetch)
 
     # --- the run loop ----------------------------------------------------------------
