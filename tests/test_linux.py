@@ -134,3 +134,27 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp"):
         assert f"[PASS] {name} (" in proc.stdout, proc.stdout
     assert "4 passed, 0 failed, 0 skipped" in proc.stdout
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_bus_error_gives_user_space_sigbus_at_the_faulting_address(series: str, initramfs: Path,
+                                                                   tmp_path: Path) -> None:
+    # /init maps physical 0x0b000000 (nothing answers there) through /dev/mem and reads,
+    # then writes it. A genuine external abort has FAR valid, so Linux's do_sea hands it to
+    # the task: SIGBUS, BUS_OBJERR (3, arch/arm64/mm/fault.c fault_info for FSC 0x10),
+    # si_addr = the virtual address accessed. (With KVM's injection syndrome, FnV=1, it
+    # would be 0.)
+    kernel = debian_kernel(series)
+    console = tmp_path / "console.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
+         "--append", "console=ttyAMA0 bustest", "--timeout", "300", "--console", str(console)],
+        capture_output=True, text=True, timeout=400)
+    out = console.read_text(errors="replace")
+    assert proc.returncode == 0, f"{proc.stderr}\n{out[-3000:]}"
+    for what in ("read", "write"):
+        m = re.search(rf"^BUSTEST {what} va=(0x[0-9a-f]+) SIGBUS si_code=(\d+) si_addr=(0x[0-9a-f]+)\r?$",
+                      out, re.MULTILINE)
+        assert m, f"no SIGBUS line for the {what}:\n{out[-3000:]}"
+        assert int(m.group(2)) == 3
+        assert m.group(3) == m.group(1) != "0x0"

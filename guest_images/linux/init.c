@@ -24,6 +24,12 @@
  *      SMPTEST processors=<"processor" lines in /proc/cpuinfo> online=<cpu/online>
  *      SMPTEST cpu1 offline online=<...>   /   SMPTEST cpu1 online online=<...>
  *
+ * With "bustest" it maps physical 0x0b000000 (nothing answers there on the board)
+ * through /dev/mem and reads and then writes it; each access must end in SIGBUS with
+ * si_addr = the accessed virtual address (a genuine external abort: FAR valid):
+ *      BUSTEST read va=0x... SIGBUS si_code=N si_addr=0x...
+ *      BUSTEST write va=0x... SIGBUS si_code=N si_addr=0x...
+ *
  * With "armras_bench" on the kernel command line it runs user-space workloads
  * (benchmarks/bench_userspace.py), each timed with clock_gettime(CLOCK_MONOTONIC)
  * and reported as one line
@@ -357,6 +363,55 @@ static void smptest(void)
     print_online("cpu1 online");
 }
 
+#define BUSTEST_PA 0x0b000000ul
+#define BUSTEST_OFFSET 0x18
+
+static void bustest_access(volatile uint32_t *p, int write)
+{
+    const char *what = write ? "write" : "read";
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGBUS, &sa, NULL) < 0 || sigaction(SIGSEGV, &sa, NULL) < 0) {
+        printf("BUSTEST ERROR sigaction: %s\n", strerror(errno));
+        return;
+    }
+    fault_signo = 0;
+    if (!sigsetjmp(fault_env, 1)) {
+        fault_armed = 1;
+        if (write)
+            *p = 0x5a5a5a5a;
+        else
+            (void)*p;
+        fault_armed = 0;
+        printf("BUSTEST %s va=0x%lx no fault\n", what, (unsigned long)(uintptr_t)p);
+    } else {
+        fault_armed = 0;
+        printf("BUSTEST %s va=0x%lx %s si_code=%d si_addr=0x%lx\n", what, (unsigned long)(uintptr_t)p,
+               fault_signo == SIGBUS ? "SIGBUS" : "SIGNAL", (int)fault_code,
+               (unsigned long)(uintptr_t)fault_addr);
+    }
+}
+
+static void bustest(void)
+{
+    int fd = open("/dev/mem", O_RDWR | O_SYNC);
+    if (fd < 0) {
+        printf("BUSTEST ERROR open /dev/mem: %s\n", strerror(errno));
+        return;
+    }
+    unsigned char *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)BUSTEST_PA);
+    close(fd);
+    if (map == MAP_FAILED) {
+        printf("BUSTEST ERROR mmap /dev/mem at 0x%lx: %s\n", BUSTEST_PA, strerror(errno));
+        return;
+    }
+    bustest_access((volatile uint32_t *)(map + BUSTEST_OFFSET), 0);
+    bustest_access((volatile uint32_t *)(map + BUSTEST_OFFSET), 1);
+}
+
 static uint64_t now_ns(void)
 {
     struct timespec ts;
@@ -482,6 +537,8 @@ int main(int argc, char **argv)
     }
     if (cmdline_has(cmdline, "smptest"))
         smptest();
+    if (cmdline_has(cmdline, "bustest"))
+        bustest();
     if (cmdline_has(cmdline, "seatest")) {
         seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
