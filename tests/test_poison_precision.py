@@ -160,6 +160,8 @@ UNASSIGNED_ALIAS = """
  isb
  ldr x5, =0xCA000000
  mov x7, #3
+ mov x29, x5
+ mov x30, x5
 """
 
 
@@ -170,6 +172,8 @@ UNASSIGNED_ALIAS = """
     ("load_register_offset", "ldr x6, [x5, x7, lsl #3]", 0x96000010, 0xCA00_0018),
     ("store_pair", "stp x6, x8, [x5, #32]", 0x96000050, 0xCA00_0020),
     ("load_simd", "ldr q0, [x5, #48]", 0x96000010, 0xCA00_0030),
+    ("load_frame_pointer_base", "ldr x6, [x29, #64]", 0x96000010, 0xCA00_0040),   # X29/X30 are
+    ("store_link_register_base", "str x6, [x30, #72]", 0x96000050, 0xCA00_0048),  # numbered apart
 ])
 def test_bus_error_reports_the_virtual_address(board, name, access, esr, far):
     source = MMU_ON.format(poisoned=POISONED) + UNASSIGNED_ALIAS + f"""

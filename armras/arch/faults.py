@@ -30,17 +30,20 @@ def _decoder() -> Cs:
 
 
 def _register(cpu: Cpu, name: str) -> int | None:
-    """A general register's value by capstone's name (w registers read as x, extended later)."""
+    """A general register's value by capstone's name (w registers read as x, extended later).
+
+    Unicorn numbers X0-X28 consecutively but X29 (FP) and X30 (LR) apart from them.
+    """
     if name in ("xzr", "wzr"):
         return 0
-    if name == "sp" or name == "wsp":
+    if name in ("sp", "wsp"):
         return cpu.uc.reg_read(U.UC_ARM64_REG_SP)
-    if name[0] in "xw" and name[1:].isdigit():
-        return cpu.uc.reg_read(U.UC_ARM64_REG_X0 + int(name[1:]))
-    if name in ("x29", "fp"):
+    if name in ("x29", "w29", "fp"):
         return cpu.uc.reg_read(U.UC_ARM64_REG_X29)
-    if name in ("x30", "lr"):
+    if name in ("x30", "w30", "lr"):
         return cpu.uc.reg_read(U.UC_ARM64_REG_X30)
+    if name[0] in "xw" and name[1:].isdigit() and int(name[1:]) <= 28:
+        return cpu.uc.reg_read(U.UC_ARM64_REG_X0 + int(name[1:]))
     return None
 
 
