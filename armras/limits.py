@@ -108,6 +108,13 @@ def parse_ram_size(text: str) -> int:
     return check_ram_size(parse_size(text), f"{text!r}")
 
 
+def check_cpu_index(index: int, what: str = "cpu") -> int:
+    """A CPU named by an injection (whether the board has it is checked when it happens)."""
+    if not 0 <= index < MAX_CPUS:
+        raise ArmrasError(f"{what}={_show(index)} is not a CPU index (0-{MAX_CPUS - 1})")
+    return index
+
+
 def check_ram_size(size: int, what: str = "memory") -> int:
     if not MIN_RAM_SIZE <= size <= MAX_RAM_SIZE or size % RAM_ALIGN:
         raise ArmrasError(f"{what}: {_show(size)} bytes is not a RAM size armras supports "

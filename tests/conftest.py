@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -144,3 +145,14 @@ def debian_kernel(series: str) -> Path:
     if path is None:
         unavailable(f"the Debian {series} kernel", "run `make kernels`")
     return path
+
+
+def in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
+    """Each pattern must match after the previous one's match; returns the matches."""
+    pos, found = 0, []
+    for p in patterns:
+        m = re.compile(p, re.MULTILINE).search(text, pos)
+        assert m, f"{p!r} not found (in order) in the console:\n{text[-3000:]}"
+        found.append(m)
+        pos = m.end()
+    return found

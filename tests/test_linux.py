@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import debian_kernel
+from conftest import debian_kernel, in_order
 
 REPO = Path(__file__).resolve().parents[1]
 INITRAMFS = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio"
@@ -27,17 +27,6 @@ def initramfs() -> Path:
     return INITRAMFS
 
 
-def _in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
-    """Each pattern must match after the previous one; returns the matches."""
-    pos, found = 0, []
-    for p in patterns:
-        m = re.compile(p, re.MULTILINE).search(text, pos)
-        assert m, f"{p!r} not found (in order) in the console:\n{text[-3000:]}"
-        found.append(m)
-        pos = m.end()
-    return found
-
-
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
 def test_debian_kernel_recovers_from_sea_on_poisoned_page(series: str, initramfs: Path, tmp_path: Path) -> None:
     kernel = debian_kernel(series)
@@ -49,7 +38,7 @@ def test_debian_kernel_recovers_from_sea_on_poisoned_page(series: str, initramfs
         capture_output=True, text=True, timeout=400)
     out = console.read_text(errors="replace")
     assert proc.returncode == 0, f"{proc.stderr}\n{out[-3000:]}"
-    m = _in_order(out, [
+    m = in_order(out, [
         r"EFI stub: Loaded initrd from LINUX_EFI_INITRD_MEDIA_GUID device path",
         r"ACPI: HEST 0x",
         r"HEST: Table parsing has been initialized\.",
@@ -113,7 +102,7 @@ def test_debian_kernel_handles_gpio_notified_errors(inject: str, expected: list[
          "--console", str(console)], capture_output=True, text=True, timeout=400)
     out = console.read_text(errors="replace")
     assert proc.returncode == 0, f"{proc.stderr}\n{out[-3000:]}"
-    _in_order(out, [r"INIT-OK", *expected, r"SEATEST DONE"])
+    in_order(out, [r"INIT-OK", *expected, r"SEATEST DONE"])
 
 
 def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:

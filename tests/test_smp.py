@@ -32,7 +32,7 @@ import pytest
 from armras.drive.inject import parse_inject_spec, schedule
 from armras.ras import cper
 from armras.ras.hw_errors import SOURCE_SEA
-from conftest import REPO, debian_kernel
+from conftest import REPO, debian_kernel, in_order
 
 RES = 0x4020_0000            # results area every guest below writes (RAM, far from the code)
 PER_CPU = 0x4020_0400        # + cpu * 0x40: per-CPU slots written by the exception handlers
@@ -598,17 +598,6 @@ def _fail_on_oops(m) -> None:
         m.at_guest_time(m.counter.guest_seconds() + 1.0, fail, "kernel oops")
 
     m.on_console(r"Internal error: Oops.*|Unable to handle kernel .*", oops, "Linux kernel oops")
-
-
-def in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
-    """Each pattern must match after the previous one's match; returns the matches."""
-    pos, found = 0, []
-    for p in patterns:
-        m = re.compile(p, re.MULTILINE).search(text, pos)
-        assert m, f"{p!r} not found (in order) in the console:\n{text[-3000:]}"
-        found.append(m)
-        pos = m.end()
-    return found
 
 
 def assert_clean(out: str) -> None:

@@ -563,12 +563,23 @@ class Machine:
         self.record_error(SOURCE_GPIO, estatus)
         self.ged.raise_event(ACPI_GED_ERROR_EVT)
 
-    def _enter_sea(self, *, instruction: bool) -> None:
+    def _enter_sea(self, *, instruction: bool, bus_error: tuple[bool, int | None] | None = None) -> None:
+        """Take a synchronous external abort on the running CPU at its PC.
+
+        Injected SEAs and poisoned pages get KVM's syndrome (FnV: no FAR); a genuine bus
+        error, `bus_error=(write, far)`, the architectural one with FAR and WnR.
+        """
         el = self.cpu.current_el
-        esr = sea_syndrome(el, instruction=instruction)
+        far = None
+        if bus_error is None:
+            esr = sea_syndrome(el, instruction=instruction)
+        else:
+            write, far = bus_error
+            esr = bus_error_syndrome(el, instruction=instruction, write=write, far_valid=far is not None)
         self.vcpus[self.current].seas_taken += 1
-        log.info("SEA: ESR %#010x taken by CPU %d from EL%d at %#x", esr, self.current, el, self.cpu.pc)
-        self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr)
+        log.info("SEA: ESR %#010x FAR %s taken by CPU %d from EL%d at %#x", esr,
+                 f"{far:#x}" if far is not None else "-", self.current, el, self.cpu.pc)
+        self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr, far=far)
 
     def _check_ram_address(self, pa: int) -> None:
         if not self.ram.contains(pa):
@@ -620,12 +631,7 @@ class Machine:
             # address (the fetch's is the PC itself), as QEMU TCG reports it.
             far = self.cpu.pc if fetch else fault_address(self.cpu, self.mem, info.address)
             write = err.errno in (UC_ERR_WRITE_UNMAPPED, UC_ERR_WRITE_PROT)
-            el = self.cpu.current_el
-            esr = bus_error_syndrome(el, instruction=fetch, write=write, far_valid=far is not None)
-            self.vcpus[self.current].seas_taken += 1
-            log.info("bus error: ESR %#010x FAR %s taken by CPU %d from EL%d at %#x", esr,
-                     f"{far:#x}" if far is not None else "-", self.current, el, self.cpu.pc)
-            self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr, far=far)
+            self._enter_sea(instruction=fetch, bus_error=(write, far))
             return
         self._enter_sea(instruction=fetch)
 

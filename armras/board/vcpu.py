@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from unicorn.unicorn_py3.unicorn import UcContext
 
+from armras.devices.gicv2 import MAX_CPUS     # GICv2's limit, as QEMU virt with gic-version=2
 from armras.devices.timer import GenericTimer
 
-MAX_CPUS = 8                     # GICv2's limit, as QEMU virt with gic-version=2
 MPIDR_RES1 = 1 << 31             # MPIDR_EL1 bit 31 reads as one
 VMPIDR_EL2 = (3, 4, 0, 0, 5)
 

@@ -376,9 +376,11 @@ class ControlServer:
     @staticmethod
     def _cpu(args: _Args) -> int | None:
         cpu = args.integer("cpu")
-        if cpu is not None and not 0 <= cpu < limits.MAX_CPUS:
-            raise CommandError("InvalidParameter", f"{args.command}: cpu={cpu} is not a CPU index "
-                                                   f"(0-{limits.MAX_CPUS - 1})")
+        if cpu is not None:
+            try:
+                limits.check_cpu_index(cpu)
+            except ArmrasError as e:
+                raise CommandError("InvalidParameter", f"{args.command}: {e}") from None
         return cpu
 
     def _inject_gpio(self, raw: dict[str, Any]) -> dict[str, Any]:

@@ -128,9 +128,7 @@ def parse_inject_spec(text: str) -> InjectSpec:
             fields[key] = _checked(text, lambda: limits.check_u64(number, key))
         elif key == "cpu":
             index = _int(text, key, value)
-            if not 0 <= index < limits.MAX_CPUS:
-                raise ArmrasError(f"--inject {text!r}: cpu={index} is not a CPU index (0-{limits.MAX_CPUS - 1})")
-            fields["cpu"] = index
+            fields["cpu"] = _checked(text, lambda: limits.check_cpu_index(index))
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value

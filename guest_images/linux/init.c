@@ -248,6 +248,17 @@ static uint64_t virt_to_phys(uintptr_t va, long page_size)
     return pfn * (uint64_t)page_size + (va & (uintptr_t)(page_size - 1));
 }
 
+/* Route two signals to on_fault (SA_SIGINFO: si_code and si_addr are kept). */
+static int catch_faults(int sig1, int sig2)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(sig1, &sa, NULL) < 0 || sigaction(sig2, &sa, NULL) < 0 ? -1 : 0;
+}
+
 static void seatest(long cpu)
 {
     if (cpu >= 0) {
@@ -278,12 +289,7 @@ static void seatest(long cpu)
     if (pa == 0)
         return;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, NULL) < 0 || sigaction(SIGALRM, &sa, NULL) < 0) {
+    if (catch_faults(SIGBUS, SIGALRM) < 0) {
         printf("SEATEST ERROR sigaction: %s\n", strerror(errno));
         return;
     }
@@ -369,12 +375,7 @@ static void smptest(void)
 static void bustest_access(volatile uint32_t *p, int write)
 {
     const char *what = write ? "write" : "read";
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_fault;
-    sa.sa_flags = SA_SIGINFO;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGBUS, &sa, NULL) < 0 || sigaction(SIGSEGV, &sa, NULL) < 0) {
+    if (catch_faults(SIGBUS, SIGSEGV) < 0) {
         printf("BUSTEST ERROR sigaction: %s\n", strerror(errno));
         return;
     }
