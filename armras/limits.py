@@ -115,6 +115,16 @@ def check_cpu_index(index: int, what: str = "cpu") -> int:
     return index
 
 
+MAX_SOURCE_ID = 0xFFFE          # HEST source ids are u16; 0xFFFF means "none"
+
+
+def check_source_id(value: int, what: str = "source") -> int:
+    """A HEST error source id (whether the board has it is checked when it is used)."""
+    if not 0 <= value <= MAX_SOURCE_ID:
+        raise ArmrasError(f"{what}={_show(value)} is not a HEST source id (0-{MAX_SOURCE_ID})")
+    return value
+
+
 def check_ram_size(size: int, what: str = "memory") -> int:
     if not MIN_RAM_SIZE <= size <= MAX_RAM_SIZE or size % RAM_ALIGN:
         raise ArmrasError(f"{what}: {_show(size)} bytes is not a RAM size armras supports "

@@ -23,11 +23,8 @@ from armras.firmware.acpi.builder import TableBuilder
 from armras.firmware.acpi.hest import build_hest, parse_hest_entries
 from armras.errors import ArmrasError
 from armras.board.memmap import DEFAULT_RAM_SIZE, VIRT_MEMMAP, FirmwareLayout, intid
-from armras.ras.hw_errors import (
-    ERROR_BLOCK_SIZE,
-    NOTIFY_SEA,
-    HardwareErrorsLayout,
-)
+from armras.ras.hw_errors import HardwareErrorsLayout
+from armras.ras.sources import ERROR_BLOCK_SIZE, Notify, SourceSpec
 from conftest import require_tool
 
 RAM_BASE = VIRT_MEMMAP["ram"].base
@@ -41,7 +38,7 @@ def iasl() -> str:
 
 
 SDT_HEADER = 36              # ACPI 6.4 table 5.29: the System Description Table Header
-SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "PPTT")
+SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "SDEI", "PPTT")
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +73,8 @@ def test_board_platform_comes_from_memmap(platform: AcpiPlatform) -> None:
     assert platform.uart_base == 0x0900_0000 and platform.uart_gsiv == intid("uart") == 33
     assert platform.ged_base == 0x0908_0000 and platform.ged_gsiv == intid("ged") == 41
     assert platform.hw_errors.base == layout.hw_errors_base
-    assert platform.sources == ((0, 8), (1, 7))   # ACPI 6.4 table 18.14: SEA 8, GPIO 7
+    # ACPI 6.4 table 18.14: SEA 8, GPIO 7 (QEMU's two, first), then SDEI 11 and polled 0
+    assert [(s.source_id, int(s.notify)) for s in platform.sources] == [(0, 8), (1, 7), (2, 11), (3, 0)]
 
 
 def test_blob_layout(tables: AcpiTables) -> None:
@@ -120,7 +118,7 @@ def test_xsdt_points_at_tables(tables: AcpiTables) -> None:
     for address in entries:
         start = address - tables.base
         pointed[tables.blob[start:start + 4].decode()] = address
-    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "PPTT")}
+    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "SDEI", "PPTT")}
 
 
 def test_fadt_fields(tables: AcpiTables) -> None:
@@ -173,9 +171,12 @@ def test_spcr_fields(tables: AcpiTables) -> None:
 def test_hest_entries_point_into_hw_errors(tables: AcpiTables, platform: AcpiPlatform) -> None:
     hest = tables.table("HEST")
     hw = platform.hw_errors
-    assert len(hest) == 36 + 4 + 2 * 92 == 224            # ACPI 6.4 table 18.17: GHESv2 is 92 bytes
+    assert len(hest) == 36 + 4 + 4 * 92 == 408            # ACPI 6.4 table 18.17: GHESv2 is 92 bytes
     entries = parse_hest_entries(hest)
-    assert [(e.source_id, e.notify_type) for e in entries] == [(0, 8), (1, 7)]
+    assert [(e.source_id, e.notify_type) for e in entries] == [(0, 8), (1, 7), (2, 11), (3, 0)]
+    # Notification structure: poll interval (offset 4) for the polled source, vector
+    # (offset 8) = the SDEI event number (Arm RD-N2's 804) for the SDEI source.
+    assert [(e.poll_interval, e.vector) for e in entries] == [(0, 0), (0, 0), (0, 804), (1000, 0)]
     for i, e in enumerate(entries):
         assert e.type == 10 and e.related_source_id == 0xFFFF and e.enabled == 1
         assert e.error_status_address.address == hw.error_status_address_reg(i)
@@ -186,7 +187,7 @@ def test_hest_entries_point_into_hw_errors(tables: AcpiTables, platform: AcpiPla
         assert e.max_raw_data_length == 1024 and e.notify_length == 28
         assert e.read_ack_preserve == 0xFFFF_FFFF_FFFF_FFFE and e.read_ack_write == 1
         notify = hest[e.offset + 32:e.offset + 60]
-        assert notify[2:] == bytes(26)
+        assert notify[1] == 28 and notify[2:4] == bytes(2) and notify[12:] == bytes(16)
     # the blob as firmware installs it: register i holds block i's address
     blob = hw.initial_bytes()
     for i in range(2):
@@ -202,7 +203,7 @@ def test_too_small_or_misaligned_is_a_user_error(platform: AcpiPlatform) -> None
 
 def test_hest_source_count_must_match_blob() -> None:
     with pytest.raises(ValueError):
-        build_hest(((0, NOTIFY_SEA),), HardwareErrorsLayout(0x5000_0000), b"ARMRAS", b"ARMRASVT")
+        build_hest((SourceSpec(0, Notify.SEA),), HardwareErrorsLayout(0x5000_0000), b"ARMRAS", b"ARMRASVT")
 
 
 # ------------------------------------------------------------------- AML
@@ -360,10 +361,13 @@ def test_iasl_hest(disassembled: dict[str, DataTable | str], platform: AcpiPlatf
     hest = disassembled["HEST"]
     assert isinstance(hest, DataTable)
     hw = platform.hw_errors
-    assert hest.header["Error Source Count"] == "00000002"
-    assert hest.header["Table Length"] == "000000E0"
-    assert len(hest.subtables) == 2
-    for i, (sub, notify) in enumerate(zip(hest.subtables, ("08 [SEA]", "07 [GPIO]"))):
+    assert hest.header["Error Source Count"] == "00000004"
+    assert hest.header["Table Length"] == "00000198"
+    assert len(hest.subtables) == 4
+    notifies = ("08 [SEA]", "07 [GPIO]", "0B [Software Delegated Exception]", "00 [Polled]")
+    assert [sub["Notify/PollInterval"] for sub in hest.subtables] == ["00000000"] * 3 + ["000003E8"]
+    assert [sub["Notify/Vector"] for sub in hest.subtables] == ["00000000"] * 2 + ["00000324", "00000000"]
+    for i, (sub, notify) in enumerate(zip(hest.subtables, notifies)):
         assert sub["Subtable Type"] == "000A [Generic Hardware Error Source V2]"
         assert sub["Source Id"] == f"{i:04X}"
         assert sub["Related Source Id"] == "FFFF"
@@ -496,15 +500,16 @@ def test_format_hest(tables: AcpiTables, platform: AcpiPlatform) -> None:
         return u64(mem, off)
 
     text = format_hest(tables.table("HEST"), read_u64)
-    assert "2 error source(s)" in text and "checksum OK" in text
-    assert "Source 0:" in text and "Source 1:" in text
-    assert "8 [SEA]" in text and "7 [GPIO-Signal]" in text
-    for i in range(2):
+    assert "4 error source(s)" in text and "checksum OK" in text
+    assert "Source 0:" in text and "Source 1:" in text and "Source 3:" in text
+    assert "8 [SEA]" in text and "7 [GPIO-Signal]" in text and "11 [Software Delegated Exception]" in text and "0 [Polled]" in text
+    assert "vector 804" in text and "poll interval 1000 ms" in text
+    for i in range(4):
         assert f"{hw.error_status_address_reg(i):#018x}" in text
         assert f"error status block at {hw.error_block(i):#018x}" in text
         assert f"{hw.read_ack_reg(i):#018x}" in text
-    assert text.count("current value 0x1 (acknowledged)") == 2
-    assert text.count("0xfffffffffffffffe") == 2
+    assert text.count("current value 0x1 (acknowledged)") == 4
+    assert text.count("0xfffffffffffffffe") == 4
 
     offline = format_hest(tables.table("HEST"))
     assert "Source 1:" in offline and "not available" in offline

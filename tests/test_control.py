@@ -140,8 +140,10 @@ def test_inject_sea_refuse_before_ack_then_ack(run, guest_images: Path) -> None:
     assert ack[0] == {"source_id": 0, "notify": "SEA", "read_ack": 1, "acknowledged": True,
                       "block_status": 0, "records_written": 1}
     hest = r.ok("query-hest")
-    assert [(s["source_id"], s["notify"], s["notify_type"]) for s in hest["sources"]] == [(0, "SEA", 8), (1, "GPIO", 7)]
-    assert hest["sources"][0]["error_status_block"] == hest["sources"][0]["error_status_address_register"] + 0x20
+    assert [(s["source_id"], s["notify"], s["notify_type"]) for s in hest["sources"]] == [
+        (0, "SEA", 8), (1, "GPIO", 7), (2, "SDEI", 11), (3, "polled", 0)]
+    # QEMU layout: N address registers, N read-ack registers, then the blocks (N = 4 here)
+    assert hest["sources"][0]["error_status_block"] == hest["sources"][0]["error_status_address_register"] + 16 * 4
 
     assert r.ok("quit") == {}
     assert r.finish() == 0
@@ -187,7 +189,7 @@ def test_malformed_requests_get_error_replies(run, guest_images: Path, tmp_path:
         # Nothing was written by any of those; the connection is still usable, from both clients.
         assert _ask(fa, b'{"execute": "query-status", "id": "x"}')["return"]["status"] == "paused"
         ack = _ask(fb, b'{"execute": "query-ack", "id": 9}')
-        assert ack["id"] == 9 and [s["records_written"] for s in ack["return"]] == [0, 0]
+        assert ack["id"] == 9 and [s["records_written"] for s in ack["return"]] == [0, 0, 0, 0]
     finally:
         a.close()
         b.close()

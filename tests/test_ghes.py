@@ -7,11 +7,8 @@ from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.board.memory import PhysicalMemory, Region
 from armras.ras.cper import memory_error_record, parse_generic_error_status
 from armras.ras.ghes import ErrorSources, GhesSource
-from armras.ras.hw_errors import (
-    ERROR_BLOCK_SIZE,
-    NOTIFY_SEA,
-    HardwareErrorsLayout,
-)
+from armras.ras.hw_errors import HardwareErrorsLayout
+from armras.ras.sources import ERROR_BLOCK_SIZE, Notify, SourceSpec
 
 RAM_BASE = 0x4000_0000
 RAM_SIZE = 0x20_0000
@@ -27,14 +24,18 @@ def mem() -> PhysicalMemory:
     return PhysicalMemory(uc, [Region("ram", RAM_BASE, RAM_SIZE)])
 
 
+# QEMU virt's two sources (hw/acpi/ghes.c): SEA id 0, GPIO id 1, 1 KiB blocks.
+QEMU_SOURCES = (SourceSpec(0, Notify.SEA), SourceSpec(1, Notify.GPIO))
+
+
 @pytest.fixture
 def layout() -> HardwareErrorsLayout:
-    return HardwareErrorsLayout(BLOB)
+    return HardwareErrorsLayout(BLOB, (1024, 1024))
 
 
 @pytest.fixture
 def sources(mem, layout) -> ErrorSources:
-    s = ErrorSources(mem, layout)
+    s = ErrorSources(mem, layout, QEMU_SOURCES)
     s.install()
     return s
 
@@ -185,4 +186,4 @@ def test_layout_outside_ram_gives_clean_error():
 
 def test_sources_must_match_layout(mem, layout):
     with pytest.raises(ValueError):
-        ErrorSources(mem, layout, sources=((0, NOTIFY_SEA),))
+        ErrorSources(mem, layout, sources=(SourceSpec(0, Notify.SEA),))

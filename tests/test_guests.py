@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from armras.board.machine import Machine, MachineConfig
-from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA
+from armras.ras.sources import SOURCE_GPIO, SOURCE_SEA
 from armras.drive.inject import parse_inject_spec, schedule, schedule_poison_on
 
 

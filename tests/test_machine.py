@@ -13,7 +13,7 @@ from armras.arch.cpu import GuestFault
 from armras.errors import ArmrasError, NotAcknowledged
 from armras.board.machine import RunawayGuest
 from armras.ras import cper
-from armras.ras.hw_errors import SOURCE_SEA
+from armras.ras.sources import SOURCE_SEA
 
 POWER_OFF = """
  ldr x0, =0x84000008

@@ -31,7 +31,7 @@ import pytest
 
 from armras.drive.inject import parse_inject_spec, schedule
 from armras.ras import cper
-from armras.ras.hw_errors import SOURCE_SEA
+from armras.ras.sources import SOURCE_SEA
 from conftest import REPO, debian_kernel, in_order
 
 RES = 0x4020_0000            # results area every guest below writes (RAM, far from the code)

@@ -273,6 +273,24 @@ class Cpu:
         self.uc.reg_write(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF)
         self.uc.cpr_write(*SPSR_EL1, 0)   # through the cp-reg path: rebuilds QEMU's cached hflags
 
+    # --- returns from EL3 (SDEI dispatch and completion) -------------------------------
+    def set_elr_spsr(self, elr: int, spsr: int) -> None:
+        """ELR_EL1/SPSR_EL1 as an exception taken from (elr, spsr) leaves them."""
+        self.uc.reg_write(UC_ARM64_REG_ELR_EL1, elr)
+        self.uc.cpr_write(*SPSR_EL1, spsr)
+
+    def eret_to(self, pc: int, pstate: int) -> None:
+        """Continue at `pc` with `pstate`, as an ERET from EL3 would: the live stack pointer
+        becomes the one the new EL/SPSel selects (SP_EL0 or SP_EL1), the old one banked.
+        EL1 system registers (ELR_EL1, SPSR_EL1, ...) are left as they are."""
+        old, sp = self.uc.reg_read_batch([UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP])
+        self.uc.reg_write(UC_ARM64_REG_SP_EL1 if _uses_sp_el1(old) else UC_ARM64_REG_SP_EL0, sp)
+        new_sp = self.uc.reg_read(UC_ARM64_REG_SP_EL1 if _uses_sp_el1(pstate) else UC_ARM64_REG_SP_EL0)
+        self.uc.reg_write_batch([(UC_ARM64_REG_PSTATE, pstate), (UC_ARM64_REG_SP, new_sp),
+                                 (UC_ARM64_REG_PC, pc)])
+        # Through the cp-reg path, as in take_exception: rebuilds QEMU's cached hflags.
+        self.uc.cpr_write(*SPSR_EL1, self.uc.cpr_read(*SPSR_EL1))
+
     # --- exception entry -----------------------------------------------------------
     def take_exception(self, kind: int, *, elr: int, esr: int | None = None, far: int | None = None) -> int:
         """Enter EL1 at VBAR_EL1 + offset as the architecture does. Returns the new PC.
@@ -329,6 +347,11 @@ class Cpu:
         else:
             self._repeat = 0
         self._last_entry = key
+
+
+def _uses_sp_el1(pstate: int) -> bool:
+    """EL1h: the live stack pointer is SP_EL1 (EL0 and EL1t use SP_EL0)."""
+    return (pstate >> PSTATE_EL_SHIFT) & 3 != 0 and bool(pstate & PSTATE_SP)
 
 
 def describe_esr(esr: int) -> str:

@@ -90,8 +90,11 @@ from armras.board.vcpu import MAX_CPUS, MPIDR_RES1, VMPIDR_EL2, Power, VCpu, mpi
 from armras.firmware import psci as psci_codes
 from armras.ras import cper
 from armras.ratelimit import RateLimiter
-from armras.ras.ghes import ErrorSources
-from armras.ras.hw_errors import SOURCE_GPIO, SOURCE_SEA, HardwareErrorsLayout
+from armras.arch.mmu import translate
+from armras.firmware.sdei import EventDef, SdeiDispatcher, is_sdei_call
+from armras.ras.ghes import ErrorSources, GhesSource
+from armras.ras.report import ErrorReporter
+from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,7 @@ class MachineConfig:
     max_insns: int | None = None             # instruction limit (enables counting)
     deterministic: bool = False              # guest time from instruction counts (armras.timing.guesttime)
     cpus: int = 1                            # vCPUs (1-8), round-robin on one core (armras.board.vcpu)
+    hest: tuple[SourceSpec, ...] = BOARD_SOURCES   # the error sources (armras.ras.sources)
 
 
 @dataclass
@@ -143,6 +147,18 @@ class _Pending:
 
     action: Callable[[], None]
     description: str
+
+
+@dataclass(frozen=True)
+class _BoardNotification:
+    """How the board delivers one notification kind (armras.ras.report.Notification)."""
+
+    check: Callable[[SourceSpec, int | None], None]
+    notify: Callable[[SourceSpec, int | None], None]
+
+
+def _always(spec: SourceSpec, cpu: int | None) -> None:
+    """A notification that needs no CPU: nothing can stop it."""
 
 
 @dataclass
@@ -266,12 +282,22 @@ class Machine:
 
     def _install_firmware(self) -> None:
         """What platform firmware leaves in RAM: ACPI tables and the GHES error blob."""
-        self.hw_errors = HardwareErrorsLayout(self.layout.hw_errors_base)
-        self.acpi = build_acpi_tables(board_platform(self.ram.base, self.ram.size,
-                                                     tuple(v.mpidr for v in self.vcpus)), self.layout.acpi_base)
+        hest = self.config.hest
+        platform = board_platform(self.ram.base, self.ram.size, tuple(v.mpidr for v in self.vcpus), hest)
+        self.hw_errors = platform.hw_errors
+        self.acpi = build_acpi_tables(platform, self.layout.acpi_base)
         self.mem.write(self.acpi.base, self.acpi.blob)
-        self.sources = ErrorSources(self.mem, self.hw_errors)
+        self.sources = ErrorSources(self.mem, self.hw_errors, hest)
         self.sources.install()
+        self.sdei = SdeiDispatcher(self, len(self.vcpus), [EventDef(s.event, s.priority, s.shared)
+                                                           for s in hest if s.notify is Notify.SDEI])
+        # One RAS path for every kind: record in the source, then notify as it says.
+        self.ras = ErrorReporter(self.sources, {
+            Notify.SEA: _BoardNotification(self._check_cpu, self._notify_sea),
+            Notify.GPIO: _BoardNotification(_always, lambda spec, cpu: self.ged.raise_event(ACPI_GED_ERROR_EVT)),
+            Notify.SDEI: _BoardNotification(self._check_sdei, self._notify_sdei),
+            Notify.POLLED: _BoardNotification(_always, self._notify_polled),
+        })
 
     @property
     def reserved_range(self) -> tuple[int, int]:
@@ -446,6 +472,7 @@ class Machine:
             return psci_codes.INVALID_ADDRESS
         target.power, target.start = Power.ON_PENDING, (entry, context_id)
         target.waiting = target.sea_held = False
+        self.sdei.reset_pe(target.index)          # a PE comes out of reset with SDEI masked
         log.info("PSCI CPU_ON: CPU %d (MPIDR %#x) starts at %#x", target.index, mpidr, entry)
         return psci_codes.SUCCESS
 
@@ -465,8 +492,33 @@ class Machine:
         return psci_codes.INVALID_PARAMETERS if target is None else target.power.value
 
     def _smccc_call(self, cpu: Cpu) -> None:
-        x0, x1, x2, x3 = cpu.xs(4)
-        cpu.set_x(0, self.psci.call(x0, x1, x2, x3))
+        args = cpu.xs(6)
+        fid = args[0] & 0xFFFF_FFFF
+        if is_sdei_call(fid) and args[0] >> 32 == 0:
+            result = self.sdei.call(cpu, fid, args)
+            if result is not None:
+                cpu.set_x(0, result)
+            self.sdei.after_call(cpu)
+            return
+        cpu.set_x(0, self.psci.call(*args[:4]))
+
+    # --- SDEI dispatcher's view of the board (armras.firmware.sdei.SdeiBoard) -----------
+    def current_cpu(self) -> int:
+        return self.current
+
+    def cpu_index_of(self, mpidr: int) -> int | None:
+        v = self._vcpu_by_mpidr(mpidr)
+        return None if v is None else v.index
+
+    def valid_entry(self, cpu: Cpu, va: int) -> bool:
+        """An SDEI entry/resume address: a virtual address of the client's that maps to RAM
+        (TF-A plat_sdei_validate_entry_point translates it with AT S1E1R)."""
+        pa = translate(cpu, self.mem, va)
+        return pa is not None and self.ram.contains(pa, 4)
+
+    def kick(self, index: int) -> None:
+        """CPU `index` has an SDEI event to take: let the scheduler run it soon."""
+        self.request_stop()
 
     # --- host-side actions -----------------------------------------------------------
     def defer(self, action: Callable[[], None], description: str) -> None:
@@ -503,25 +555,39 @@ class Machine:
         self.console.watch(watch)
 
     # --- RAS --------------------------------------------------------------------------
+    def report(self, estatus: bytes, *, notify: Notify | None = None, source_id: int | None = None,
+               cpu: int | None = None) -> GhesSource:
+        """Record a CPER in a source (by id, or the first of kind `notify`), then notify the guest
+        as that source says (armras.ras.report). `cpu`: the CPU that takes an SEA or SDEI event."""
+        source = self.ras.source(notify=notify, source_id=source_id)
+        self.ras.report(source, estatus, cpu)
+        return source
+
     def record_error(self, source_id: int, estatus: bytes) -> None:
-        """Write a CPER into a source's error status block (refused if not acknowledged)."""
+        """Write a CPER into a source's error status block, without notifying (refused if not acknowledged)."""
         self.sources.by_id(source_id).record(estatus)
 
     def inject_sea(self, pa: int, severity: cper.Severity = cper.Severity.RECOVERABLE,
-                   cpu: int | None = None) -> None:
-        """Record a memory-error CPER in the SEA source and raise an SEA on `cpu` (default:
-        the running CPU; the CPU is stopped between slices).
+                   cpu: int | None = None) -> GhesSource:
+        """A memory-error CPER in the SEA source, and an SEA on `cpu` (default: the running CPU)."""
+        self._check_ram_address(pa)
+        return self.report(cper.memory_error_record(pa, severity), notify=Notify.SEA, cpu=cpu)
+
+    def notify_gpio(self, estatus: bytes) -> GhesSource:
+        """Record a CPER in the GPIO-notified source and raise the GED error event."""
+        return self.report(estatus, notify=Notify.GPIO)
+
+    def _notify_sea(self, spec: SourceSpec, cpu: int | None) -> None:
+        """Raise an injected SEA on `cpu` (the CPU is stopped between slices).
 
         Hardware raises an SEA synchronously to the access that consumed the error, never
         while the OS is between an exception entry and saving ELR_EL1/SPSR_EL1 (its
         vectors touch no poisoned memory). An injection arrives from outside at an
         arbitrary instruction boundary, so it is taken at once only where a nested
         exception cannot destroy live exception state (see _sea_safe_at); otherwise the
-        block hook holds it to the first such block start. The CPER is written now.
+        block hook holds it to the first such block start.
         """
         target = self.vcpu(cpu)
-        self._check_ram_address(pa)
-        self.record_error(SOURCE_SEA, cper.memory_error_record(pa, severity))
         if target.index != self.current:
             target.sea_held = True                 # taken when that CPU next runs
         elif self._sea_safe_at(self.cpu.pc):
@@ -529,6 +595,20 @@ class Machine:
         else:
             log.info("SEA held at %#x until the guest is out of its exception entry", self.cpu.pc)
             self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
+
+    def _check_cpu(self, spec: SourceSpec, cpu: int | None) -> None:
+        self.vcpu(cpu)                            # raises if there is no such CPU, or it is off
+
+    def _check_sdei(self, spec: SourceSpec, cpu: int | None) -> None:
+        self.sdei.check_trigger(spec.event, self.vcpu(cpu).index)
+
+    def _notify_sdei(self, spec: SourceSpec, cpu: int | None) -> None:
+        """Firmware dispatches the source's SDEI event (taken before the CPU runs on)."""
+        self.sdei.trigger(spec.event, self.vcpu(cpu).index)
+
+    def _notify_polled(self, spec: SourceSpec, cpu: int | None) -> None:
+        log.info("error source %d is polled: the guest reads it within %d ms of guest time",
+                 spec.source_id, spec.poll_interval_ms)
 
     def vcpu(self, index: int | None) -> VCpu:
         """CPU `index` (None: the running one), checked: injections name CPUs from outside."""
@@ -557,11 +637,6 @@ class Machine:
             log.warning("injected SEA held for %d instructions without reaching a point where the guest "
                         "has saved its exception state; taking it at %#x", SEA_HOLD_LIMIT, self.cpu.pc)
         self._enter_sea(instruction=False)
-
-    def notify_gpio(self, estatus: bytes) -> None:
-        """Record a CPER in the GPIO-notified source and raise the GED error event."""
-        self.record_error(SOURCE_GPIO, estatus)
-        self.ged.raise_event(ACPI_GED_ERROR_EVT)
 
     def _enter_sea(self, *, instruction: bool, bus_error: tuple[bool, int | None] | None = None) -> None:
         """Take a synchronous external abort on the running CPU at its PC.
@@ -613,7 +688,7 @@ class Machine:
         page = info.address & PAGE_MASK
         fetch = err.errno in _FETCH_ERRORS
         if page in self.poisoned:
-            source = self.sources.by_id(SOURCE_SEA)
+            source = self.ras.source(notify=Notify.SEA)
             if not source.acknowledged():
                 raise GuestFault(
                     f"guest touched poisoned page {page:#x} at {self.cpu.pc:#x} while the SEA source still "
@@ -765,8 +840,10 @@ class Machine:
     def _runnable(self, v: VCpu) -> bool:
         if v.power is Power.OFF:
             return False
-        # WFI ends on an interrupt the GIC signals to the CPU, whether or not PSTATE.I masks it.
-        return v.start is not None or v.sea_held or not v.waiting or self.gic.irq_asserted(v.index)
+        # WFI ends on an interrupt the GIC signals to the CPU, whether or not PSTATE.I masks it,
+        # and on an SDEI event (firmware's interrupt).
+        return (v.start is not None or v.sea_held or not v.waiting or self.gic.irq_asserted(v.index)
+                or self.sdei.deliverable(v.index) is not None)
 
     def _pick_cpu(self) -> bool:
         """Put the CPU that runs next on the core (round-robin in slices); False if none can run."""
@@ -823,6 +900,8 @@ class Machine:
                 self._enter_sea(instruction=False)
             else:
                 self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
+        # SDEI events are firmware (EL3) interrupts: PSTATE.I/F at EL1 do not mask them.
+        self.sdei.dispatch_pending(self.cpu, self.current)
         pending = self.exit_status is None and self.gic.irq_asserted(self.current)
         if pending and not self.cpu.irq_masked:
             self.cpu.take_exception(VECTOR_IRQ, elr=self.cpu.pc)

@@ -10,9 +10,12 @@ server sends a greeting line, then answers one request line with one reply line:
 Commands (arguments in braces, `?` optional; addresses are JSON numbers or strings:
 "0x..." or a symbol of the guest ELF):
 
-    inject-sea {pa, severity?, cpu?}           memory-error CPER in source 0 + SEA on CPU `cpu`
-    inject-gpio {cper (base64) | pa, severity?} a CPER in source 1 + GED interrupt
-    inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?}
+    inject-sea {pa, severity?, cpu?, source?}  memory-error CPER in the SEA source (0) + SEA on CPU `cpu`
+    inject-gpio {cper (base64) | pa, severity?, source?}
+                                                a CPER in the GPIO source (1) + GED interrupt
+    inject-sdei {pa, severity?, cpu?, source?} memory-error CPER in the SDEI source (2) + its event
+    inject-polled {pa, severity?, source?}     memory-error CPER in the polled source (3)
+    inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?, source?}
     poison {pa}                                 take the 4 KiB page away from the guest
     query-hest   query-ack   query-status       the error sources / their ack state / the run
     stop   cont   quit                          pause, resume, power off (exit status 0)
@@ -51,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.ras import cper
-from armras.ras.hw_errors import ERROR_BLOCK_SIZE, SOURCE_GPIO, SOURCE_SEA
+from armras.ras.sources import Notify, notify_name
 from armras.drive.inject import InjectSpec, perform
 
 if TYPE_CHECKING:
@@ -175,6 +178,8 @@ class ControlServer:
             "qmp_capabilities": lambda a: self._no_args("qmp_capabilities", a, {}),
             "inject-sea": self._inject_sea,
             "inject-gpio": self._inject_gpio,
+            "inject-sdei": lambda a: self._inject_memory("sdei", a),
+            "inject-polled": lambda a: self._inject_memory("polled", a),
             "inject-arm-processor": self._inject_arm,
             "poison": self._poison,
             "query-hest": self._query_hest,
@@ -354,24 +359,39 @@ class ControlServer:
         return value
 
     # --- commands -----------------------------------------------------------------------------
-    def _inject(self, spec: InjectSpec, source_id: int, extra: dict[str, Any]) -> dict[str, Any]:
+    def _inject(self, spec: InjectSpec, extra: dict[str, Any]) -> dict[str, Any]:
         m = self.machine
 
         def act() -> dict[str, Any]:
-            perform(m, spec)
-            return {"source_id": source_id, **extra, "severity": spec.severity.name.lower(),
-                    "records_written": m.sources.by_id(source_id).records_written}
+            source = perform(m, spec)
+            return {"source_id": source.source_id, **extra, "severity": spec.severity.name.lower(),
+                    "records_written": source.records_written}
 
         return self.on_cpu(act, spec.describe())
 
     def _inject_sea(self, raw: dict[str, Any]) -> dict[str, Any]:
-        args = _Args("inject-sea", raw, ("pa", "severity", "cpu"))
+        return self._inject_memory("sea", raw)
+
+    def _inject_memory(self, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """inject-sea / inject-sdei / inject-polled: a memory error at pa, notified as the kind says."""
+        takes_cpu = kind != "polled"
+        args = _Args(f"inject-{kind}", raw, ("pa", "severity", "source") + (("cpu",) if takes_cpu else ()))
         pa = args.address("pa")
         if pa is None:
             raise args._missing("pa")
         cpu = self._cpu(args)
-        return self._inject(InjectSpec("sea", pa=_text(pa), severity=args.severity(), cpu=cpu), SOURCE_SEA,
-                            {"pa": pa, "cpu": cpu})
+        spec = InjectSpec(kind, pa=_text(pa), severity=args.severity(), cpu=cpu, source=self._source(args))
+        return self._inject(spec, {"pa": pa, **({"cpu": cpu} if takes_cpu else {})})
+
+    @staticmethod
+    def _source(args: _Args) -> int | None:
+        source = args.integer("source")
+        if source is not None:
+            try:
+                limits.check_source_id(source)
+            except ArmrasError as e:
+                raise CommandError("InvalidParameter", f"{args.command}: {e}") from None
+        return source
 
     @staticmethod
     def _cpu(args: _Args) -> int | None:
@@ -384,27 +404,29 @@ class ControlServer:
         return cpu
 
     def _inject_gpio(self, raw: dict[str, Any]) -> dict[str, Any]:
-        args = _Args("inject-gpio", raw, ("cper", "pa", "severity"))
+        args = _Args("inject-gpio", raw, ("cper", "pa", "severity", "source"))
         if args.has("cper") == args.has("pa"):
             raise CommandError("InvalidParameter", "inject-gpio: give exactly one of 'cper' (base64) and 'pa'")
         if args.has("pa"):
             pa = args.address("pa")
             assert pa is not None
-            return self._inject(InjectSpec("gpio", pa=_text(pa), severity=args.severity()), SOURCE_GPIO, {"pa": pa})
+            return self._inject(InjectSpec("gpio", pa=_text(pa), severity=args.severity(), source=self._source(args)),
+                                {"pa": pa})
         if args.has("severity"):
             raise CommandError("InvalidParameter", "inject-gpio: 'severity' goes with 'pa'; a CPER carries its own")
         record = _decode_cper(raw["cper"])
+        source_id = self._source(args)
         m = self.machine
 
         def act() -> dict[str, Any]:
-            m.notify_gpio(record)
-            return {"source_id": SOURCE_GPIO, "record_bytes": len(record),
-                    "records_written": m.sources.by_id(SOURCE_GPIO).records_written}
+            source = m.report(record, notify=Notify.GPIO, source_id=source_id)
+            return {"source_id": source.source_id, "record_bytes": len(record),
+                    "records_written": source.records_written}
 
         return self.on_cpu(act, f"inject-gpio with a {len(record)}-byte CPER")
 
     def _inject_arm(self, raw: dict[str, Any]) -> dict[str, Any]:
-        args = _Args("inject-arm-processor", raw, ("mpidr", "cpu", "type", "pa", "va", "severity"))
+        args = _Args("inject-arm-processor", raw, ("mpidr", "cpu", "type", "pa", "va", "severity", "source"))
         cpu = self._cpu(args)
         mpidr = args.integer("mpidr", required=cpu is None)   # or that of `cpu`
         error_type = raw.get("type")
@@ -419,8 +441,9 @@ class ControlServer:
         pa = args.address("pa")
         va = args.integer("va")
         spec = InjectSpec("arm", pa=_text(pa) if pa is not None else None, severity=args.severity(),
-                          mpidr=mpidr, error_type=error_type, va=va, cpu=cpu)  # type: ignore[arg-type]
-        return self._inject(spec, SOURCE_GPIO, {"mpidr": mpidr, "cpu": cpu, "type": error_type, "pa": pa, "va": va})
+                          mpidr=mpidr, error_type=error_type, va=va, cpu=cpu,  # type: ignore[arg-type]
+                          source=self._source(args))
+        return self._inject(spec, {"mpidr": mpidr, "cpu": cpu, "type": error_type, "pa": pa, "va": va})
 
     def _poison(self, raw: dict[str, Any]) -> dict[str, Any]:
         args = _Args("poison", raw, ("pa",))
@@ -444,11 +467,16 @@ class ControlServer:
             sources = []
             for s in m.sources:
                 entry: dict[str, Any] = {
-                    "source_id": s.source_id, "notify": _notify_name(s.notify_type), "notify_type": s.notify_type,
+                    "source_id": s.source_id, "notify": notify_name(s.notify_type), "notify_type": int(s.notify_type),
+                    "ghes_version": s.spec.ghes_version,
                     "error_status_address_register": s.error_status_address,
-                    "read_ack_register": s.read_ack_address,
-                    "error_status_block": None, "error_status_block_length": ERROR_BLOCK_SIZE,
+                    "read_ack_register": s.read_ack_address if s.spec.ghes_version == 2 else None,
+                    "error_status_block": None, "error_status_block_length": s.block_length,
                 }
+                if s.notify_type is Notify.SDEI:
+                    entry.update(sdei_event=s.spec.event, sdei_priority=s.spec.priority.name.lower())
+                elif s.notify_type is Notify.POLLED:
+                    entry["poll_interval_ms"] = s.spec.poll_interval_ms
                 try:
                     entry["error_status_block"] = s.block_address()
                 except ArmrasError as e:
@@ -493,12 +521,6 @@ class ControlServer:
         _Args("quit", raw, ())
         self.on_cpu(lambda: self.machine.power_off(0, "quit via control socket"), "quit")
         return {}
-
-
-def _notify_name(notify_type: int) -> str:
-    from armras.ras.ghes import notify_name
-
-    return notify_name(notify_type)
 
 
 def _text(address: int | str) -> str:

@@ -4,15 +4,20 @@ Spec grammar (the value of `armras run --inject`):
 
     KIND[:key=value[,key=value...]]
 
-    KIND      sea    memory error in the SEA source (0) + Synchronous External Abort
-              gpio   memory error in the GPIO source (1) + GED interrupt
-              arm    ARM processor error in the GPIO source (1) + GED interrupt
+    KIND      sea    memory error in the SEA-notified source (0) + Synchronous External Abort
+              gpio   memory error in the GPIO-notified source (1) + GED interrupt
+              sdei   memory error in the SDEI-notified source (2) + its SDEI event
+              polled memory error in the polled source (3); the guest finds it when it polls
+              arm    ARM processor error in the GPIO-notified source (1) + GED interrupt
+    source=N  the HEST source id to use instead (sea/gpio/sdei/polled: one notified that
+              way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
     severity= recoverable (default) | fatal | corrected | none
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
-    cpu=N       the CPU (0-based index) that takes the SEA / reports the ARM processor
-                error (its MPIDR_EL1 unless mpidr= is given); default: the running CPU
+    cpu=N       the CPU (0-based index) that takes the SEA / the SDEI event / reports the
+                ARM processor error (its MPIDR_EL1 unless mpidr= is given); default: the
+                running CPU
     at=SECONDS  guest time (virtual counter) at which to inject
     insn=N      after N guest instructions (enables instruction counting)
     on=REGEX    when a console line matches; must be the last key (takes the rest)
@@ -33,11 +38,15 @@ from armras.errors import ArmrasError, GuestAddressError
 from armras.arch.cpu import MIDR_EL1
 from armras.board.vcpu import MPIDR_RES1
 from armras.ras import cper
+from armras.ras.ghes import GhesSource
+from armras.ras.sources import NOTIFY_BY_NAME, Notify
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine
 
-KINDS = ("sea", "gpio", "arm")
+MEMORY_KINDS = ("sea", "gpio", "sdei", "polled")     # a memory error, notified as the kind says
+KINDS = (*MEMORY_KINDS, "arm")
+NO_CPU_KINDS = ("gpio", "polled")                   # nothing a CPU takes
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
 T = TypeVar("T")
 
@@ -54,6 +63,7 @@ class InjectSpec:
     at: float | None = None
     insn: int | None = None
     on: str | None = None
+    source: int | None = None
 
     def describe(self) -> str:
         what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "")
@@ -61,6 +71,8 @@ class InjectSpec:
             what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type}"
         if self.cpu is not None:
             what += f" cpu={self.cpu}"
+        if self.source is not None:
+            what += f" source={self.source}"
         return what
 
 
@@ -129,6 +141,9 @@ def parse_inject_spec(text: str) -> InjectSpec:
         elif key == "cpu":
             index = _int(text, key, value)
             fields["cpu"] = _checked(text, lambda: limits.check_cpu_index(index))
+        elif key == "source":
+            number = _int(text, key, value)
+            fields["source"] = _checked(text, lambda: limits.check_source_id(number))
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value
@@ -137,10 +152,10 @@ def parse_inject_spec(text: str) -> InjectSpec:
     spec = InjectSpec(kind, **fields)  # type: ignore[arg-type]
     if sum(x is not None for x in (spec.at, spec.insn, spec.on)) > 1:
         raise ArmrasError(f"--inject {text!r}: give at most one of at=, insn=, on=")
-    if spec.kind == "gpio" and spec.cpu is not None:
-        raise ArmrasError(f"--inject {text!r}: cpu= names the CPU of an SEA or an ARM processor error; "
-                          "a GPIO-notified memory error is not taken by a CPU")
-    if spec.kind in ("sea", "gpio") and spec.pa is None:
+    if spec.kind in NO_CPU_KINDS and spec.cpu is not None:
+        raise ArmrasError(f"--inject {text!r}: cpu= names the CPU that takes an SEA or SDEI event or reports "
+                          f"an ARM processor error; a {spec.kind} memory error is not taken by a CPU")
+    if spec.kind in MEMORY_KINDS and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
     if spec.pa and spec.pa.startswith("$") and spec.on is None:
         raise ArmrasError(f"--inject {text!r}: pa={spec.pa} refers to a match group but there is no on=")
@@ -163,30 +178,29 @@ def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None)
     return machine.resolve_address(spec.pa)
 
 
-def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = None) -> None:
-    """Carry out one injection now (the CPU is stopped between slices).
+def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = None) -> GhesSource:
+    """Carry out one injection now (the CPU is stopped between slices); returns the source used.
 
-    A memory error (sea, gpio) must name guest RAM, as QEMU's memory-failure path only
-    reports RAM; an ARM processor error's pa= only has to be a physical address.
+    A memory error must name guest RAM, as QEMU's memory-failure path only reports RAM;
+    an ARM processor error's pa= only has to be a physical address.
     """
     pa = _resolve_pa(machine, spec, match)
     if pa is not None:
         limits.check_pa(pa, f"inject {spec.kind}: pa")
-        if spec.kind in ("sea", "gpio") and not machine.ram.contains(pa):
+        if spec.kind in MEMORY_KINDS and not machine.ram.contains(pa):
             raise GuestAddressError(f"inject {spec.kind}: physical address {pa:#x} is outside guest RAM "
                                     f"({machine.ram.base:#x}-{machine.ram.end - 1:#x})")
-    if spec.kind == "sea":
+    if spec.kind in MEMORY_KINDS:
         assert pa is not None
-        machine.inject_sea(pa, spec.severity, cpu=spec.cpu)
-    elif spec.kind == "gpio":
-        assert pa is not None
-        machine.notify_gpio(cper.memory_error_record(pa, spec.severity))
-    else:
-        info = cper.ArmErrorInfo(spec.error_type, virt_addr=spec.va, phys_addr=pa)
-        reporter = machine.vcpu(spec.cpu)     # the CPU that reports the error, as firmware would
-        mpidr = spec.mpidr if spec.mpidr is not None else MPIDR_RES1 | reporter.mpidr
-        midr = machine.cpu.sysreg(MIDR_EL1)   # every CPU of the board is the same part
-        machine.notify_gpio(cper.arm_processor_record(mpidr, midr, errors=(info,), severity=spec.severity))
+        return machine.report(cper.memory_error_record(pa, spec.severity), notify=NOTIFY_BY_NAME[spec.kind],
+                              source_id=spec.source, cpu=spec.cpu)
+    info = cper.ArmErrorInfo(spec.error_type, virt_addr=spec.va, phys_addr=pa)
+    reporter = machine.vcpu(spec.cpu)     # the CPU that reports the error, as firmware would
+    mpidr = spec.mpidr if spec.mpidr is not None else MPIDR_RES1 | reporter.mpidr
+    midr = machine.cpu.sysreg(MIDR_EL1)   # every CPU of the board is the same part
+    record = cper.arm_processor_record(mpidr, midr, errors=(info,), severity=spec.severity)
+    return machine.report(record, notify=None if spec.source is not None else Notify.GPIO,
+                          source_id=spec.source, cpu=spec.cpu)
 
 
 def schedule(machine: Machine, spec: InjectSpec) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 from armras.errors import ArmrasError
-from armras.ras.hw_errors import ERROR_BLOCK_SIZE
+from armras.ras.sources import ERROR_BLOCK_SIZE
 
 
 def guid_bytes(text: str) -> bytes:

@@ -1,9 +1,11 @@
-"""GHESv2 error sources backed by the hardware-errors blob in guest RAM.
+"""GHES / GHESv2 error sources backed by the hardware-errors area in guest RAM.
 
 The platform side of QEMU's ghes_record_cper_errors(): a new record may only be written
-once the guest has acknowledged the previous one through the Read Ack register (Linux
-ghes_ack_error writes ``(val & READ_ACK_PRESERVE) | READ_ACK_WRITE``, i.e. 1).  All
-register values are read back from guest memory every time, since the guest owns them.
+once the guest has consumed the previous one. For a GHESv2 source that is the Read Ack
+register (Linux ghes_ack_error writes ``(val & READ_ACK_PRESERVE) | READ_ACK_WRITE``,
+i.e. 1); a GHES (v1) source has no such register, and firmware waits for the OS to clear
+the block's Block Status (Linux ghes_clear_estatus). All register values are read back
+from guest memory every time, since the guest owns them.
 """
 from __future__ import annotations
 
@@ -12,40 +14,35 @@ from typing import Iterator, Sequence
 
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.board.memory import PhysicalMemory
-from armras.ras.hw_errors import (
-    BOARD_SOURCES,
-    ERROR_BLOCK_SIZE,
-    NOTIFY_GPIO,
-    NOTIFY_SEA,
-    HardwareErrorsLayout,
-)
+from armras.ras.hw_errors import HardwareErrorsLayout
+from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec, notify_name
 
 log = logging.getLogger(__name__)
 
 
-def notify_name(notify_type: int) -> str:
-    if notify_type == NOTIFY_SEA:
-        return "SEA"
-    if notify_type == NOTIFY_GPIO:
-        return "GPIO"
-    return f"notify-{notify_type}"
-
-
 class GhesSource:
-    """One GHESv2 error source: its two registers and its error status block."""
+    """One error source: its registers and its error status block."""
 
-    def __init__(
-        self, mem: PhysicalMemory, layout: HardwareErrorsLayout, index: int,
-        source_id: int, notify_type: int,
-    ) -> None:
+    def __init__(self, mem: PhysicalMemory, layout: HardwareErrorsLayout, index: int, spec: SourceSpec) -> None:
         if not 0 <= index < layout.num_sources:
             raise ValueError(f"source index {index} outside the {layout.num_sources}-source layout")
         self._mem = mem
         self._layout = layout
         self.index = index
-        self.source_id = source_id
-        self.notify_type = notify_type
+        self.spec = spec
         self.records_written = 0
+
+    @property
+    def source_id(self) -> int:
+        return self.spec.source_id
+
+    @property
+    def notify_type(self) -> Notify:
+        return self.spec.notify
+
+    @property
+    def block_length(self) -> int:
+        return self._layout.block_length(self.index)
 
     @property
     def read_ack_address(self) -> int:
@@ -64,6 +61,9 @@ class GhesSource:
             ) from None
 
     def read_ack(self) -> int:
+        """The Read Ack register (GHESv2); a v1 source reads as acknowledged once its block is clear."""
+        if self.spec.ghes_version == 1:
+            return int(self.block_status() == 0)
         return self._read_register(self.read_ack_address, "read-ack")
 
     def acknowledged(self) -> bool:
@@ -71,11 +71,11 @@ class GhesSource:
 
     def block_address(self) -> int:
         addr = self._read_register(self.error_status_address, "error status address")
-        if not self._mem.contains(addr, ERROR_BLOCK_SIZE):
+        if not self._mem.contains(addr, self.block_length):
             raise GuestAddressError(
                 f"GHES source {self.source_id}: error status address register at "
                 f"{self.error_status_address:#x} holds {addr:#x}, which is not a "
-                f"{ERROR_BLOCK_SIZE}-byte block inside guest memory"
+                f"{self.block_length}-byte block inside guest memory"
             )
         return addr
 
@@ -85,21 +85,22 @@ class GhesSource:
     def record(self, estatus: bytes) -> None:
         """Write one error status block, as QEMU's ghes_record_cper_errors does."""
         estatus = bytes(estatus)
-        if len(estatus) > ERROR_BLOCK_SIZE:
+        if len(estatus) > self.block_length:
             raise ArmrasError(
                 f"GHES source {self.source_id}: CPER record is {len(estatus)} bytes, "
-                f"the error status block holds {ERROR_BLOCK_SIZE}"
+                f"the error status block holds {self.block_length}"
             )
         block = self.block_address()
-        ack = self.read_ack()
-        if ack == 0:
+        if not self.acknowledged():
+            how = ("read-ack register {:#x}=0".format(self.read_ack_address) if self.spec.ghes_version == 2
+                   else f"block status {self.block_status():#x} not cleared")
             raise NotAcknowledged(
                 f"GHES source {self.source_id}: the guest has not acknowledged the previous "
-                f"error record (read-ack register {self.read_ack_address:#x}=0); "
-                f"refusing to overwrite it"
+                f"error record ({how}); refusing to overwrite it"
             )
-        self._mem.write_u64(self.read_ack_address, 0)
-        self._mem.write(block, estatus + bytes(ERROR_BLOCK_SIZE - len(estatus)))
+        if self.spec.ghes_version == 2:
+            self._mem.write_u64(self.read_ack_address, 0)
+        self._mem.write(block, estatus + bytes(self.block_length - len(estatus)))
         self.records_written += 1
         log.info(
             "GHES source %d (%s): wrote %d-byte record at %#x (record #%d)",
@@ -109,24 +110,20 @@ class GhesSource:
 
 
 class ErrorSources:
-    """The board's GHESv2 sources, indexed as in the hardware-errors blob."""
+    """The board's error sources, indexed as in the hardware-errors area."""
 
-    def __init__(
-        self, mem: PhysicalMemory, layout: HardwareErrorsLayout,
-        sources: Sequence[tuple[int, int]] = BOARD_SOURCES,
-    ) -> None:
+    def __init__(self, mem: PhysicalMemory, layout: HardwareErrorsLayout,
+                 sources: Sequence[SourceSpec] = BOARD_SOURCES) -> None:
         if len(sources) != layout.num_sources:
             raise ValueError(
                 f"{len(sources)} error sources given but the layout has {layout.num_sources}"
             )
-        ids = [sid for sid, _ in sources]
+        ids = [s.source_id for s in sources]
         if len(set(ids)) != len(ids):
             raise ValueError(f"duplicate GHES source ids in {ids}")
         self._mem = mem
         self.layout = layout
-        self._sources = tuple(
-            GhesSource(mem, layout, i, sid, notify) for i, (sid, notify) in enumerate(sources)
-        )
+        self._sources = tuple(GhesSource(mem, layout, i, spec) for i, spec in enumerate(sources))
 
     def __iter__(self) -> Iterator[GhesSource]:
         return iter(self._sources)
@@ -134,17 +131,27 @@ class ErrorSources:
     def __len__(self) -> int:
         return len(self._sources)
 
+    def _known(self) -> str:
+        return ", ".join(f"{s.source_id} ({notify_name(s.notify_type)})" for s in self._sources)
+
     def by_id(self, source_id: int) -> GhesSource:
         for s in self._sources:
             if s.source_id == source_id:
                 return s
-        known = ", ".join(f"{s.source_id} ({notify_name(s.notify_type)})" for s in self._sources)
-        raise ArmrasError(f"no GHES error source with id {source_id} (the board has {known})")
+        raise ArmrasError(f"no GHES error source with id {source_id} (the board has {self._known()})")
+
+    def first(self, notify: Notify) -> GhesSource:
+        """The first source notified by `notify` (the one an injection of that kind uses)."""
+        for s in self._sources:
+            if s.notify_type is notify:
+                return s
+        raise ArmrasError(f"the board has no {notify_name(notify)}-notified error source "
+                          f"(it has {self._known()}); describe one with --hest")
 
     def install(self) -> None:
-        """Lay the blob out in guest RAM as firmware does at boot: every source acknowledged."""
+        """Lay the area out in guest RAM as firmware does at boot: every source acknowledged."""
         self._mem.write(self.layout.base, self.layout.initial_bytes())
-        log.debug("hardware errors blob installed at %#x (%d bytes)", self.layout.base, self.layout.size)
+        log.debug("hardware errors area installed at %#x (%d bytes)", self.layout.base, self.layout.size)
 
     def ack_state(self) -> list[dict]:
         state = []

@@ -9,7 +9,7 @@ import struct
 from collections.abc import Callable
 
 from armras.firmware.acpi.builder import HEADER_SIZE, Gas, TableHeader
-from armras.firmware.acpi.hest import GhesV2Entry, notify_name, parse_hest_entries
+from armras.firmware.acpi.hest import GhesEntry, notify_name, parse_hest_entries
 from armras.firmware.acpi.tables import (
     FADT_X_DSDT_OFFSET,
     RSDP_SIGNATURE,
@@ -45,11 +45,13 @@ def _read(read_u64: ReadU64 | None, address: int) -> str | int:
         return f"unreadable ({exc})"
 
 
-def _format_source(entry: GhesV2Entry, read_u64: ReadU64 | None) -> list[str]:
+def _format_source(entry: GhesEntry, read_u64: ReadU64 | None) -> list[str]:
     lines = [
-        f"  Source {entry.source_id}: GHESv2 (type {entry.type}) at HEST+{entry.offset:#x}",
+        f"  Source {entry.source_id}: {'GHESv2' if entry.read_ack_register else 'GHES'} (type {entry.type}) "
+        f"at HEST+{entry.offset:#x}",
         f"    notify type:             {entry.notify_type} [{notify_name(entry.notify_type)}]"
-        f" (structure length {entry.notify_length})",
+        f" (structure length {entry.notify_length}, poll interval {entry.poll_interval} ms, "
+        f"vector {entry.vector})",
         f"    enabled:                 {entry.enabled}  (flags {entry.flags:#x}, related source "
         f"{entry.related_source_id:#06x})",
         f"    records to preallocate:  {entry.records_to_preallocate}, max sections per record "
@@ -60,6 +62,8 @@ def _format_source(entry: GhesV2Entry, read_u64: ReadU64 | None) -> list[str]:
     block_text = f"{block:#018x}" if isinstance(block, int) else block
     lines.append(f"      -> error status block at {block_text}")
     lines.append(f"    error status block len:  {entry.error_status_block_length}")
+    if entry.read_ack_register is None:
+        return lines
     lines.append(f"    read ack register:       {_gas_text(entry.read_ack_register)}")
     ack = _read(read_u64, entry.read_ack_register.address)
     if isinstance(ack, int):

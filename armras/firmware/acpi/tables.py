@@ -1,4 +1,5 @@
-"""The board's ACPI tables for arm64 ACPI boot: RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST.
+"""The board's ACPI tables for arm64 ACPI boot: RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST,
+SDEI, PPTT.
 
 ACPI 6.4 5.2 (ACPI System Description Tables): tables are laid out in one blob,
 16-byte aligned, RSDP first; values follow QEMU's hw/arm/virt-acpi-build.c for
@@ -31,7 +32,8 @@ from armras.board.memmap import (
     FirmwareLayout,
     intid,
 )
-from armras.ras.hw_errors import BOARD_SOURCES, HardwareErrorsLayout
+from armras.ras.hw_errors import HardwareErrorsLayout
+from armras.ras.sources import BOARD_SOURCES, SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +110,12 @@ PPTT_PHYSICAL_PACKAGE = 1 << 0
 PPTT_ACPI_ID_VALID = 1 << 1
 PPTT_LEAF = 1 << 3
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "PPTT")
+# --- SDEI (Arm DEN 0054 "SDEI table", header only): tells the OS firmware has an SDEI
+# dispatcher (Linux sdei_present_acpi); revision 1, as shipping firmware has it.
+SDEI_SIGNATURE = b"SDEI"
+SDEI_REVISION = 1
+
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "SDEI", "PPTT")
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ class AcpiPlatform:
     ged_gsiv: int
     hw_errors: HardwareErrorsLayout
     mpidrs: tuple[int, ...] = (0,)           # one per CPU: MADT GICC entries, PPTT leaves
-    sources: tuple[tuple[int, int], ...] = BOARD_SOURCES
+    sources: tuple[SourceSpec, ...] = BOARD_SOURCES
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -145,7 +152,8 @@ class AcpiTables:
         return self.blob[start:start + RSDP_SIZE]
 
 
-def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,)) -> AcpiPlatform:
+def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
+                   sources: tuple[SourceSpec, ...] = BOARD_SOURCES) -> AcpiPlatform:
     """The AcpiPlatform of the board, every address and interrupt from armras.board.memmap."""
     layout = FirmwareLayout(ram_base, ram_size)
     return AcpiPlatform(
@@ -155,8 +163,9 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,))
         uart_gsiv=intid("uart"),
         ged_base=VIRT_MEMMAP["ged"].base,
         ged_gsiv=intid("ged"),
-        hw_errors=HardwareErrorsLayout(layout.hw_errors_base, num_sources=len(BOARD_SOURCES)),
+        hw_errors=HardwareErrorsLayout(layout.hw_errors_base, tuple(s.block_length for s in sources)),
         mpidrs=mpidrs,
+        sources=sources,
     )
 
 
@@ -377,6 +386,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "SPCR": build_spcr(platform),
         "HEST": build_hest(platform.sources, platform.hw_errors, platform.oem_id,
                            platform.oem_table_id),
+        "SDEI": _builder(platform, SDEI_SIGNATURE, SDEI_REVISION).finish(),
         "PPTT": build_pptt(platform),
     }
     sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
