@@ -40,6 +40,10 @@
  * then "BENCH DONE" (or "BENCH ERROR ...").  "armras_bench=D" divides every
  * iteration count by D (quick development runs; the lines always say n=).
  *
+ * With "armras_sleep_ms=N" it then prints "SLEEP ms=N", sleeps N ms (so the host can
+ * inject while the kernel runs idle, e.g. a record in a polled error source, which the
+ * kernel only finds at its next poll) and prints "SLEEP DONE".
+ *
  * Finally sync() and reboot(RB_POWER_OFF) (PSCI SYSTEM_OFF).  Every failure
  * prints one "INIT ERROR ..." / "SEATEST ERROR ..." line and still powers off.
  *
@@ -546,6 +550,12 @@ int main(int argc, char **argv)
     }
     if (cmdline_has(cmdline, "armras_bench"))
         armras_bench(cmdline_number(cmdline, "armras_bench", 1));
+    long sleep_for = cmdline_number(cmdline, "armras_sleep_ms", 0);
+    if (sleep_for > 0) {
+        printf("SLEEP ms=%ld\n", sleep_for);
+        sleep_ms(sleep_for);
+        printf("SLEEP DONE\n");
+    }
 
     sync();
     reboot(RB_POWER_OFF);
