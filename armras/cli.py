@@ -60,11 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="guest time from instruction counts: identical runs print identical consoles")
     run.add_argument("--smp", type=limits.as_argument(limits.parse_cpus), default=1, metavar="N",
                      help="number of CPUs, 1-8 (round-robin on one host thread; default 1)")
+    run.add_argument("--hest", type=Path, default=None, metavar="FILE",
+                     help="the board's error sources from a TOML file of [[hest.source]] tables (default: SEA 0, "
+                          "GPIO 1, SDEI 2 (event 804), polled 3; see armras.drive.hestfile)")
     control.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
     hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
     hest.add_argument("-m", "--memory", type=parse_memory, default=None)
+    hest.add_argument("--hest", type=Path, default=None, metavar="FILE",
+                      help="error sources from a TOML file of [[hest.source]] tables, as for run")
+    hest.add_argument("--smp", type=limits.as_argument(limits.parse_cpus), default=1, metavar="N",
+                      help="number of CPUs (MADT, PPTT), 1-8")
     hest.set_defaults(func=cmd_hest)
 
     fetch = sub.add_parser("fetch-kernel", help="download Debian's arm64 reference kernels into the cache",
@@ -86,9 +93,15 @@ def _machine_config(args: argparse.Namespace, console: object = None) -> "Machin
     from armras.board.machine import MachineConfig
     from armras.board.memmap import DEFAULT_RAM_SIZE
 
+    extra = {}
+    if getattr(args, "hest", None) is not None:
+        from armras.drive.hestfile import load_hest_file
+
+        extra["hest"] = load_hest_file(args.hest)
     return MachineConfig(ram_size=DEFAULT_RAM_SIZE if args.memory is None else args.memory, console=console,  # type: ignore[arg-type]
                          timeout=getattr(args, "timeout", None), max_insns=getattr(args, "max_insns", None),
-                         deterministic=getattr(args, "deterministic", False), cpus=getattr(args, "smp", 1))
+                         deterministic=getattr(args, "deterministic", False), cpus=getattr(args, "smp", 1),
+                         **extra)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -9,6 +9,9 @@ A scenario file::
     timeout = 30                         # wall-clock seconds (default 60, at most 1e6): exit 124 after
     deterministic = true                 # optional: instruction-driven guest time
     smp = 4                              # optional: number of CPUs (1-8, default 1)
+    [[hest.source]]                      # optional: the error sources (armras.drive.hestfile)
+    id = 0
+    notify = "sea"
 
     [[step]]
     wait = "^READY"                      # wait for a console line (regex)
@@ -58,8 +61,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from armras import limits
+from armras.drive.hestfile import sources_from_document
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs, same_file
+from armras.ras.sources import SourceSpec
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine
@@ -73,7 +78,7 @@ else:  # pragma: no cover - Python 3.10
 
 STEP_KINDS = ("wait", "inject", "poison", "expect", "expect_not", "exit")
 TOP_KEYS = ("name", "description", "image", "kernel", "initrd", "append", "memory", "timeout",
-            "deterministic", "smp", "step")
+            "deterministic", "smp", "hest", "step")
 DEFAULT_TIMEOUT = 60.0
 WORKER_GRACE = 60.0            # extra seconds a worker gets beyond the scenario's timeout
 _GROUP_REF = re.compile(r"\$(\w+)")
@@ -101,6 +106,7 @@ class Scenario:
     timeout: float = DEFAULT_TIMEOUT
     deterministic: bool = False
     smp: int = 1
+    hest: tuple[SourceSpec, ...] | None = None
     steps: tuple[Step, ...] = ()
 
     @property
@@ -208,6 +214,8 @@ def load_scenario(path: Path) -> Scenario:
             raise ArmrasError(f"{path}: {e}") from None
     if "smp" in data:
         fields["smp"] = limits.check_cpus(data["smp"], f"{path}: smp")
+    if "hest" in data:
+        fields["hest"] = sources_from_document(data, f"{path}: hest", allow_other_keys=True)
     if "deterministic" in data:
         if not isinstance(data["deterministic"], bool):
             raise ArmrasError(f"{path}: deterministic must be true or false")
@@ -360,7 +368,8 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             ram_size = DEFAULT_RAM_SIZE if scenario.memory is None else scenario.memory
             machine = Machine(MachineConfig(ram_size=ram_size, console=console,
                                             timeout=scenario.timeout, deterministic=scenario.deterministic,
-                                            cpus=scenario.smp))
+                                            cpus=scenario.smp,
+                                            **({"hest": scenario.hest} if scenario.hest is not None else {})))
             if scenario.kernel is not None:
                 from armras.guests.linux import boot_linux, resolve_kernel
 

@@ -160,6 +160,7 @@ class PeState:
     masked: bool = True             # every PE starts masked (TF-A sdei_cpu_on_init)
     stack: list[Dispatch] = field(default_factory=list)
     private: dict[int, Registration] = field(default_factory=dict)
+    taken: int = 0                  # events dispatched on this PE
 
 
 class SdeiBoard(Protocol):
@@ -189,7 +190,6 @@ class SdeiDispatcher:
         self.pes = [PeState(private={n: Registration() for n, e in self.events.items() if not e.shared})
                     for _ in range(num_pes)]
         self.shared = {n: Registration() for n, e in self.events.items() if e.shared}
-        self.dispatched = 0
 
     # --- state ---------------------------------------------------------------------------
     def _registration(self, event: EventDef, pe: int) -> Registration:
@@ -201,7 +201,9 @@ class SdeiDispatcher:
 
     def reset_pe(self, pe: int) -> None:
         """A PE leaves reset (PSCI CPU_ON): its private events cleared, SDEI masked."""
-        self.pes[pe] = PeState(private={n: Registration() for n, e in self.events.items() if not e.shared})
+        taken = self.pes[pe].taken
+        self.pes[pe] = PeState(private={n: Registration() for n, e in self.events.items() if not e.shared},
+                               taken=taken)
 
     # --- the board raises events ---------------------------------------------------------------
     def check_trigger(self, number: int, cpu: int) -> Registration:
@@ -263,7 +265,7 @@ class SdeiDispatcher:
         regs = cpu.xs(SAVED_GPREGS)
         pc, pstate = cpu.pc, cpu.pstate
         self.pes[pe].stack.append(Dispatch(event, regs, pc, pstate))
-        self.dispatched += 1
+        self.pes[pe].taken += 1
         for n, value in enumerate((event.number, reg.arg, pc, pstate)):
             cpu.set_x(n, value)
         cpu.eret_to(reg.entry, PSTATE_EL1H | PSTATE_DAIF)

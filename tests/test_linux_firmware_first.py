@@ -1,0 +1,110 @@
+"""Firmware-first error notification on Debian's unmodified kernels: SDEI and polled GHES.
+
+What the kernel prints comes from drivers/firmware/arm_sdei.c ("SDEIv%d.%d (0x%x) detected
+in firmware."), drivers/acpi/apei/ghes.c ("Hardware error from APEI Generic Hardware Error
+Source: %d") and mm/memory-failure.c ("Memory failure: %#lx: recovery action for %s: %s").
+The shipped scenarios scenarios/linux_*_firmware_first.toml cover a user-described HEST
+(normal and critical SDEI events, a GHES v1 polled source) through `armras regress`.
+"""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+from armras.board.machine import Machine, MachineConfig
+from armras.drive.inject import parse_inject_spec, schedule
+from armras.guests.linux import boot_linux
+from conftest import debian_kernel
+from test_smp import initramfs  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.kernel
+
+SDEI_DETECTED = "sdei: SDEIv1.1 (0x0) detected in firmware."
+# Pages of free memory well inside the 512 MiB guest: memory_failure() offlines free pages.
+SDEI_PA, POLLED_PA = 0x4800_0000, 0x4800_3000
+
+
+def _boot(series: str, initrd: Path, append: str, injections: list[str], cpus: int = 1,
+          states: dict[int, list[int]] | None = None) -> tuple[Machine, str, int]:
+    """Boot to power-off; `states` gets event 804's SDEI state per CPU when /init starts sleeping."""
+    console = io.BytesIO()
+    m = Machine(MachineConfig(console=console, cpus=cpus, timeout=300.0))
+    try:
+        boot_linux(m, debian_kernel(series), initrd, append)
+        if states is not None:
+            m.on_console(r"^SLEEP ms=", lambda _: states.update(
+                {804: [int(m.sdei.registration(804, c).state) for c in range(cpus)]}), "SDEI states")
+        for text in injections:
+            schedule(m, parse_inject_spec(text))
+        status = m.run().status
+    finally:
+        m.close()
+    return m, console.getvalue().decode("utf-8", "replace").replace("\r\n", "\n"), status
+
+
+def _block(out: str, source: int) -> str:
+    """The kernel's report for `source`: its header line and the lines of the same {N}."""
+    m = re.search(rf"\{{(\d+)\}}\[Hardware Error\]: Hardware error from APEI Generic Hardware Error Source: "
+                  rf"{source}$", out, re.M)
+    assert m, f"no report for source {source}:\n{out[-3000:]}"
+    return "\n".join(line for line in out.splitlines() if f"{{{m.group(1)}}}[Hardware Error]" in line)
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_sdei_and_polled_sources_of_the_default_board(series: str, initramfs: Path) -> None:  # noqa: F811
+    states: dict[int, list[int]] = {}
+    m, out, status = _boot(series, initramfs, "console=ttyAMA0 armras_sleep_ms=3000", [
+        f"sdei:pa={SDEI_PA:#x},on=^SLEEP ms=",
+        f"polled:pa={POLLED_PA:#x},on=^SLEEP ms=",
+    ], states=states)
+    assert status == 0, out[-3000:]
+    assert SDEI_DETECTED in out
+    sdei = _block(out, 2)
+    assert "section_type: memory error" in sdei and f"physical_address: {SDEI_PA:#018x}" in sdei
+    assert f"Memory failure: {SDEI_PA >> 12:#x}: recovery action for free buddy page: Recovered" in out
+    # The polled source is found at the kernel's next poll (every 1000 ms), while /init sleeps.
+    polled = _block(out, 3)
+    assert f"physical_address: {POLLED_PA:#018x}" in polled
+    assert f"Memory failure: {POLLED_PA >> 12:#x}: recovery action for free buddy page: Recovered" in out
+    before_done = out[:out.index("SLEEP DONE")]
+    assert "Source: 3" in before_done
+    # Linux acknowledged both records (GHESv2 read-ack written back to 1). While it ran, the
+    # SDEI source's event was registered and enabled (EVENT_STATUS bits 0 and 1); its reboot
+    # notifier resets SDEI (PRIVATE_RESET/SHARED_RESET) before powering off.
+    for source_id in (2, 3):
+        source = m.sources.by_id(source_id)
+        assert source.records_written == 1 and source.read_ack() == 1 and source.block_status() == 0
+    assert states == {804: [0b011]}
+    assert int(m.sdei.registration(804, 0).state) == 0
+    assert m.sdei.pes[0].taken == 1
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_sdei_event_taken_on_the_chosen_cpu(series: str, initramfs: Path) -> None:  # noqa: F811
+    states: dict[int, list[int]] = {}
+    m, out, status = _boot(series, initramfs, "console=ttyAMA0 armras_sleep_ms=1000",
+                           [f"sdei:pa={SDEI_PA:#x},cpu=1,on=^SLEEP ms="], cpus=2, states=states)
+    assert status == 0, out[-3000:]
+    assert f"physical_address: {SDEI_PA:#018x}" in _block(out, 2)
+    assert f"Memory failure: {SDEI_PA >> 12:#x}: recovery action for free buddy page: Recovered" in out
+    # Event 804 is private: Linux registered it on every CPU, and CPU 1 took it.
+    assert [pe.taken for pe in m.sdei.pes] == [0, 1]
+    assert states == {804: [0b011, 0b011]}
+
+
+def test_sdei_injection_before_the_kernel_registers_is_refused(initramfs: Path) -> None:  # noqa: F811
+    # At guest time 0 no OS has registered event 804: firmware would drop the notification,
+    # so armras refuses it with one line and writes no record that would block the source.
+    console = io.BytesIO()
+    m = Machine(MachineConfig(console=console, timeout=60.0))
+    try:
+        boot_linux(m, debian_kernel("6.1"), initramfs, "console=ttyAMA0")
+        schedule(m, parse_inject_spec(f"sdei:pa={SDEI_PA:#x}"))
+        with pytest.raises(Exception, match="SDEI event 804 is not registered by the guest on CPU 0"):
+            m.run()
+        assert m.sources.by_id(2).records_written == 0 and m.sources.by_id(2).read_ack() == 1
+    finally:
+        m.close()
