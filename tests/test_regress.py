@@ -29,7 +29,7 @@ def test_shipped_bare_metal_scenarios_pass_with_junit(tmp_path: Path, guest_imag
     junit = tmp_path / "out.xml"
     logs = tmp_path / "logs"
     linux = sorted(set(SCENARIOS.glob("*.toml")) - set(BARE_METAL))
-    assert len(linux) == 4
+    assert len(linux) == 6
     # An empty kernel cache: the Linux scenarios must skip, not fetch or fail.
     proc = regress_cli(*map(str, BARE_METAL + linux), "--junit", str(junit), "--jobs", "4", "--log-dir", str(logs),
                        env={**ENV, "ARMRAS_CACHE": str(tmp_path / "empty-cache")})
