@@ -41,11 +41,12 @@ def test_shipped_bare_metal_scenarios_pass_with_junit(tmp_path: Path, guest_imag
     for series in ("6.1", "6.12"):
         assert f"[SKIP] linux-{series}-sea: " in proc.stdout
         assert f"[SKIP] linux-{series}-smp: " in proc.stdout
-    assert f"{len(BARE_METAL)} passed, 0 failed, 4 skipped" in proc.stdout
+        assert f"[SKIP] linux-{series}-firmware-first: " in proc.stdout
+    assert f"{len(BARE_METAL)} passed, 0 failed, 6 skipped" in proc.stdout
 
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(BARE_METAL) + 4), "0", "4")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(BARE_METAL) + 6), "0", "6")
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert cases["linux-6.12-sea"].find("skipped") is not None
     assert cases["linux-6.12-smp"].find("skipped") is not None
