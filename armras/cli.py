@@ -8,6 +8,8 @@ Exit codes of `armras run`:
   125    the guest did not power off within --max-insns instructions
   126    the guest crashed the platform (exception loop, exception before a vector
          table, an error it could not be told about); a crash report is printed
+A warm reset (PSCI SYSTEM_RESET) boots the guest again (armras.drive.session), up to
+--max-reboots times; the status is that of the last boot.
 """
 from __future__ import annotations
 
@@ -19,11 +21,12 @@ from typing import TYPE_CHECKING, Sequence
 
 from armras import limits
 from armras.drive import client as inject_client, control, regress
+from armras.drive.session import DEFAULT_MAX_REBOOTS, parse_max_reboots
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs
 
 if TYPE_CHECKING:
-    from armras.board.machine import MachineConfig
+    from armras.board.machine import Machine, MachineConfig
 
 log = logging.getLogger("armras")
 
@@ -60,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="guest time from instruction counts: identical runs print identical consoles")
     run.add_argument("--smp", type=limits.as_argument(limits.parse_cpus), default=1, metavar="N",
                      help="number of CPUs, 1-8 (round-robin on one host thread; default 1)")
+    run.add_argument("--max-reboots", type=limits.as_argument(parse_max_reboots), default=DEFAULT_MAX_REBOOTS,
+                     metavar="N", help="warm resets (PSCI SYSTEM_RESET) that boot the guest again before the run "
+                                       f"fails (default {DEFAULT_MAX_REBOOTS}, at most 1000)")
+    run.add_argument("--keep-poison", action="store_true",
+                     help="poisoned pages stay poisoned across a warm reset (default: the next boot has none)")
     run.add_argument("--hest", type=Path, default=None, metavar="FILE",
                      help="the board's error sources from a TOML file of [[hest.source]] tables (default: SEA 0, "
                           "GPIO 1, SDEI 2 (event 804), polled 3; see armras.drive.hestfile)")
@@ -105,8 +113,8 @@ def _machine_config(args: argparse.Namespace, console: object = None) -> "Machin
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from armras.board.machine import Machine
     from armras.drive.inject import parse_inject_spec, schedule, schedule_poison_on
+    from armras.drive.session import Guest, RunSession
 
     if (args.image is None) == (args.kernel is None):
         raise ArmrasError("give either a bare-metal IMAGE or --kernel (with --initrd/--append)")
@@ -121,34 +129,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = [("guest image", args.image), ("kernel", kernel), ("initrd", args.initrd)]
     refuse_overwriting_inputs([("--console", args.console)] if args.console is not None else [],
                               [(what, path) for what, path in inputs if path is not None])
+    config = _machine_config(args)
     console = None
     if args.console is not None:
         try:
             console = open(args.console, "wb")
         except OSError as e:
             raise ArmrasError(f"cannot write console file {args.console}: {e.strerror}") from None
-    machine = Machine(_machine_config(args, console))
-    linux = None
-    try:
-        if kernel is not None:
-            from armras.guests.linux import boot_linux
+    config.console = console
 
-            linux = boot_linux(machine, kernel, args.initrd, args.append)
-        else:
-            machine.load_elf(args.image)
+    def first_boot(machine: Machine) -> None:
         for addr in args.poison:
             machine.poison(machine.resolve_address(addr))
         for pattern in args.poison_on:
             schedule_poison_on(machine, pattern)
         for spec in specs:
             schedule(machine, spec)
-        with control.attach(machine, args):
-            result = machine.run()
+
+    session = RunSession(config, Guest(args.image, kernel, args.initrd, args.append or ""),
+                         max_reboots=args.max_reboots, keep_poison=args.keep_poison, first_boot=[first_boot])
+    try:
+        with control.attach(session, args):
+            result = session.run()
+        linux = session.linux
         if linux is not None and linux.init_reached is not None:
             wall, guest = linux.init_reached
             print(f"armras: Linux reached /init after {wall:.2f} s (guest time {guest:.2f} s)", file=sys.stderr)
     finally:
-        machine.close()
         if console is not None:
             console.close()
     log.info("guest powered off (%s) with status %d after %.3f s wall, %.3f s guest time",

@@ -86,12 +86,14 @@ from armras.board.memmap import (
 from armras.board.console import Console
 from armras.board.crash import crash_report
 from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
+from armras.board.persistent import PersistentState
 from armras.board.vcpu import MAX_CPUS, MPIDR_RES1, VMPIDR_EL2, Power, VCpu, mpidr_of
 from armras.firmware import psci as psci_codes
 from armras.ras import cper
 from armras.ratelimit import RateLimiter
 from armras.arch.mmu import translate
 from armras.firmware.sdei import EventDef, SdeiDispatcher, is_sdei_call
+from armras.ras.bert import BootErrorRegion
 from armras.ras.ghes import ErrorSources, GhesSource
 from armras.ras.report import ErrorReporter
 from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec
@@ -139,6 +141,7 @@ class RunResult:
     wall_seconds: float
     guest_seconds: float
     instructions: int
+    reset: bool = False           # the guest asked for a warm reset (armras.drive.session reboots)
 
 
 @dataclass
@@ -178,8 +181,9 @@ class _Unmapped:
 class Machine:
     """One armras board with one AArch64 CPU."""
 
-    def __init__(self, config: MachineConfig | None = None) -> None:
+    def __init__(self, config: MachineConfig | None = None, persistent: PersistentState | None = None) -> None:
         self.config = config or MachineConfig()
+        self.persistent = persistent or PersistentState()     # what survives a warm reset
         if self.config.ram_size < 16 * MiB or self.config.ram_size % (2 * MiB):
             raise ArmrasError(f"RAM size {self.config.ram_size:#x} must be a multiple of 2 MiB and at least 16 MiB")
         if not 1 <= self.config.cpus <= MAX_CPUS:
@@ -192,6 +196,7 @@ class Machine:
         self._woke_from_wfi = False              # the CPU just picked was waiting in WFI
         self.exit_status: int | None = None
         self.exit_reason = ""
+        self.reset_requested = False
         self._stop_requested = False
         self._hook_error: BaseException | None = None
         # The thread running an exception/firmware hook (UC_HOOK_INTR), while it runs: only
@@ -253,6 +258,8 @@ class Machine:
         self._install_firmware()
         self._install_hooks()
         self.alarm = Alarm(self._alarm_fired)
+        for page in sorted(self.persistent.poisoned):   # kept across a warm reset (keep_poison)
+            self.poison(page)
 
     # --- construction ----------------------------------------------------------------
     def _map_memory(self) -> None:
@@ -289,6 +296,8 @@ class Machine:
         self.mem.write(self.acpi.base, self.acpi.blob)
         self.sources = ErrorSources(self.mem, self.hw_errors, hest)
         self.sources.install()
+        self.bert = BootErrorRegion(self.mem, *platform.bert_region)
+        self.bert.install(self.persistent.bert_records)
         self.sdei = SdeiDispatcher(self, len(self.vcpus), [EventDef(s.event, s.priority, s.shared)
                                                            for s in hest if s.notify is Notify.SDEI])
         # One RAS path for every kind: record in the source, then notify as it says.
@@ -448,6 +457,11 @@ class Machine:
         self.exit_reason = reason
         self.request_stop()
 
+    def system_reset(self, reason: str) -> None:
+        """The guest asks for a warm reset: this boot ends; a run session boots the next."""
+        self.reset_requested = True
+        self.power_off(0, reason)
+
     def wait_for_interrupt(self) -> None:
         """PSCI CPU_SUSPEND (standby): the CPU idles as if it had executed WFI."""
         self._wfi_requested = True
@@ -561,6 +575,9 @@ class Machine:
         as that source says (armras.ras.report). `cpu`: the CPU that takes an SEA or SDEI event."""
         source = self.ras.source(notify=notify, source_id=source_id)
         self.ras.report(source, estatus, cpu)
+        if cper.parse_generic_error_status(estatus).severity == cper.Severity.FATAL:
+            # Firmware keeps a fatal error for the next boot's BERT (the OS panics on it).
+            self.persistent.record_fatal(estatus)
         return source
 
     def record_error(self, source_id: int, estatus: bytes) -> None:
@@ -790,7 +807,7 @@ class Machine:
             self.alarm.disarm()
             self.console.flush()
         return RunResult(self.exit_status, self.exit_reason, time.monotonic() - start,
-                         self.counter.guest_seconds(), self.instructions)
+                         self.counter.guest_seconds(), self.instructions, self.reset_requested)
 
     def _next_instruction_stop(self) -> int | None:
         marks = [c for c in (self.config.max_insns, self._insn_events[0][0] if self._insn_events else None)

@@ -52,6 +52,8 @@ ACPI_TABLES_OFFSET = 0            # from the start of the reserved region
 ACPI_TABLES_SIZE = 64 * KiB
 HW_ERRORS_OFFSET = 1 * MiB        # from the start of the reserved region
 HW_ERRORS_SIZE = 64 * KiB
+BERT_REGION_OFFSET = HW_ERRORS_OFFSET + HW_ERRORS_SIZE   # the Boot Error Region (ACPI 6.4 18.3.1)
+BERT_REGION_SIZE = 64 * KiB
 
 
 def intid(name: str) -> int:
@@ -77,3 +79,7 @@ class FirmwareLayout:
     @property
     def hw_errors_base(self) -> int:
         return self.reserved_base + HW_ERRORS_OFFSET
+
+    @property
+    def bert_region_base(self) -> int:
+        return self.reserved_base + BERT_REGION_OFFSET

@@ -59,6 +59,7 @@ from armras.drive.inject import InjectSpec, perform
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine
+    from armras.drive.session import RunSession
 
 log = logging.getLogger(__name__)
 
@@ -165,8 +166,8 @@ def _error_class(error: BaseException) -> str:
 class ControlServer:
     """A Unix-socket command server for one machine (see the module docstring)."""
 
-    def __init__(self, machine: Machine, config: ControlConfig) -> None:
-        self.machine = machine
+    def __init__(self, machine: Machine | None, config: ControlConfig) -> None:
+        self.machine: Machine = machine  # type: ignore[assignment]   # None until rebind() on a session
         self.config = config
         self._listener: socket.socket | None = None
         self._clients: set[socket.socket] = set()
@@ -207,18 +208,31 @@ class ControlServer:
         listener.listen(LISTEN_BACKLOG)
         self._listener = listener
         self._inode = os.stat(path).st_ino
-        self.machine.control = self
+        if self.machine is not None:
+            self.machine.control = self
         thread = threading.Thread(target=self._accept_loop, name="armras-control", daemon=True)
         thread.start()
         self._threads.append(thread)
         log.info("control socket listening on %s", path)
+
+    def rebind(self, machine: Machine) -> None:
+        """Serve `machine` from now on (the next boot of a run session, after a warm reset).
+        Commands still waiting for the previous board's CPU are answered MachineExited."""
+        with self._lock:
+            futures, self._futures = list(self._futures), set()
+            old, self.machine = self.machine, machine
+        for fut in futures:
+            fut.cancel()
+        if old is not None and old.control is self:
+            old.control = None
+        machine.control = self
 
     def close(self) -> None:
         """Stop serving: no new commands, waiting clients get an error, the file is removed."""
         if self._closed.is_set():
             return
         self._closed.set()
-        if self.machine.control is self:
+        if self.machine is not None and self.machine.control is self:
             self.machine.control = None
         with self._lock:
             futures, self._futures = list(self._futures), set()
@@ -325,7 +339,7 @@ class ControlServer:
 
     def on_cpu(self, fn: Callable[[], Any], description: str) -> Any:
         """Run `fn` on the CPU thread between slices and return its result."""
-        if self.machine.exit_status is not None or self._closed.is_set():
+        if self.machine is None or self.machine.exit_status is not None or self._closed.is_set():
             raise CommandError("MachineExited", "the machine has powered off")
         fut: Future[Any] = Future()
         with self._lock:
@@ -364,6 +378,7 @@ class ControlServer:
 
         def act() -> dict[str, Any]:
             source = perform(m, spec)
+            assert source is not None          # every control inject kind goes to a HEST source
             return {"source_id": source.source_id, **extra, "severity": spec.severity.name.lower(),
                     "records_written": source.records_written}
 
@@ -601,17 +616,25 @@ def add_run_options(run: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def attach(machine: Machine, args: argparse.Namespace) -> Iterator[ControlServer | None]:
-    """The control socket and --pause-on triggers of one `armras run`."""
+def attach(session: RunSession, args: argparse.Namespace) -> Iterator[ControlServer | None]:
+    """The control socket and --pause-on triggers of one `armras run`, on every boot of it."""
     path = getattr(args, "control", None)
-    if getattr(args, "pause_on", None) and path is None:
+    patterns = getattr(args, "pause_on", None) or []
+    if patterns and path is None:
         raise ArmrasError("--pause-on needs --control: nothing else could resume the guest")
-    for pattern in getattr(args, "pause_on", None) or []:
-        machine.on_console(pattern, lambda _m: machine.pause(), f"pause (--pause-on {pattern!r})")
+    server: ControlServer | None = None
+
+    def each_boot(machine: Machine) -> None:
+        for pattern in patterns:
+            machine.on_console(pattern, lambda _m: machine.pause(), f"pause (--pause-on {pattern!r})")
+        if server is not None:
+            server.rebind(machine)
+
+    session.every_boot.append(each_boot)
     if path is None:
         yield None
         return
-    server = ControlServer(machine, ControlConfig(Path(path)))
+    server = ControlServer(None, ControlConfig(Path(path)))
     server.open()
     try:
         yield server

@@ -9,6 +9,9 @@ Spec grammar (the value of `armras run --inject`):
               sdei   memory error in the SDEI-notified source (2) + its SDEI event
               polled memory error in the polled source (3); the guest finds it when it polls
               arm    ARM processor error in the GPIO-notified source (1) + GED interrupt
+              bert   a record in the Boot Error Region (the BERT): a memory error at pa=,
+                     or with type= an ARM processor error; severity fatal by default. The
+                     OS reads it at boot (Linux: late in boot), so inject it early
     source=N  the HEST source id to use instead (sea/gpio/sdei/polled: one notified that
               way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
@@ -29,6 +32,7 @@ pa= below 2^48 (and, for sea/gpio, inside guest RAM when performed), va=/mpidr= 
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, TypeVar
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
     from armras.board.machine import Machine
 
 MEMORY_KINDS = ("sea", "gpio", "sdei", "polled")     # a memory error, notified as the kind says
-KINDS = (*MEMORY_KINDS, "arm")
+KINDS = (*MEMORY_KINDS, "arm", "bert")
 NO_CPU_KINDS = ("gpio", "polled")                   # nothing a CPU takes
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
 T = TypeVar("T")
@@ -57,7 +61,7 @@ class InjectSpec:
     pa: str | None = None
     severity: cper.Severity = cper.Severity.RECOVERABLE
     mpidr: int | None = None
-    error_type: str = "cache"
+    error_type: str | None = None         # ARM processor error type (arm: default cache)
     cpu: int | None = None
     va: int | None = None
     at: float | None = None
@@ -68,7 +72,7 @@ class InjectSpec:
     def describe(self) -> str:
         what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "")
         if self.kind == "arm":
-            what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type}"
+            what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type or 'cache'}"
         if self.cpu is not None:
             what += f" cpu={self.cpu}"
         if self.source is not None:
@@ -155,6 +159,15 @@ def parse_inject_spec(text: str) -> InjectSpec:
     if spec.kind in NO_CPU_KINDS and spec.cpu is not None:
         raise ArmrasError(f"--inject {text!r}: cpu= names the CPU that takes an SEA or SDEI event or reports "
                           f"an ARM processor error; a {spec.kind} memory error is not taken by a CPU")
+    if spec.kind == "bert":
+        if spec.source is not None:
+            raise ArmrasError(f"--inject {text!r}: a BERT record is in no HEST source (no source=)")
+        if "severity" not in seen:
+            spec = dataclasses.replace(spec, severity=cper.Severity.FATAL)   # what ended the previous boot
+        if spec.pa is None and spec.error_type is None:
+            raise ArmrasError(f"--inject {text!r}: bert needs pa= (a memory error) or type= (an ARM processor error)")
+        if spec.error_type is None and (spec.mpidr is not None or spec.va is not None or spec.cpu is not None):
+            raise ArmrasError(f"--inject {text!r}: mpidr=/va=/cpu= go with type= (an ARM processor error)")
     if spec.kind in MEMORY_KINDS and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
     if spec.pa and spec.pa.startswith("$") and spec.on is None:
@@ -178,8 +191,9 @@ def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None)
     return machine.resolve_address(spec.pa)
 
 
-def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = None) -> GhesSource:
-    """Carry out one injection now (the CPU is stopped between slices); returns the source used.
+def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = None) -> GhesSource | None:
+    """Carry out one injection now (the CPU is stopped between slices); returns the source used
+    (None for a BERT record, which is in no source).
 
     A memory error must name guest RAM, as QEMU's memory-failure path only reports RAM;
     an ARM processor error's pa= only has to be a physical address.
@@ -194,11 +208,18 @@ def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = No
         assert pa is not None
         return machine.report(cper.memory_error_record(pa, spec.severity), notify=NOTIFY_BY_NAME[spec.kind],
                               source_id=spec.source, cpu=spec.cpu)
-    info = cper.ArmErrorInfo(spec.error_type, virt_addr=spec.va, phys_addr=pa)
-    reporter = machine.vcpu(spec.cpu)     # the CPU that reports the error, as firmware would
-    mpidr = spec.mpidr if spec.mpidr is not None else MPIDR_RES1 | reporter.mpidr
-    midr = machine.cpu.sysreg(MIDR_EL1)   # every CPU of the board is the same part
-    record = cper.arm_processor_record(mpidr, midr, errors=(info,), severity=spec.severity)
+    if spec.kind == "bert" and spec.error_type is None:
+        assert pa is not None
+        record = cper.memory_error_record(pa, spec.severity)
+    else:
+        info = cper.ArmErrorInfo(spec.error_type or "cache", virt_addr=spec.va, phys_addr=pa)
+        reporter = machine.vcpu(spec.cpu)     # the CPU that reports the error, as firmware would
+        mpidr = spec.mpidr if spec.mpidr is not None else MPIDR_RES1 | reporter.mpidr
+        midr = machine.cpu.sysreg(MIDR_EL1)   # every CPU of the board is the same part
+        record = cper.arm_processor_record(mpidr, midr, errors=(info,), severity=spec.severity)
+    if spec.kind == "bert":
+        machine.bert.append(record)
+        return None
     return machine.report(record, notify=None if spec.source is not None else Notify.GPIO,
                           source_id=spec.source, cpu=spec.cpu)
 

@@ -9,6 +9,8 @@ A scenario file::
     timeout = 30                         # wall-clock seconds (default 60, at most 1e6): exit 124 after
     deterministic = true                 # optional: instruction-driven guest time
     smp = 4                              # optional: number of CPUs (1-8, default 1)
+    max_reboots = 1                      # optional: warm resets that boot the guest again (default 3)
+    keep_poison = false                  # optional: poisoned pages survive a warm reset
     [[hest.source]]                      # optional: the error sources (armras.drive.hestfile)
     id = 0
     notify = "sea"
@@ -62,6 +64,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from armras import limits
 from armras.drive.hestfile import sources_from_document
+from armras.drive.session import DEFAULT_MAX_REBOOTS, check_max_reboots
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs, same_file
 from armras.ras.sources import SourceSpec
@@ -78,7 +81,7 @@ else:  # pragma: no cover - Python 3.10
 
 STEP_KINDS = ("wait", "inject", "poison", "expect", "expect_not", "exit")
 TOP_KEYS = ("name", "description", "image", "kernel", "initrd", "append", "memory", "timeout",
-            "deterministic", "smp", "hest", "step")
+            "deterministic", "smp", "hest", "max_reboots", "keep_poison", "step")
 DEFAULT_TIMEOUT = 60.0
 WORKER_GRACE = 60.0            # extra seconds a worker gets beyond the scenario's timeout
 _GROUP_REF = re.compile(r"\$(\w+)")
@@ -107,6 +110,8 @@ class Scenario:
     deterministic: bool = False
     smp: int = 1
     hest: tuple[SourceSpec, ...] | None = None
+    max_reboots: int = DEFAULT_MAX_REBOOTS
+    keep_poison: bool = False
     steps: tuple[Step, ...] = ()
 
     @property
@@ -216,6 +221,12 @@ def load_scenario(path: Path) -> Scenario:
         fields["smp"] = limits.check_cpus(data["smp"], f"{path}: smp")
     if "hest" in data:
         fields["hest"] = sources_from_document(data, f"{path}: hest", allow_other_keys=True)
+    if "max_reboots" in data:
+        fields["max_reboots"] = check_max_reboots(data["max_reboots"], f"{path}: max_reboots")
+    if "keep_poison" in data:
+        if not isinstance(data["keep_poison"], bool):
+            raise ArmrasError(f"{path}: keep_poison must be true or false")
+        fields["keep_poison"] = data["keep_poison"]
     if "deterministic" in data:
         if not isinstance(data["deterministic"], bool):
             raise ArmrasError(f"{path}: deterministic must be true or false")
@@ -244,8 +255,8 @@ def load_scenario(path: Path) -> Scenario:
 class StepDriver:
     """Carries out wait/inject/poison steps in order while the guest runs."""
 
-    def __init__(self, machine: Machine, steps: Sequence[Step]) -> None:
-        self.machine = machine
+    def __init__(self, machine: Machine | None, steps: Sequence[Step]) -> None:
+        self.machine: Machine = machine  # type: ignore[assignment]   # set by attach() on every boot
         self.steps = [s for s in steps if s.kind in ("wait", "inject", "poison")]
         self.cursor = 0
         self.match: re.Match[str] | None = None
@@ -254,6 +265,11 @@ class StepDriver:
     def start(self) -> None:
         self.machine.console.watch(self._line)
         self._advance()
+
+    def attach(self, machine: Machine) -> None:
+        """A (new) boot of the run session: steps go on where they were, on this board."""
+        self.machine = machine
+        self.start()
 
     def pending_wait(self) -> Step | None:
         return self.steps[self.cursor] if self.cursor < len(self.steps) else None
@@ -348,8 +364,9 @@ def check_log(scenario: Scenario, text: str, status: int | None, driver_wait: St
 
 def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
     """Run one scenario in this process, writing its console log; never raises."""
-    from armras.board.machine import Machine, MachineConfig
+    from armras.board.machine import MachineConfig
     from armras.board.memmap import DEFAULT_RAM_SIZE
+    from armras.drive.session import Guest, RunSession
 
     if scenario.kernel is not None:
         why = _linux_unavailable(scenario)
@@ -363,23 +380,22 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
     diagnostics = ""
     driver: StepDriver | None = None
     with open(log_path, "wb") as console:
-        machine = None
+        session = None
         try:
             ram_size = DEFAULT_RAM_SIZE if scenario.memory is None else scenario.memory
-            machine = Machine(MachineConfig(ram_size=ram_size, console=console,
-                                            timeout=scenario.timeout, deterministic=scenario.deterministic,
-                                            cpus=scenario.smp,
-                                            **({"hest": scenario.hest} if scenario.hest is not None else {})))
+            config = MachineConfig(ram_size=ram_size, console=console, timeout=scenario.timeout,
+                                   deterministic=scenario.deterministic, cpus=scenario.smp,
+                                   **({"hest": scenario.hest} if scenario.hest is not None else {}))
             if scenario.kernel is not None:
-                from armras.guests.linux import boot_linux, resolve_kernel
+                from armras.guests.linux import resolve_kernel
 
-                boot_linux(machine, resolve_kernel(scenario.kernel), scenario.initrd, scenario.append)
+                guest = Guest(kernel=resolve_kernel(scenario.kernel), initrd=scenario.initrd, append=scenario.append)
             else:
-                assert scenario.image is not None
-                machine.load_elf(scenario.image)
-            driver = StepDriver(machine, scenario.steps)
-            driver.start()
-            result = machine.run()
+                guest = Guest(image=scenario.image)
+            driver = StepDriver(None, scenario.steps)
+            session = RunSession(config, guest, max_reboots=scenario.max_reboots, keep_poison=scenario.keep_poison,
+                                 every_boot=[driver.attach])
+            result = session.run()
             status, guest_seconds = result.status, result.guest_seconds
         except ArmrasError as e:
             status = e.exit_code
@@ -389,10 +405,8 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             log.debug("scenario %s crashed", scenario.name, exc_info=True)
             return Outcome("fail", f"internal error: {type(e).__name__}: {e}", log=log_path)
         finally:
-            if machine is not None:
-                if guest_seconds is None:
-                    guest_seconds = machine.counter.guest_seconds()
-                machine.close()
+            if session is not None and session.machine is not None and guest_seconds is None:
+                guest_seconds = session.machine.counter.guest_seconds()
             console.flush()
             if diagnostics:
                 console.write(diagnostics.encode())

@@ -33,5 +33,7 @@ class FirmwarePlatform(Protocol):
 
     def power_off(self, status: int, reason: str) -> None: ...
 
+    def system_reset(self, reason: str) -> None: ...
+
 
 __all__ = ["ConsoleSink", "FirmwarePlatform"]

@@ -24,6 +24,7 @@ MIGRATE_INFO_TYPE = 0x8400_0006
 SYSTEM_OFF = 0x8400_0008
 SYSTEM_RESET = 0x8400_0009
 PSCI_FEATURES = 0x8400_000A
+SYSTEM_RESET2 = 0x8400_0012
 SMC64 = 0x4000_0000  # the SMC64 variant of a function id sets bit 30
 
 SUCCESS = 0
@@ -43,13 +44,17 @@ AFFINITY_ON_PENDING = 2
 MPIDR_AFFINITY_MASK = 0xFF_00FF_FFFF   # Aff3 (39:32), Aff2-Aff0 (23:0)
 
 SUPPORTED = {PSCI_VERSION, CPU_SUSPEND, CPU_OFF, CPU_ON, AFFINITY_INFO, MIGRATE_INFO_TYPE,
-             SYSTEM_OFF, SYSTEM_RESET, PSCI_FEATURES, SMCCC_VERSION}
+             SYSTEM_OFF, SYSTEM_RESET, SYSTEM_RESET2, PSCI_FEATURES, SMCCC_VERSION}
 # Functions that also have an SMC64 id (DEN 0022D table 5.1); the others are SMC32 only.
-HAS_SMC64 = {CPU_SUSPEND, CPU_ON, AFFINITY_INFO}
+HAS_SMC64 = {CPU_SUSPEND, CPU_ON, AFFINITY_INFO, SYSTEM_RESET2}
+SYSTEM_WARM_RESET = 0             # SYSTEM_RESET2 reset_type: the one architectural type
+RESET2_VENDOR = 1 << 31           # reset_type bit 31: vendor-specific types
 
 
 class PowerControl(Protocol):
     def power_off(self, status: int, reason: str) -> None: ...
+
+    def system_reset(self, reason: str) -> None: ...
 
     def wait_for_interrupt(self) -> None: ...
 
@@ -87,7 +92,15 @@ class Psci:
             self._power.power_off(x1 & 0xFF, "PSCI SYSTEM_OFF")
             return SUCCESS
         if base == SYSTEM_RESET:
-            self._power.power_off(0, "PSCI SYSTEM_RESET (armras does not reboot; treated as power-off)")
+            self._power.system_reset("PSCI SYSTEM_RESET")
+            return SUCCESS
+        if base == SYSTEM_RESET2:
+            reset_type = x1 & 0xFFFF_FFFF
+            if reset_type & RESET2_VENDOR:
+                return NOT_SUPPORTED          # no vendor-specific resets on this board
+            if reset_type != SYSTEM_WARM_RESET:
+                return INVALID_PARAMETERS
+            self._power.system_reset("PSCI SYSTEM_RESET2 (warm reset)")
             return SUCCESS
         if base == CPU_ON:
             if not fid & SMC64:

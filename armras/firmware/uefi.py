@@ -115,6 +115,9 @@ class _ConfigTable:
     address: int
 
 
+EFI_RESET_COLD, EFI_RESET_WARM, EFI_RESET_SHUTDOWN = 0, 1, 2   # UEFI 2.x 8.5.1 EFI_RESET_TYPE
+
+
 @dataclass
 class Uefi:
     """The firmware state: tables in guest memory plus the Python service handlers."""
@@ -503,7 +506,11 @@ class Uefi:
         return EFI_NOT_FOUND
 
     def _rt_ResetSystem(self, reset_type: int, status: int, *_: int) -> int:
-        self.machine.power_off(0 if reset_type != 2 else status & 0xFF, f"UEFI ResetSystem (type {reset_type})")
+        if reset_type in (EFI_RESET_COLD, EFI_RESET_WARM):
+            self.machine.system_reset(f"UEFI ResetSystem (type {reset_type})")
+        else:   # EfiResetShutdown, or a platform-specific type: the board powers off
+            self.machine.power_off(status & 0xFF if reset_type == EFI_RESET_SHUTDOWN else 0,
+                                   f"UEFI ResetSystem (type {reset_type})")
         return EFI_SUCCESS
 
     # --- protocols -----------------------------------------------------------------------

@@ -107,6 +107,7 @@ class LinuxBoot:
     uefi: Uefi
     kernel: Path
     init_reached: tuple[float, float] | None = None   # (wall, guest) seconds when /init started
+    reboot_delay: float | None = None   # "Rebooting in N seconds.." after a panic (panic=N): a warm reset comes
     started: float = field(default_factory=time.monotonic)
 
 
@@ -118,12 +119,23 @@ def _watch_console(machine: Machine, boot: LinuxBoot) -> None:
         reason = m.group(1).strip()
 
         def fail() -> None:
+            if boot.reboot_delay is not None:
+                # panic=N: the kernel resets the board after N seconds (PSCI SYSTEM_RESET),
+                # which ends this boot; fail only if that never comes.
+                delay, boot.reboot_delay = boot.reboot_delay, None
+                machine.at_guest_time(machine.counter.guest_seconds() + delay + PANIC_GRACE_SECONDS, fail,
+                                      "kernel panic (no reset after 'Rebooting in')")
+                return
             raise GuestFault(f"Linux panicked: {reason}")
 
         machine.at_guest_time(machine.counter.guest_seconds() + PANIC_GRACE_SECONDS, fail, "kernel panic")
 
+    def rebooting(m: re.Match[str]) -> None:
+        boot.reboot_delay = float(m.group(1))
+
     machine.on_console(r"Run /init as init process", init_started, "Linux reached /init")
     machine.on_console(r"Kernel panic - not syncing: (.*)", panicked, "Linux kernel panic")
+    machine.on_console(r"Rebooting in (\d{1,4}) seconds", rebooting, "Linux reboots after its panic")
 
 
 def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str) -> LinuxBoot:

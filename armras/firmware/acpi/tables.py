@@ -28,6 +28,7 @@ from armras.board.memmap import (
     PPI_NONSEC_PHYS_TIMER,
     PPI_SEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
+    BERT_REGION_SIZE,
     VIRT_MEMMAP,
     FirmwareLayout,
     intid,
@@ -115,7 +116,11 @@ PPTT_LEAF = 1 << 3
 SDEI_SIGNATURE = b"SDEI"
 SDEI_REVISION = 1
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "SDEI", "PPTT")
+# --- BERT (ACPI 6.4 18.3.1): header, Boot Error Region Length u32, its address u64 ---
+BERT_SIGNATURE = b"BERT"
+BERT_REVISION = 1
+
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT")
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class AcpiPlatform:
     hw_errors: HardwareErrorsLayout
     mpidrs: tuple[int, ...] = (0,)           # one per CPU: MADT GICC entries, PPTT leaves
     sources: tuple[SourceSpec, ...] = BOARD_SOURCES
+    bert_region: tuple[int, int] = (0, 0)     # (address, length) of the Boot Error Region
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -166,6 +172,7 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
         hw_errors=HardwareErrorsLayout(layout.hw_errors_base, tuple(s.block_length for s in sources)),
         mpidrs=mpidrs,
         sources=sources,
+        bert_region=(layout.bert_region_base, BERT_REGION_SIZE),
     )
 
 
@@ -174,6 +181,14 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
 
 def _builder(platform: AcpiPlatform, signature: bytes, revision: int) -> TableBuilder:
     return TableBuilder(signature, revision, platform.oem_id, platform.oem_table_id)
+
+
+def build_bert(platform: AcpiPlatform) -> bytes:
+    address, length = platform.bert_region
+    tb = _builder(platform, BERT_SIGNATURE, BERT_REVISION)
+    tb.u32(length)
+    tb.u64(address)
+    return tb.finish()
 
 
 def build_dsdt(platform: AcpiPlatform) -> bytes:
@@ -386,6 +401,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "SPCR": build_spcr(platform),
         "HEST": build_hest(platform.sources, platform.hw_errors, platform.oem_id,
                            platform.oem_table_id),
+        "BERT": build_bert(platform),
         "SDEI": _builder(platform, SDEI_SIGNATURE, SDEI_REVISION).finish(),
         "PPTT": build_pptt(platform),
     }
