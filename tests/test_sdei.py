@@ -1,21 +1,34 @@
-"""SDEI: the dispatcher against Arm DEN 0054 and TF-A.
+"""SDEI: the dispatcher against Arm DEN 0054 and TF-A, and a bare-metal guest taking events.
 
-These tests drive armras.firmware.sdei.SdeiDispatcher directly, with a real Cpu and a
+The first half drives armras.firmware.sdei.SdeiDispatcher directly, with a real Cpu and a
 small fake board. Expected values are written out from the specification and from TF-A's
 services/std_svc/sdei (sdei_main.c, sdei_state.c, sdei_intr_mgmt.c), never taken from
 armras's own constants: function ids 0xC400_0020 + n, SUCCESS 0, NOT_SUPPORTED -1,
 INVALID_PARAMETERS -2, DENIED -3, PENDING -5, OUT_OF_RESOURCE -10, EVENT_STATUS bits
 registered 1 / enabled 2 / running 4, handler entry at EL1h with DAIF masked (0x3c5).
+
+The second half boots guest_images/sdei_ref.elf, which registers every SDEI-notified GHES
+source's event, takes injected events in a wait loop (plain COMPLETE, and
+COMPLETE_AND_RESUME into its IRQ vector), polls the polled source, and, when the HEST
+lists a normal and a critical SDEI source, takes the critical event inside the normal
+event's handler; it prints what it saw and the tests check those lines.
 """
 from __future__ import annotations
 
+import io
+import re
+from pathlib import Path
+
 import pytest
+from conftest import in_order
 from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP
 
 from armras.arch.cpu import SPSR_EL1, Cpu
+from armras.board.machine import Machine, MachineConfig
+from armras.drive.inject import parse_inject_spec, schedule
 from armras.errors import ArmrasError
 from armras.firmware.sdei import EventDef, SdeiDispatcher
-from armras.ras.sources import SdeiPriority
+from armras.ras.sources import Notify, SdeiPriority, SourceSpec
 
 # --- DEN 0054 function ids and return codes, written out -------------------------------
 VERSION, REGISTER, ENABLE, DISABLE, CONTEXT, COMPLETE, COMPLETE_AND_RESUME, UNREGISTER = (
@@ -358,3 +371,178 @@ def test_private_reset_while_a_handler_runs(fw) -> None:
     assert call(fw, COMPLETE) is None
     assert call(fw, PRIVATE_RESET) == 0
     assert call(fw, SHARED_RESET) == 0
+
+
+# --- the guest -----------------------------------------------------------------------------------
+def pattern(n: int) -> int:
+    """What sdei_ref's wait loop keeps in xN (guest_images/sdei_ref.c SDEI_PATTERN)."""
+    return 0x5DE1_0000_0000_0000 | n << 32 | 0xC0DE_0000 | n
+
+
+def boot(image: Path, *injections: str, hest: tuple[SourceSpec, ...] | None = None,
+         deterministic: bool = False) -> tuple[Machine, int, str]:
+    console = io.BytesIO()
+    config = MachineConfig(console=console, timeout=60, deterministic=deterministic)
+    if hest is not None:
+        config.hest = hest
+    m = Machine(config)
+    try:
+        m.load_elf(image)
+        for spec in injections:
+            schedule(m, parse_inject_spec(spec))
+        status = m.run().status
+    finally:
+        m.close()
+    return m, status, console.getvalue().decode()
+
+
+HANDLER = re.compile(r"^SDEI event (\d+) on CPU (\d+): x0=0x(\w+) x1=0x(\w+) x2=0x(\w+) x3=0x(\w+) depth=(\d)$", re.M)
+BASIC = ("sdei:pa=0x40fa6000,on=^SDEI WAIT basic", "sdei:pa=0x40fb7000,on=^SDEI WAIT resume",
+         "polled:pa=0x41234000,on=^POLL source=3 every")
+
+
+def handler_entries(out: str) -> list[tuple[int, ...]]:
+    return [(int(m[1]), int(m[2]), *(int(x, 16) for x in m.groups()[2:6]), int(m[7])) for m in HANDLER.finditer(out)]
+
+
+def registered_arg(out: str, event: int) -> int:
+    return int(re.search(rf"^SDEI register event={event} source=\d+ entry=0x\w+ arg=0x(\w+) ", out, re.M)[1], 16)
+
+
+def test_guest_takes_sdei_events_and_polls(guest_images: Path) -> None:
+    m, status, out = boot(guest_images / "sdei_ref.elf", *BASIC)
+    assert status == 0, out
+    loop = (m.symbols.address_of("sdei_wait_loop"), m.symbols.address_of("sdei_wait_end"))
+    # It found the HEST's sources (as the firmware describes them) and the SDEI table.
+    assert "SOURCE id=2 notify=11(SDEI) vector=804 poll_interval=0 block_len=1024" in out
+    assert "SOURCE id=3 notify=0(polled) vector=0 poll_interval=1000 block_len=1024" in out
+    assert re.search(r"^ACPI SDEI table at 0x\w+ length=36 revision=1$", out, re.M)
+    assert "SDEI version=0x1000100000000 (1.1 vendor 0)" in out
+    # Error returns before anything is registered.
+    for line in ("register unknown event=262144 -> -2", "context outside a handler -> -3",
+                 "complete outside a handler -> -3", "complete_and_resume outside a handler -> -3",
+                 "enable unregistered event=804 -> -3", "status unregistered event=804 -> 0",
+                 "register again event=804 -> -3", "pe_unmask -> 0",
+                 "unregister event=804 -> 0", "pe_mask (unmasked) -> 1", "pe_mask (masked) -> 0"):
+        assert f"SDEI check {line} " in out, line
+    assert "SDEI info event=804 source=2 type=0(private) signaled=0 priority=1(critical)" in out
+    assert re.search(r"^SDEI register event=804 source=2 .* -> 0 status=0x1; enable -> 0 status=0x3$", out, re.M)
+    arg = registered_arg(out, 804)
+
+    # Two events, each taken in the wait loop: x0 = event, x1 = registered arg, x2 = the
+    # loop, x3 = EL1h with DAIF masked (basic) / IRQs unmasked (resume).
+    (basic, resume) = handler_entries(out)
+    for entry, daif in ((basic, 0x3C0), (resume, 0x340)):
+        event, cpu, x0, x1, x2, x3, depth = entry
+        assert (event, cpu, x0, x1, depth) == (804, 0, 804, arg, 1)
+        assert loop[0] <= x2 < loop[1], f"{x2:#x} outside the wait loop {loop[0]:#x}-{loop[1]:#x}"
+        assert x3 & 0x3CF == 0x5 | daif
+    contexts = re.findall(r"^SDEI context x0=0x(\w+) x1=0x(\w+) x2=0x(\w+) x3=0x(\w+) status=0x7 context\(18\)=-2$",
+                          out, re.M)
+    assert [[int(x, 16) for x in c] for c in contexts] == [[pattern(n) for n in range(4)]] * 2
+    assert "SDEI event 804 on CPU 0: source=2 physical_address 0x40fa6000" in out
+    assert "SDEI event 804 on CPU 0: source=2 physical_address 0x40fb7000" in out
+    assert out.count("ACK source=2 read_ack=0x1 block_status=0x0") == 2
+    assert "SDEI regs intact after basic: x0-x17 x19-x28" in out
+    assert "SDEI status after complete event=804: 0x3" in out
+    # COMPLETE_AND_RESUME into the IRQ vector: ELR_EL1/SPSR_EL1 are the interrupted PC/PSTATE.
+    assert f"COMPLETE_AND_RESUME at {m.symbols.address_of('vectors') + 0x280:#x} (IRQ vector)" in out
+    assert f"SDEI resumed at IRQ vector: ELR_EL1={resume[4]:#x} SPSR_EL1={resume[5]:#x} IAR=1023 " in out
+    assert "SDEI regs intact after resume: x0-x17 x19-x28" in out
+    assert "SDEI status after complete_and_resume event=804: 0x3" in out
+    # The guest acknowledged each record: the second could only be written after the first ack.
+    sdei = m.sources.by_id(2)
+    assert sdei.records_written == 2 and sdei.read_ack() == 1 and sdei.block_status() == 0
+    assert m.sdei.dispatched == 2
+    # The polled source: found at the first poll after the record was written.
+    assert "POLL source=3 every 1000 ms: waiting for a record" in out
+    assert "CPER section=memory pa=0x0000000041234000" in out
+    assert re.search(r"^POLL source=3 record at poll 1 \(\d+ ms\): physical_address 0x41234000$", out, re.M)
+    polled = m.sources.by_id(3)
+    assert polled.records_written == 1 and polled.read_ack() == 1 and polled.block_status() == 0
+    assert "SDEI NEST skipped: the HEST lists no normal-priority SDEI source" in out
+    assert "SDEI status after unregister event=804: 0x0" in out
+    assert "DONE sdei_taken=2 failures=0" in out and "FAIL" not in out
+
+
+def test_guest_takes_an_event_while_idle_in_wfi(guest_images: Path) -> None:
+    """An event raised while the CPU sleeps in WFI interrupts it there: the interrupted PC is
+    the instruction after the WFI, as for any interrupt that ends a WFI."""
+    m, status, out = boot(guest_images / "sdei_ref.elf", "sdei:pa=0x40fa6000,at=1.0", *BASIC[1:],
+                          deterministic=True)
+    assert status == 0, out
+    start, end = m.symbols.address_of("sdei_wait_loop"), m.symbols.address_of("sdei_wait_end")
+    code = m.mem.read(start, end - start)
+    wfi = [start + i for i in range(0, len(code), 4) if int.from_bytes(code[i:i + 4], "little") == 0xD503207F]
+    assert len(wfi) == 1
+    event, _, _, _, x2, x3, _ = handler_entries(out)[0]
+    assert event == 804 and x2 == wfi[0] + 4 and x3 & 0x3CF == 0x3C5
+    assert "SDEI regs intact after basic: x0-x17 x19-x28" in out
+
+
+NEST_HEST = (
+    SourceSpec(0, Notify.SEA),
+    SourceSpec(1, Notify.GPIO),
+    SourceSpec(2, Notify.SDEI, event=804, priority=SdeiPriority.CRITICAL),
+    SourceSpec(3, Notify.POLLED, poll_interval_ms=250),
+    SourceSpec(4, Notify.SDEI, event=0x1234, priority=SdeiPriority.NORMAL),
+)
+
+
+def test_guest_takes_a_critical_event_inside_a_normal_handler(guest_images: Path) -> None:
+    m, status, out = boot(guest_images / "sdei_ref.elf", *BASIC[:2], "polled:pa=0x41234000,on=^POLL source=3",
+                          "sdei:source=4,pa=0x42000000,on=^SDEI WAIT nest",
+                          "sdei:source=2,pa=0x43000000,on=^SDEI in normal handler", hest=NEST_HEST)
+    assert status == 0, out
+    loop = (m.symbols.address_of("sdei_wait_loop"), m.symbols.address_of("sdei_wait_end"))
+    assert "SOURCE id=4 notify=11(SDEI) vector=4660 poll_interval=0 block_len=1024" in out
+    assert "SDEI info event=4660 source=4 type=0(private) signaled=0 priority=0(normal)" in out
+    assert re.search(r"^POLL source=3 record at poll 1 \(\d+ ms\): physical_address 0x41234000$", out, re.M)
+    in_order(out, [
+        r"^SDEI WAIT nest event=4660$",
+        r"^SDEI event 4660 on CPU 0: .* depth=1$",
+        r"^SDEI event 4660 on CPU 0: source=4 physical_address 0x42000000$",
+        r"^SDEI in normal handler event=4660, waiting for critical event 804$",
+        r"^SDEI event 804 on CPU 0: .* depth=2$",
+        r"^SDEI event 804 on CPU 0: source=2 physical_address 0x43000000$",
+        r"^SDEI nested: critical event 804 interrupted normal event 4660 at PC 0x\w+ \(its wait loop\) "
+        r"depth=2 status\(4660\)=0x7 frame 0x\w+ below the normal handler's 0x\w+$",
+        r"^SDEI regs intact after critical event in normal handler: x0-x17 x19-x28$",
+        r"^SDEI NEST order: enter 4660, enter 804, complete 804, complete 4660$",
+        r"^SDEI regs intact after nest: x0-x17 x19-x28$",
+        r"^SDEI status after nest event=4660: 0x3$",
+        r"^SDEI status after nest event=804: 0x3$",
+    ])
+    entries = handler_entries(out)
+    normal, critical = entries[2], entries[3]
+    assert normal[0] == 4660 and normal[3] == registered_arg(out, 4660) and normal[5] & 0x3CF == 0x3C5
+    assert critical[0] == 804 and critical[3] == registered_arg(out, 804) and critical[6] == 2
+    # The critical event interrupted the normal handler's wait loop, with DAIF masked.
+    assert loop[0] <= critical[4] < loop[1] and critical[5] & 0x3CF == 0x3C5
+    assert m.sources.by_id(4).records_written == 1 and m.sources.by_id(4).acknowledged()
+    assert m.sources.by_id(2).records_written == 3 and m.sources.by_id(2).acknowledged()
+    assert m.sdei.dispatched == 4
+    assert "DONE sdei_taken=4 failures=0" in out and "FAIL" not in out
+
+
+def test_guest_reports_an_event_that_never_came(guest_images: Path) -> None:
+    """No injection: the first wait times out and the guest says so and exits non-zero."""
+    _, status, out = boot(guest_images / "sdei_ref.elf")
+    assert status == 2, out
+    assert "FAIL: SDEI basic: event 804 was not taken within 2000 ms" in out
+    assert "FAIL: POLL source=3: no record within 10 polls" in out
+
+
+def test_an_event_the_guest_has_not_registered_yet_is_refused_without_a_record(guest_images: Path) -> None:
+    """Firmware would drop the notification, so armras refuses the injection, and refuses it
+    before writing the record: a record no one will read would block the source."""
+    m = Machine(MachineConfig(console=io.BytesIO(), timeout=60))
+    try:
+        m.load_elf(guest_images / "sdei_ref.elf")
+        schedule(m, parse_inject_spec("sdei:pa=0x40fa6000,on=^SDEI version"))
+        with pytest.raises(ArmrasError, match="SDEI event 804 is not registered by the guest on CPU 0"):
+            m.run()
+    finally:
+        m.close()
+    source = m.sources.by_id(2)
+    assert source.records_written == 0 and source.block_status() == 0 and source.acknowledged()
