@@ -118,7 +118,7 @@ def guest_images() -> Path:
     """The bare-metal guest images, built with `make -C guest_images` if missing."""
     if not _zig_available():
         unavailable("ziglang", "pip install ziglang; needed to build the guest images")
-    needed = ["ras_ref.elf", "ras_el0.elf", "exc_test.elf", "hostile.elf"]
+    needed = ["ras_ref.elf", "ras_el0.elf", "exc_test.elf", "hostile.elf", "sdei_ref.elf"]
     if not all((GUEST_BUILD / n).exists() for n in needed):
         subprocess.run(["make", "-C", str(REPO / "guest_images"), f"PYTHON={sys.executable}"], check=True,
                        env={**os.environ})

@@ -56,6 +56,8 @@ PRIVATE_RESET = SDEI_FN_BASE + 0x11
 SHARED_RESET = SDEI_FN_BASE + 0x12
 FEATURES = SDEI_FN_BASE + 0x30
 SDEI_FN_LAST = FEATURES
+# Ids of the range that name a call (0x10 and 0x13-0x2F are unallocated).
+KNOWN_FNS = frozenset(range(VERSION, EVENT_SIGNAL + 1)) | {PRIVATE_RESET, SHARED_RESET, FEATURES}
 
 # Return codes (DEN 0054 5.2).
 SUCCESS = 0
@@ -279,6 +281,8 @@ class SdeiDispatcher:
         set the CPU's registers (a successful COMPLETE resumes another context)."""
         pe = self._board.current_cpu()
         x1, x2, x3, x4, x5 = args[1:6]
+        if fid not in KNOWN_FNS:
+            return NOT_SUPPORTED
         if fid == VERSION:
             return SDEI_VERSION_VALUE
         if fid == FEATURES:
@@ -301,10 +305,10 @@ class SdeiDispatcher:
             return self._complete(cpu, pe, resume=fid == EVENT_COMPLETE_AND_RESUME, address=x1)
         if fid == EVENT_CONTEXT:
             stack = self.pes[pe].stack
+            if x1 >= SAVED_GPREGS:          # checked first, as TF-A's sdei_event_context
+                return INVALID_PARAMETERS
             if not stack:
                 return DENIED
-            if x1 >= SAVED_GPREGS:
-                return INVALID_PARAMETERS
             return stack[-1].regs[x1]
         event = self.events.get(_event_number(x1))
         if event is None or x1 > 0xFFFF_FFFF:

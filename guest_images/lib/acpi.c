@@ -1,4 +1,4 @@
-/* RSDP -> XSDT -> HEST walker. Every pointer taken from a table is bounds-checked
+/* RSDP -> XSDT -> HEST walker (and the SDEI table's presence). Every pointer taken from a table is bounds-checked
  * against RAM before it is dereferenced; a bad table prints one "ACPI ..." or
  * "HEST ..." line saying why and yields no sources, it never faults. */
 #include "guest.h"
@@ -6,6 +6,7 @@
 u64 ram_end = RAM_BASE + (512UL << 20);      /* replaced by acpi_init() */
 struct ghes_source ghes[MAX_GHES];
 int ghes_count;
+u64 acpi_sdei_table;
 
 int phys_ok(u64 addr, u64 len)
 {
@@ -124,6 +125,8 @@ static int parse_hest(u64 hest, u32 len)
             s.id = rd16(p + 2);
             s.type = type;
             s.notify = rd8(p + 32);
+            s.poll_interval = rd32(p + 36);      /* notification structure +4 */
+            s.vector = rd32(p + 40);             /* +8: the SDEI event, for SDEI */
             s.block_len = rd32(p + 60);
             u8 enabled = rd8(p + 7);
             int ok = enabled;
@@ -184,21 +187,38 @@ int acpi_init(u64 rsdp)
         return 0;
     u32 n = (xlen - 36) / 8;
     printf("ACPI RSDP=0x%lx XSDT=0x%lx tables=%u\n", rsdp, xsdt, n);
+    u64 hest = 0;
+    acpi_sdei_table = 0;
     for (u32 i = 0; i < n; i++) {
         u64 t = rd64(xsdt + 36 + 8 * i);
         if (!phys_ok(t, 36)) {
             printf("ACPI XSDT entry %u invalid: 0x%lx outside RAM\n", i, t);
             continue;
         }
-        if (sig_is(t, "HEST", 4)) {
-            u32 hlen = check_sdt(t, "HEST", "HEST");
-            if (!hlen)
-                return 0;
-            return parse_hest(t, hlen);
-        }
+        if (!hest && sig_is(t, "HEST", 4))
+            hest = t;
+        else if (!acpi_sdei_table && sig_is(t, "SDEI", 4) && check_sdt(t, "SDEI", "SDEI"))
+            acpi_sdei_table = t;            /* header only (DEN 0054): firmware has SDEI */
     }
-    printf("ACPI: no HEST table in XSDT\n");
-    return 0;
+    if (!hest) {
+        printf("ACPI: no HEST table in XSDT\n");
+        return 0;
+    }
+    u32 hlen = check_sdt(hest, "HEST", "HEST");
+    if (!hlen)
+        return 0;
+    return parse_hest(hest, hlen);
+}
+
+const char *ghes_notify_name(u8 notify)
+{
+    switch (notify) {
+    case HEST_NOTIFY_POLLED: return "polled";
+    case HEST_NOTIFY_GPIO: return "GPIO";
+    case HEST_NOTIFY_SEA: return "SEA";
+    case HEST_NOTIFY_SDEI: return "SDEI";
+    default: return "other";
+    }
 }
 
 struct ghes_source *ghes_by_notify(u8 notify)

@@ -129,13 +129,17 @@ u32 rd32(u64 a);
 u64 rd64(u64 a);                       /* bytewise: CPER/ACPI fields are unaligned */
 
 /* ---- ACPI / HEST (lib/acpi.c) ---- */
+#define HEST_NOTIFY_POLLED 0             /* ACPI 6.4 Table 18.14 */
 #define HEST_NOTIFY_GPIO 7
 #define HEST_NOTIFY_SEA  8
+#define HEST_NOTIFY_SDEI 11
 #define MAX_GHES 8
 struct ghes_source {
     u16 id;
     u16 type;                          /* 9 or 10 */
     u8 notify;
+    u32 poll_interval;                 /* notification structure: ms, for polled sources */
+    u32 vector;                        /* notification structure: the SDEI event, for SDEI */
     u8 ack_bit_offset;
     u8 has_ack;                        /* GHESv2 read-ack register usable */
     u64 errsts_reg;                    /* Error Status Address register (holds block address) */
@@ -150,6 +154,8 @@ extern int ghes_count;
  * Returns the number of usable GHES sources (0 on any error; a line says why). */
 int acpi_init(u64 rsdp);
 struct ghes_source *ghes_by_notify(u8 notify);
+const char *ghes_notify_name(u8 notify);
+extern u64 acpi_sdei_table;            /* the "SDEI" table (checksum checked), 0 if absent */
 
 /* ---- CPER (lib/cper.c) ---- */
 struct cper_result {
@@ -169,6 +175,45 @@ struct cper_result {
 void ghes_read(struct ghes_source *src, struct cper_result *r);
 void ghes_ack(struct ghes_source *src, struct cper_result *r);
 void ghes_process(struct ghes_source *src, struct cper_result *r);
+
+/* ---- SDEI (lib/sdei.c; Arm DEN 0054, SMC64 calls over hvc #0 as the FADT says) ---- */
+#define SDEI_VERSION                   0xC4000020UL
+#define SDEI_EVENT_REGISTER            0xC4000021UL
+#define SDEI_EVENT_ENABLE              0xC4000022UL
+#define SDEI_EVENT_DISABLE             0xC4000023UL
+#define SDEI_EVENT_CONTEXT             0xC4000024UL
+#define SDEI_EVENT_COMPLETE            0xC4000025UL
+#define SDEI_EVENT_COMPLETE_AND_RESUME 0xC4000026UL
+#define SDEI_EVENT_UNREGISTER          0xC4000027UL
+#define SDEI_EVENT_STATUS              0xC4000028UL
+#define SDEI_EVENT_GET_INFO            0xC4000029UL
+#define SDEI_EVENT_ROUTING_SET         0xC400002AUL
+#define SDEI_PE_MASK                   0xC400002BUL
+#define SDEI_PE_UNMASK                 0xC400002CUL
+#define SDEI_FEATURES                  0xC4000050UL
+/* return codes */
+#define SDEI_SUCCESS             0
+#define SDEI_NOT_SUPPORTED      -1
+#define SDEI_INVALID_PARAMETERS -2
+#define SDEI_DENIED             -3
+#define SDEI_PENDING            -5
+#define SDEI_OUT_OF_RESOURCE   -10
+/* EVENT_STATUS bits */
+#define SDEI_STATUS_REGISTERED 1
+#define SDEI_STATUS_ENABLED    2
+#define SDEI_STATUS_RUNNING    4
+/* EVENT_GET_INFO queries, EVENT_REGISTER routing flags */
+#define SDEI_INFO_EV_TYPE      0       /* 0 private, 1 shared */
+#define SDEI_INFO_EV_SIGNALED  1
+#define SDEI_INFO_EV_PRIORITY  2       /* 0 normal, 1 critical */
+#define SDEI_REGF_RM_ANY       0
+#define SDEI_REGF_RM_PE        1
+#define SDEI_VERSION_MAJOR(v)  ((v) >> 48 & 0x7fff)
+#define SDEI_VERSION_MINOR(v)  ((v) >> 32 & 0xffff)
+#define SDEI_VERSION_VENDOR(v) ((v) & 0xffffffff)
+/* One SDEI call; x0 comes back (a negative value is an error code). */
+s64 sdei_call(u64 fn, u64 x1, u64 x2, u64 x3, u64 x4, u64 x5);
+const char *sdei_error_name(s64 ret);  /* "SUCCESS", "DENIED", ... */
 
 /* ---- MMU (lib/mmu.c) ---- */
 #define L3_HOLE_VA   0x401FF000UL      /* last page of the first 2 MiB: invalid L3 entry */

@@ -39,6 +39,15 @@ CASES = [
     ("exc_test", "exc_test", [], 0,
      [rf"^EXC {n} .* -> OK$" for n in ("svc0", "dabt-el0", "dabt-el1", "brk7", "undef", "svc1-el1")]
      + [r"^EXC summary ok=6 fail=0$"]),
+    ("sdei_ref sdei+polled", "sdei_ref",
+     ["--inject", "sdei:pa=0x40fa6000,on=^SDEI WAIT basic", "--inject", "sdei:pa=0x40fb7000,on=^SDEI WAIT resume",
+      "--inject", "polled:pa=0x41234000,on=^POLL source=3 every"], 0,
+     [r"^SDEI event 804 on CPU 0: x0=0x324 ", r"^SDEI regs intact after basic: ",
+      r"^SDEI resumed at IRQ vector: ", r"^SDEI regs intact after resume: ",
+      r"^POLL source=3 record at poll 1 \(\d+ ms\): physical_address 0x41234000$",
+      r"^DONE sdei_taken=2 failures=0$"]),
+    ("sdei_ref no injection", "sdei_ref", [], 2,
+     [r"^FAIL: SDEI basic: event 804 was not taken within 2000 ms$"]),
     ("hostile", "hostile", [], 0,
      [rf"^HOSTILE {n} -> OK$" for n in ("long-line", "hvc-flood", "flash-store", "device-call",
                                          "far-timer", "unassigned")]
