@@ -7,12 +7,17 @@ Spec grammar (the value of `armras run --inject`):
     KIND      sea    memory error in the SEA source (0) + Synchronous External Abort
               gpio   memory error in the GPIO source (1) + GED interrupt
               arm    ARM processor error in the GPIO source (1) + GED interrupt
+              serror asynchronous SError interrupt with a RAS syndrome (no CPER), taken
+                     once PSTATE.A allows it
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
     severity= recoverable (default) | fatal | corrected | none
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
-    cpu=N       the CPU (0-based index) that takes the SEA / reports the ARM processor
-                error (its MPIDR_EL1 unless mpidr= is given); default: the running CPU
+    aet=        serror only, required: the RAS error type in ESR_EL1.AET: uc | ue (UEU) |
+                uer | ueo | ce (armras.arch.cpu.serror_syndrome)
+    cpu=N       the CPU (0-based index) that takes the SEA / SError or reports the ARM
+                processor error (its MPIDR_EL1 unless mpidr= is given); default: the
+                running CPU
     at=SECONDS  guest time (virtual counter) at which to inject
     insn=N      after N guest instructions (enables instruction counting)
     on=REGEX    when a console line matches; must be the last key (takes the rest)
@@ -30,14 +35,14 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError
-from armras.arch.cpu import MIDR_EL1
+from armras.arch.cpu import MIDR_EL1, SERROR_AETS
 from armras.board.vcpu import MPIDR_RES1
 from armras.ras import cper
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine
 
-KINDS = ("sea", "gpio", "arm")
+KINDS = ("sea", "gpio", "arm", "serror")
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
 T = TypeVar("T")
 
@@ -54,9 +59,10 @@ class InjectSpec:
     at: float | None = None
     insn: int | None = None
     on: str | None = None
+    aet: str | None = None                   # serror: a key of SERROR_AETS
 
     def describe(self) -> str:
-        what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "")
+        what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "") + (f" aet={self.aet}" if self.aet else "")
         if self.kind == "arm":
             what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type}"
         if self.cpu is not None:
@@ -132,6 +138,10 @@ def parse_inject_spec(text: str) -> InjectSpec:
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value
+        elif key == "aet":
+            if value.lower() not in SERROR_AETS:
+                raise ArmrasError(f"--inject {text!r}: unknown aet {value!r} (expected {' | '.join(SERROR_AETS)})")
+            fields["aet"] = value.lower()
         else:
             raise ArmrasError(f"--inject {text!r}: unknown key {key!r}")
     spec = InjectSpec(kind, **fields)  # type: ignore[arg-type]
@@ -142,9 +152,24 @@ def parse_inject_spec(text: str) -> InjectSpec:
                           "a GPIO-notified memory error is not taken by a CPU")
     if spec.kind in ("sea", "gpio") and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
+    _check_serror_keys(text, spec, seen)
     if spec.pa and spec.pa.startswith("$") and spec.on is None:
         raise ArmrasError(f"--inject {text!r}: pa={spec.pa} refers to a match group but there is no on=")
     return spec
+
+
+def _check_serror_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
+    """aet= belongs to serror, which takes only aet=, cpu= and a trigger (it has no CPER)."""
+    if spec.kind != "serror":
+        if spec.aet is not None:
+            raise ArmrasError(f"--inject {text!r}: aet= is the syndrome of an SError (serror:aet=...)")
+        return
+    if spec.aet is None:
+        raise ArmrasError(f"--inject {text!r}: serror needs aet= ({' | '.join(SERROR_AETS)})")
+    extra = sorted(seen - {"aet", "cpu", "at", "insn"})
+    if extra:
+        raise ArmrasError(f"--inject {text!r}: serror takes aet=, cpu= and a trigger, not {extra[0]}= "
+                          "(an SError carries no error record)")
 
 
 def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None) -> int | None:
@@ -178,6 +203,9 @@ def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = No
     if spec.kind == "sea":
         assert pa is not None
         machine.inject_sea(pa, spec.severity, cpu=spec.cpu)
+    elif spec.kind == "serror":
+        assert spec.aet is not None
+        machine.inject_serror(SERROR_AETS[spec.aet], cpu=spec.cpu)
     elif spec.kind == "gpio":
         assert pa is not None
         machine.notify_gpio(cper.memory_error_record(pa, spec.severity))
