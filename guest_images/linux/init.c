@@ -30,11 +30,6 @@
  *      BUSTEST read va=0x... SIGBUS si_code=N si_addr=0x...
  *      BUSTEST write va=0x... SIGBUS si_code=N si_addr=0x...
  *
- * With "serrortest" it prints "SERRORTEST armed" (the host makes an SError pending on
- * that line), spins in user space for 0.5 s and sleeps 0.2 s, then prints
- *      SERRORTEST survived spins=N
- * which only a kernel that survived the SError gets to print (a fatal one panics).
- *
  * With "armras_bench" on the kernel command line it runs user-space workloads
  * (benchmarks/bench_userspace.py), each timed with clock_gettime(CLOCK_MONOTONIC)
  * and reported as one line
@@ -425,16 +420,6 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void serrortest(void)
-{
-    printf("SERRORTEST armed\n");
-    unsigned long spins = 0;
-    for (uint64_t end = now_ns() + 500000000ull; now_ns() < end;)
-        spins++;
-    sleep_ms(200);
-    printf("SERRORTEST survived spins=%lu\n", spins);
-}
-
 static void bench_report(const char *name, long n, uint64_t ns)
 {
     printf("BENCH %s n=%ld ns=%llu\n", name, n, (unsigned long long)ns);
@@ -555,8 +540,6 @@ int main(int argc, char **argv)
         smptest();
     if (cmdline_has(cmdline, "bustest"))
         bustest();
-    if (cmdline_has(cmdline, "serrortest"))
-        serrortest();
     if (cmdline_has(cmdline, "seatest")) {
         seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
