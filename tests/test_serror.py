@@ -278,8 +278,8 @@ def hooks_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
 def test_ras_registers_as_the_guest_sees_them(board, hooks_kind: str) -> None:
     body = """
  mrs x18, id_aa64pfr0_el1
- ldr x17, =0x80000012
- msr s3_0_c12_c1_1, x17     // DISR_EL1
+ ldr x17, =0xffffffff80000012
+ msr s3_0_c12_c1_1, x17     // DISR_EL1 (bits [63:32] and [30:25] are RES0)
  mrs x2, s3_0_c12_c1_1
  mrs x3, s3_0_c5_c3_0       // ERRIDR_EL1
  msr s3_0_c5_c3_1, x17      // ERRSELR_EL1
@@ -308,7 +308,7 @@ el0_code:
     assert (unicorn_pfr0 >> 28) & 0xF == 0
     assert b.run().status == 0
     assert b.x(18) == unicorn_pfr0 | 1 << 28        # RAS = 1, every other field as Unicorn has it
-    assert b.x(2) == 0x80000012                    # DISR_EL1 holds what was written
+    assert b.x(2) == 0x80000012                    # DISR_EL1 holds what was written, RES0 bits read 0
     assert b.x(3) == 0                             # ERRIDR_EL1.NUM = 0
     assert b.x(4) == 0 and b.x(5) == 0             # RAZ/WI
     assert b.x(6) == 0

@@ -162,6 +162,9 @@ typedef struct armras_ras_state {
 
 enum { RAS_ID, RAS_DISR, RAS_ERRIDR, RAS_RAZ_WI };
 
+/* DISR_EL1: A (bit 31), IDS (bit 24), the syndrome in bits [23:0]; the rest is RES0. */
+#define DISR_EL1_MASK 0x81FFFFFFull
+
 static int armras_ras_register(const armras_cp_reg *cp)
 {
     if (cp->crn == 0 && cp->crm == 4 && cp->op2 == 0)
@@ -198,7 +201,7 @@ static uint32_t armras_ras_access(void *uc, int reg, const armras_cp_reg *cp, ar
         if (st->is_read)
             value = ras->disr;
         else
-            ras->disr = cp->val;
+            ras->disr = cp->val & DISR_EL1_MASK;
     }
     if (st->is_read)
         st->reg_write(uc, reg, &value);

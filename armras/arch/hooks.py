@@ -172,6 +172,7 @@ class _RasState(ctypes.Structure):
 ID_AA64PFR0_EL1 = (3, 0, 0, 4, 0)
 ID_AA64PFR0_RAS_SHIFT = 28            # RAS, bits [31:28]: 1 = the RAS extension (FEAT_RAS)
 _RAS_ID, _RAS_DISR, _RAS_ERRIDR, _RAS_RAZ_WI = range(4)
+DISR_EL1_MASK = 0x81FF_FFFF           # A (bit 31), IDS (bit 24), syndrome [23:0]; the rest RES0
 
 
 def _ras_register(crn: int, crm: int, op2: int) -> int | None:
@@ -278,7 +279,7 @@ class SysregTrap:
         value = 0
         if which == _RAS_DISR:
             if is_write:
-                self.ras.disr = cp.val
+                self.ras.disr = cp.val & DISR_EL1_MASK
             else:
                 value = self.ras.disr
         if not is_write:
