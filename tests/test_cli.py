@@ -86,3 +86,18 @@ def test_hest_command_lists_tables_and_sources() -> None:
     for sig in ("RSDP", "XSDT", "FACP", "APIC", "GTDT", "SPCR", "DSDT", "HEST"):
         assert sig in proc.stdout
     assert "SEA" in proc.stdout and "GPIO" in proc.stdout
+
+
+def test_bad_serror_injections_are_one_line_errors(guest_images: Path) -> None:
+    ref = str(guest_images / "ras_ref.elf")
+    assert_one_line_error(armras("run", ref, "--inject", "serror"), 1, "serror needs aet=")
+    assert_one_line_error(armras("run", ref, "--inject", "serror:aet=fatal"), 1,
+                          "unknown aet 'fatal' (expected uc | ue | uer | ueo | ce)")
+    assert_one_line_error(armras("run", ref, "--inject", "serror:aet=ce,pa=0x40000000"), 1,
+                          "serror takes aet=, cpu= and a trigger, not pa=")
+    assert_one_line_error(armras("run", ref, "--inject", "sea:pa=0x40000000,aet=uc"), 1,
+                          "aet= is the syndrome of an SError")
+    assert_one_line_error(armras("run", ref, "--inject", "serror:aet=ce,cpu=8"), 1, "cpu=8 is not a CPU index")
+    # A CPU the board does not have is refused when the injection happens, as for sea.
+    assert_one_line_error(armras("run", ref, "--inject", "serror:aet=ce,cpu=1,on=^READY", "--timeout", "20"), 1,
+                          "cpu=1: the board has 1 CPU(s)")

@@ -240,3 +240,34 @@ def test_control_path_checks(tmp_path: Path, guest_images: Path) -> None:
     proc = armras("inject", "query-ack")
     assert proc.returncode == 1 and "needs --control" in proc.stderr
     one_line_error(armras("run", ref, "--pause-on", "^READY"), "--pause-on needs --control")
+
+
+def test_inject_serror_from_the_command_line_client(run, tmp_path: Path) -> None:
+    from test_serror import guest
+
+    # The guest unmasks SErrors, says READY and spins until its SError handler ran; it
+    # then powers off with the AET of the ESR_EL1 it saw as its exit status (CE = 0b110).
+    elf = tmp_path / "serror.elf"
+    elf.write_bytes(make_elf(assemble(guest("""
+ ldr x2, =0x09000000
+ adr x3, ready
+2: ldrb w4, [x3], #1
+ cbz w4, 3f
+ strb w4, [x2]
+ b 2b
+3: msr daifclr, #4
+1: cbz x19, 1b
+ ubfx x1, x10, #10, #3
+ b power_off
+ready:
+ .asciz "READY\\n"
+ .balign 4
+"""))))
+    r = run(elf)
+    r.wait_console("^READY$")
+    one_line_error(r.inject("serror", "--aet", "ce", "--cpu", "3"), "cpu=3: the board has 1 CPU(s)")
+    bad = r.inject("serror", "--aet", "fatal")
+    assert bad.returncode == 2 and "invalid choice: 'fatal'" in bad.stderr
+    reply = r.ok("serror", "--aet", "ce")
+    assert reply == {"cpu": 0, "aet": "ce", "esr": 0xBE001811, "merged": False}
+    assert r.finish() == 0b110

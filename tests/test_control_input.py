@@ -129,3 +129,30 @@ def test_query_status_reply_is_finite_json(server: ControlServer) -> None:
     reply = strict(server.handle_line(b'{"execute": "query-status", "id": 1.5}'))
     assert reply["id"] == 1.5 and reply["return"]["status"] == "running"
     assert math.isfinite(reply["return"]["guest_seconds"])
+
+
+@pytest.mark.parametrize("arguments,needle", [
+    ({}, "missing argument 'aet'"),
+    ({"aet": "fatal"}, "unknown aet 'fatal' (expected uc | ue | uer | ueo | ce)"),
+    ({"aet": 6}, "unknown aet 6"),
+    ({"aet": "ce", "cpu": 8}, "cpu=8 is not a CPU index (0-7)"),
+    ({"aet": "ce", "cpu": 1}, "cpu=1: the board has 1 CPU(s)"),
+    ({"aet": "ce", "pa": "0x40000000"}, "unexpected argument 'pa'"),
+])
+def test_inject_serror_bad_arguments_are_refused(server: ControlServer, arguments: dict[str, Any],
+                                                 needle: str) -> None:
+    line = json.dumps({"execute": "inject-serror", "arguments": arguments, "id": 1}).encode()
+    reply = strict(server.handle_line(line))
+    assert "error" in reply and needle in reply["error"]["desc"], reply
+    assert reply["error"]["class"] in ("InvalidParameter", "GenericError")
+    assert server.machine.vcpus[0].serror is None
+
+
+def test_inject_serror_pends_and_a_second_one_merges(server: ControlServer) -> None:
+    # The board has not run: PSTATE.A is masked as out of reset, so both stay pending.
+    first = strict(server.handle_line(b'{"execute": "inject-serror", "arguments": {"aet": "ueo"}, "id": 1}'))
+    assert first["return"] == {"cpu": 0, "aet": "ueo", "esr": 0xBE000811, "merged": False}
+    second = strict(server.handle_line(b'{"execute": "inject-serror", "arguments": {"aet": "UER", "cpu": 0}}'))
+    assert second["return"] == {"cpu": 0, "aet": "uer", "esr": 0xBE000C11, "merged": True}
+    status = strict(server.handle_line(b'{"execute": "query-status"}'))["return"]
+    assert status["cpus"][0]["serror_pending"] == 0xBE000C11 and status["cpus"][0]["serrors_taken"] == 0

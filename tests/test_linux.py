@@ -114,17 +114,17 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     if not gz.exists():
         subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
     scenarios = sorted((REPO / "scenarios").glob("linux_*.toml"))
-    assert [p.name for p in scenarios] == ["linux_6_12_firmware_first.toml", "linux_6_12_sea.toml",
-                                           "linux_6_12_smp.toml", "linux_6_1_firmware_first.toml",
-                                           "linux_6_1_sea.toml", "linux_6_1_smp.toml"]
+    assert [p.name for p in scenarios] == [
+        "linux_6_12_firmware_first.toml", "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml",
+        "linux_6_1_firmware_first.toml", "linux_6_1_sea.toml", "linux_6_1_serror_ce.toml", "linux_6_1_smp.toml"]
     proc = subprocess.run([sys.executable, "-m", "armras", "regress", *map(str, scenarios),
                            "--log-dir", str(tmp_path / "logs")],
                           capture_output=True, text=True, timeout=1300, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp",
-                 "linux-6.1-firmware-first", "linux-6.12-firmware-first"):
+    for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp", "linux-6.1-serror-ce",
+                 "linux-6.12-serror-uc", "linux-6.1-firmware-first", "linux-6.12-firmware-first"):
         assert f"[PASS] {name} (" in proc.stdout, proc.stdout
-    assert "6 passed, 0 failed, 0 skipped" in proc.stdout
+    assert "8 passed, 0 failed, 0 skipped" in proc.stdout
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
@@ -149,3 +149,46 @@ def test_bus_error_gives_user_space_sigbus_at_the_faulting_address(series: str, 
         assert m, f"no SIGBUS line for the {what}:\n{out[-3000:]}"
         assert int(m.group(2)) == 3
         assert m.group(3) == m.group(1) != "0x0"
+
+
+# What Linux does with an SError once ID_AA64PFR0_EL1 advertises the RAS extension
+# (arch/arm64/kernel/traps.c, unchanged from 6.1 to 6.12): do_serror() panics unless
+# arm64_is_ras_serror() (IDS = 0 and the RAS capability) and arm64_is_fatal_ras_serror()
+# says the AET is survivable. CE and UEO ("restartable, not yet consumed") return false:
+# the kernel goes on and prints nothing. UEU and UER ("the CPU can't make progress") return
+# true, and UC panics inside the classifier; both print "SError Interrupt on CPU%d, code
+# 0x%016lx -- SError" and panic with "Asynchronous SError Interrupt".
+SERROR_ESR = {"ce": 0xBE001811, "ueo": 0xBE000811, "uer": 0xBE000C11, "ue": 0xBE000411, "uc": 0xBE000011}
+SERROR_FATAL = {"ce": False, "ueo": False, "uer": True, "ue": True, "uc": True}
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+@pytest.mark.parametrize("aet", list(SERROR_ESR))
+def test_debian_kernel_survives_or_panics_on_serror_by_aet(series: str, aet: str, initramfs: Path,
+                                                           tmp_path: Path) -> None:
+    kernel = debian_kernel(series)
+    console = tmp_path / "console.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "armras", "-v", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
+         "--append", "console=ttyAMA0 seatest", "--inject", f"serror:aet={aet},on=^SEATEST victim ",
+         "--timeout", "300", "--console", str(console)],
+        capture_output=True, text=True, timeout=400)
+    out = console.read_text(errors="replace")
+    esr = SERROR_ESR[aet]
+    # armras made it pending on the line and CPU 0 took it, with the AET asked for.
+    assert re.search(rf"SError: ESR {esr:#010x} \(aet={aet}\) taken by CPU 0 from EL[01] at 0x", proc.stderr), \
+        proc.stderr[-3000:]
+    in_order(out, [r"CPU features: detected: RAS Extension Support", r"SEATEST victim "])
+    if SERROR_FATAL[aet]:
+        assert proc.returncode == 126, f"{proc.stderr[-3000:]}\n{out[-3000:]}"
+        assert "armras: error: Linux panicked: Asynchronous SError Interrupt" in proc.stderr
+        in_order(out, [r"SEATEST victim ",
+                       rf"SError Interrupt on CPU0, code 0x{esr:016x} -- SError",
+                       r"Kernel panic - not syncing: Asynchronous SError Interrupt"])
+        assert "SEATEST DONE" not in out
+    else:
+        assert proc.returncode == 0, f"{proc.stderr[-3000:]}\n{out[-3000:]}"
+        # /init goes on: it sleeps, reads its page back (nothing was poisoned) and powers off.
+        in_order(out, [r"SEATEST victim ", r"SEATEST no SIGBUS \(read 0x5a, expected 0x5a\)", r"SEATEST DONE",
+                       r"reboot: Power down"])
+        assert "SError Interrupt" not in out and "Kernel panic" not in out and "Oops" not in out

@@ -642,6 +642,20 @@ def test_linux_reports_arm_processor_error_of_cpu3(series: str, initramfs: Path)
 
 
 
+@pytest.mark.kernel
+@pytest.mark.parametrize("series", SERIES)
+def test_linux_survives_ueo_serror_taken_by_cpu3(series: str, initramfs: Path) -> None:
+    # CPU 3 is idle in WFI when the SError is made pending for it: it wakes, takes it
+    # (Linux: a UEO is not fatal, nothing is printed) and /init on another CPU carries on.
+    r, out, m = boot_smp_linux(series, initramfs, "console=ttyAMA0 seatest",
+                               inject="serror:aet=ueo,cpu=3,on=^SEATEST victim ")
+    assert r.status == 0, out[-3000:]
+    in_order(out, [r"SMP: Total of 4 processors activated", r"CPU features: detected: RAS Extension Support",
+                   r"SEATEST victim ", r"SEATEST DONE"])
+    assert "SError Interrupt" not in out
+    assert_clean(out)
+    assert [v.serrors_taken for v in m.vcpus] == [0, 0, 0, 1]
+
 
 # 6.12 oopses in this run (before the SEA) in some interleavings of the four CPUs and
 # not in others: of six wall-clock-scheduled runs, two passed. Under --deterministic the

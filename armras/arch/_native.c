@@ -2,9 +2,9 @@
  * armras native block hook: stops the CPU at a translation-block boundary when asked,
  * and counts guest instructions, without calling into Python on the hot path.
  *
- * It also delivers interrupts on time: while an IRQ is pending but masked, it stops the
- * CPU at the first block where PSTATE.I is clear (Linux unmasks with `msr daifclr`,
- * which Unicorn's MRS/MSR hook does not see).
+ * It also delivers interrupts on time: while an IRQ (or an SError) is pending but masked,
+ * it stops the CPU at the first block where PSTATE.I (PSTATE.A) is clear (Linux unmasks
+ * with `msr daifclr`, which Unicorn's MRS/MSR hook does not see).
  *
  * Why a stop flag: Unicorn 2.1.4 re-executes an MMIO load/store when uc_emu_stop() arrives from
  * another thread around that access (a UART byte printed twice, a GIC IAR read that
@@ -34,7 +34,7 @@ typedef struct {
 
 typedef struct {
     volatile int32_t stop;      /* set by any thread: stop at the next block */
-    int32_t watch_unmask;       /* an IRQ is pending but masked: stop once PSTATE.I clears */
+    int32_t watch_unmask;       /* PSTATE mask bits (I, A) an interrupt waits for: stop once one clears */
     uint64_t instructions;      /* guest instructions entered (block size / 4) */
     uint64_t stop_at;           /* stop once instructions >= stop_at; 0 = never */
     uc_emu_stop_fn emu_stop;    /* libunicorn's uc_emu_stop */
@@ -92,9 +92,9 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
     if (st->watch_unmask) {
         /* QEMU ends a block after DAIF writes and ERET, so this sees the unmask at once:
          * the guest's `msr daifclr` is not an MSR Unicorn lets us hook. */
-        uint64_t pstate = PSTATE_I;
+        uint64_t watched = (uint32_t)st->watch_unmask, pstate = watched;
         st->reg_read(uc, st->pstate_regid, &pstate);
-        if (!(pstate & PSTATE_I)) {
+        if ((pstate & watched) != watched) {
             st->watch_unmask = 0;
             armras_stop_at_block(uc, st, STOP_UNMASKED);
             return;
@@ -123,7 +123,8 @@ static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *u
  * MRS/MSR filter. Unicorn's UC_HOOK_INSN for MRS/MSR fires for every system register
  * access, and Linux reads SP_EL0 (`current`) and TPIDR_EL1 millions of times while
  * booting. Only the generic timer registers (and, in deterministic mode, the counters)
- * need the emulator: forward those to the Python callback, let everything else run.
+ * need the emulator: forward those to the Python callback, serve the RAS extension's
+ * registers here, let everything else run.
  */
 typedef uint32_t (*armras_sys_cb)(void *uc, int reg, const armras_cp_reg *cp, void *user_data);
 
@@ -141,7 +142,78 @@ typedef struct {
     uint64_t ticks_per_insn;    /* armras.timing.guesttime.InstructionCounter, kept in step by Python: */
     uint64_t skipped_ticks;     /*   ticks WFI skipped */
     uint64_t voff;              /*   physical count when guest time started */
+    struct armras_ras_state *ras;   /* shared by the MRS and MSR hooks; NULL: no RAS extension */
 } armras_sysreg_state;
+
+/*
+ * The RAS extension's System registers (armras.arch.hooks.RasRegisters is the Python
+ * twin). Unicorn 2.1.4 (QEMU 5.0) has none of them, and its ID_AA64PFR0_EL1 says RAS = 0.
+ * armras advertises RAS = 1, so Linux classifies SErrors by their AET, and then must be
+ * able to use the registers that come with it: DISR_EL1 (Linux clears it on every CPU),
+ * ERRIDR_EL1 = 0 (no error records behind System registers), and ERRSELR_EL1 / ERX*_EL1
+ * RAZ/WI, as QEMU's later minimal RAS. All are EL1 registers: at EL0 they stay UNDEFINED.
+ */
+typedef struct armras_ras_state {
+    int32_t pstate_regid;       /* UC_ARM64_REG_PSTATE */
+    int32_t reserved;
+    uint64_t id_aa64pfr0;       /* ID_AA64PFR0_EL1 as the guest reads it (RAS = 1) */
+    uint64_t disr;              /* DISR_EL1 of the CPU on the core (the machine swaps it per vCPU) */
+} armras_ras_state;
+
+enum { RAS_ID, RAS_DISR, RAS_ERRIDR, RAS_RAZ_WI };
+
+/* DISR_EL1: A (bit 31), IDS (bit 24), the syndrome in bits [23:0]; the rest is RES0. */
+#define DISR_EL1_MASK 0x81FFFFFFull
+
+static int armras_ras_register(const armras_cp_reg *cp)
+{
+    if (cp->crn == 0 && cp->crm == 4 && cp->op2 == 0)
+        return RAS_ID;                              /* ID_AA64PFR0_EL1 */
+    if (cp->crn == 12 && cp->crm == 1 && cp->op2 == 1)
+        return RAS_DISR;                            /* DISR_EL1 */
+    if (cp->crn == 5 && cp->crm == 3 && cp->op2 == 0)
+        return RAS_ERRIDR;                          /* ERRIDR_EL1 */
+    if (cp->crn == 5 && ((cp->crm == 3 && cp->op2 == 1) ||  /* ERRSELR_EL1 */
+                         (cp->crm == 4 && cp->op2 <= 6) ||  /* ERXFR/CTLR/STATUS/ADDR/PFG*_EL1 */
+                         (cp->crm == 5 && cp->op2 <= 3)))   /* ERXMISC0-3_EL1 */
+        return RAS_RAZ_WI;
+    return -1;
+}
+
+static uint32_t armras_ras_access(void *uc, int reg, const armras_cp_reg *cp, armras_sysreg_state *st)
+{
+    armras_ras_state *ras = st->ras;
+    int which = armras_ras_register(cp);
+    uint64_t pstate = 0, value = 0, pc = 0;
+
+    if (which < 0 || (which == RAS_ID && !st->is_read))
+        return 0;                   /* not ours; an MSR to an ID register UNDEFs in Unicorn */
+    st->reg_read(uc, ras->pstate_regid, &pstate);
+    if ((pstate & PSTATE_EL_MASK) == 0)
+        return 0;                   /* EL0: Unicorn raises the UNDEF (the registers are EL1's) */
+    if (which == RAS_ID) {
+        st->reg_write(uc, reg, &ras->id_aa64pfr0);
+        return 1;                   /* Unicorn has the register: the instruction just completes */
+    }
+    if (which == RAS_ERRIDR && !st->is_read)
+        return 0;                   /* read-only: UNDEFINED */
+    if (which == RAS_DISR) {
+        if (st->is_read)
+            value = ras->disr;
+        else
+            ras->disr = cp->val & DISR_EL1_MASK;
+    }
+    if (st->is_read)
+        st->reg_write(uc, reg, &value);
+    /* Unicorn does not know the register, so it ended the block with an UNDEF at this
+     * instruction, and the hook's skip branch lands past it, at the block's exit, from
+     * where Unicorn would restart the block. Step over the instruction instead: a PC
+     * write makes Unicorn leave the block and go on from the new PC. */
+    st->reg_read(uc, st->pc_regid, &pc);
+    pc += 4;
+    st->reg_write(uc, st->pc_regid, &pc);
+    return 1;
+}
 
 /*
  * Deterministic time without Python: physical count = instructions run * ticks per
@@ -166,7 +238,14 @@ static uint32_t armras_counter_read(void *uc, int reg, const armras_cp_reg *cp, 
 static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, void *user_data)
 {
     armras_sysreg_state *st = (armras_sysreg_state *)user_data;
-    if (cp->op0 != 3 || cp->op1 != 3 || cp->crn != 14)
+    if (cp->op0 != 3)
+        return 0;
+    if (cp->op1 == 0) {             /* EL1 registers: SP_EL0 and TPIDR_EL1 leave at once */
+        if (st->ras != NULL && (cp->crn == 0 || cp->crn == 5 || cp->crn == 12))
+            return armras_ras_access(uc, reg, cp, st);
+        return 0;
+    }
+    if (cp->op1 != 3 || cp->crn != 14)
         return 0;
     if (cp->crm == 2 || cp->crm == 3)
         return st->callback(uc, reg, cp, user_data);
@@ -299,6 +378,7 @@ PyMODINIT_FUNC PyInit__native(void)
         PyModule_AddObject(m, "sysreg_hook_address",
                            PyLong_FromVoidPtr((void *)armras_sysreg_hook)) < 0 ||
         PyModule_AddIntConstant(m, "sysreg_state_size", (long)sizeof(armras_sysreg_state)) < 0 ||
+        PyModule_AddIntConstant(m, "ras_state_size", (long)sizeof(armras_ras_state)) < 0 ||
         PyModule_AddObject(m, "intr_hook_address",
                            PyLong_FromVoidPtr((void *)armras_intr_hook)) < 0 ||
         PyModule_AddIntConstant(m, "intr_state_size", (long)sizeof(armras_intr_state)) < 0) {

@@ -93,6 +93,7 @@ EC_IABT_LOWER = 0x20
 EC_IABT_CUR = 0x21
 EC_DABT_LOWER = 0x24
 EC_DABT_CUR = 0x25
+EC_SERROR = 0x2F
 EC_BRK64 = 0x3C
 ISS_FNV = 1 << 10
 ISS_WNR = 1 << 6
@@ -112,6 +113,41 @@ def sea_syndrome(from_el: int, *, instruction: bool = False, fnv: bool = True) -
     if fnv:
         esr |= ISS_FNV
     return esr
+
+
+# An SError interrupt's ISS with the RAS extension (Arm ARM D17.2.37 ESR_EL1, "ISS encoding
+# for an SError interrupt"): IDS (bit 24) = 0, so the rest is architectural; AET (bits
+# [12:10]) grades the error; DFSC (bits [5:0]) 0b010001 is an asynchronous SError. IESB
+# (bit 13) and EA (bit 9) stay 0.
+ISS_SERROR_IDS = 1 << 24
+ISS_AET_SHIFT = 10
+ISS_AET_MASK = 0b111 << ISS_AET_SHIFT
+AET_UC = 0b000      # Uncontainable
+AET_UEU = 0b001     # Unrecoverable state
+AET_UEO = 0b010     # Restartable state (not yet consumed)
+AET_UER = 0b011     # Recoverable state
+AET_CE = 0b110      # Corrected
+DFSC_ASYNC_SERROR = 0b010001
+AET_NAMES = {AET_UC: "UC", AET_UEU: "UEU", AET_UEO: "UEO", AET_UER: "UER", AET_CE: "CE"}
+# The names the --inject grammar and the control socket take (`ue` is UEU), most severe first.
+SERROR_AETS = {"uc": AET_UC, "ue": AET_UEU, "uer": AET_UER, "ueo": AET_UEO, "ce": AET_CE}
+
+
+def serror_syndrome(aet: int) -> int:
+    """ESR for a physical SError interrupt with RAS syndrome `aet` (an AET_* value).
+
+    EC 0x2F, IL = 1, IDS = 0, AET, DFSC = asynchronous SError: e.g. 0xbe000011 (UC),
+    0xbe001811 (CE). The same from EL0 and EL1: SError has a single exception class.
+    """
+    if aet not in SERROR_AETS.values():
+        raise ValueError(f"{aet:#x} is not an AET encoding of the RAS extension")
+    return (EC_SERROR << ESR_EC_SHIFT) | ESR_IL | (aet << ISS_AET_SHIFT) | DFSC_ASYNC_SERROR
+
+
+def serror_aet_name(esr: int) -> str:
+    """The --inject name of an SError syndrome's AET (`uc`, `ue`, `ueo`, `uer`, `ce`)."""
+    aet = (esr & ISS_AET_MASK) >> ISS_AET_SHIFT
+    return next((name for name, value in SERROR_AETS.items() if value == aet), f"{aet:#05b}")
 
 
 def bus_error_syndrome(from_el: int, *, instruction: bool, write: bool, far_valid: bool) -> int:
@@ -234,6 +270,13 @@ class Cpu:
     @property
     def irq_masked(self) -> bool:
         return bool(self.pstate & PSTATE_I)
+
+    @property
+    def serror_masked(self) -> bool:
+        # PSTATE.A masks an SError taken to EL1 at EL0 as well as at EL1, as PSTATE.I does
+        # an IRQ: only exceptions routed to EL2/EL3 from a lower EL ignore the PSTATE
+        # masks (Arm ARM, "Asynchronous exception masking"; QEMU's arm_excp_unmasked).
+        return bool(self.pstate & PSTATE_A)
 
     def sysreg(self, enc: tuple[int, int, int, int, int]) -> int:
         return self.uc.cpr_read(*enc)
@@ -362,13 +405,16 @@ def describe_esr(esr: int) -> str:
         EC_SMC64: "SMC", EC_IABT_LOWER: "instruction abort (lower EL)",
         EC_IABT_CUR: "instruction abort (same EL)", EC_DABT_LOWER: "data abort (lower EL)",
         EC_DABT_CUR: "data abort (same EL)", EC_BRK64: "BRK", 0x18: "trapped MSR/MRS",
-        0x22: "PC alignment", 0x26: "SP alignment", 0x07: "FP/SIMD access",
+        0x22: "PC alignment", 0x26: "SP alignment", 0x07: "FP/SIMD access", EC_SERROR: "SError",
     }
     text = f"ESR {esr:#010x} EC {ec:#x} ({names.get(ec, 'other')})"
     if ec in (EC_IABT_LOWER, EC_IABT_CUR, EC_DABT_LOWER, EC_DABT_CUR):
         text += f" FSC {esr & 0x3F:#x}"
         if esr & ISS_FNV:
             text += " FnV"
+    elif ec == EC_SERROR and not esr & ISS_SERROR_IDS:
+        aet = (esr & ISS_AET_MASK) >> ISS_AET_SHIFT
+        text += f" AET {AET_NAMES.get(aet, f'{aet:#05b}')}"
     return text
 
 
@@ -395,4 +441,5 @@ def safe_hook(fn: Callable[..., object], on_error: HookErrorSink) -> Callable[..
 
 __all__ = [
     "Cpu", "ExceptionInfo", "GuestFault", "bus_error_syndrome", "describe_esr", "safe_hook", "sea_syndrome",
+    "serror_syndrome",
 ]

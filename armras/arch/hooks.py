@@ -1,4 +1,4 @@
-"""Stopping the CPU safely, taking masked IRQs on unmask, counting instructions: a block hook.
+"""Stopping the CPU safely, taking masked IRQs/SErrors on unmask, counting instructions: a block hook.
 
 The native hook (armras/arch/_native.c) runs at every translation-block start: it adds the
 block's instructions to a counter and stops the CPU when another thread has asked to
@@ -8,12 +8,13 @@ twice. Without the compiled extension the same logic runs as a (much slower) Pyt
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 from typing import Callable
 
 from unicorn import UC_HOOK_BLOCK, Uc, UcError
-from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PSTATE
+from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class BlockHook:
 
     def _python_hook(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         st = self.state
-        if st.watch_unmask and not uc.reg_read(UC_ARM64_REG_PSTATE) & 0x80:
+        if st.watch_unmask and uc.reg_read(UC_ARM64_REG_PSTATE) & st.watch_unmask != st.watch_unmask:
             st.watch_unmask = 0
             self._stop(uc, STOP_UNMASKED)
         elif st.sea_pending and (self.sea_safe is not None and self.sea_safe(address)
@@ -123,9 +124,10 @@ class BlockHook:
         """Stop at the next block boundary (safe from any thread or callback)."""
         self.state.stop = 1
 
-    def watch_unmask(self, on: bool) -> None:
-        """Stop as soon as the guest clears PSTATE.I (an IRQ is waiting for it)."""
-        self.state.watch_unmask = 1 if on else 0
+    def watch_unmask(self, bits: int) -> None:
+        """Stop as soon as the guest clears one of these PSTATE mask bits (PSTATE_I: an
+        IRQ waits for it, PSTATE_A: an SError); 0 stops watching."""
+        self.state.watch_unmask = bits
 
     def clear(self) -> None:
         self.state.stop = 0
@@ -158,14 +160,40 @@ class _SysregState(ctypes.Structure):
     _fields_ = [("callback", _SYS_CB), ("trap_counters", ctypes.c_int32), ("is_read", ctypes.c_int32),
                 ("blocks", ctypes.c_void_p), ("reg_read", ctypes.c_void_p), ("reg_write", ctypes.c_void_p),
                 ("pc_regid", ctypes.c_int32), ("reserved", ctypes.c_int32),
-                ("ticks_per_insn", ctypes.c_uint64), ("skipped_ticks", ctypes.c_uint64), ("voff", ctypes.c_uint64)]
+                ("ticks_per_insn", ctypes.c_uint64), ("skipped_ticks", ctypes.c_uint64), ("voff", ctypes.c_uint64),
+                ("ras", ctypes.c_void_p)]
+
+
+class _RasState(ctypes.Structure):
+    _fields_ = [("pstate_regid", ctypes.c_int32), ("reserved", ctypes.c_int32),
+                ("id_aa64pfr0", ctypes.c_uint64), ("disr", ctypes.c_uint64)]
+
+
+ID_AA64PFR0_EL1 = (3, 0, 0, 4, 0)
+ID_AA64PFR0_RAS_SHIFT = 28            # RAS, bits [31:28]: 1 = the RAS extension (FEAT_RAS)
+_RAS_ID, _RAS_DISR, _RAS_ERRIDR, _RAS_RAZ_WI = range(4)
+DISR_EL1_MASK = 0x81FF_FFFF           # A (bit 31), IDS (bit 24), syndrome [23:0]; the rest RES0
+
+
+def _ras_register(crn: int, crm: int, op2: int) -> int | None:
+    """Which RAS register an op1 = 0 encoding is (twin of _native.c armras_ras_register)."""
+    if (crn, crm, op2) == (0, 4, 0):
+        return _RAS_ID                  # ID_AA64PFR0_EL1
+    if (crn, crm, op2) == (12, 1, 1):
+        return _RAS_DISR                # DISR_EL1
+    if (crn, crm, op2) == (5, 3, 0):
+        return _RAS_ERRIDR              # ERRIDR_EL1
+    if crn == 5 and ((crm == 3 and op2 == 1) or (crm == 4 and op2 <= 6) or (crm == 5 and op2 <= 3)):
+        return _RAS_RAZ_WI              # ERRSELR_EL1, ERX*_EL1
+    return None
 
 
 SysregHandler = Callable[[bool, int, "_CpReg"], int]
 
 
 class SysregTrap:
-    """Trap the generic timer's system registers (MRS and MSR) to `handler`.
+    """Trap the generic timer's system registers (MRS and MSR) to `handler`, and serve the
+    RAS extension's registers (enable_ras).
 
     `handler(is_write, reg, cp)` returns 1 when it emulated the access (for a read it has
     written the destination register), 0 to let the instruction run natively. The native
@@ -173,15 +201,19 @@ class SysregTrap:
     """
 
     def __init__(self, uc: Uc, handler: SysregHandler, blocks: BlockHook) -> None:
-        from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR, UC_ARM64_REG_PC
+        from unicorn.arm64_const import UC_ARM64_INS_MRS, UC_ARM64_INS_MSR
         from unicorn.unicorn_const import UC_HOOK_INSN
 
         self._handler = handler
+        self._uc = uc
+        self.ras = _RasState(pstate_regid=UC_ARM64_REG_PSTATE)
+        self._ras_on = False
         try:
             from armras.arch import _native
         except ImportError:
             _native = None
-        self.native = _native is not None and _native.sysreg_state_size == ctypes.sizeof(_SysregState)
+        self.native = (_native is not None and _native.sysreg_state_size == ctypes.sizeof(_SysregState)
+                       and _native.ras_state_size == ctypes.sizeof(_RasState))
         self._callbacks = []
         self.states = []
         for insn, is_write in ((UC_ARM64_INS_MRS, False), (UC_ARM64_INS_MSR, True)):
@@ -202,8 +234,59 @@ class SysregTrap:
                 if status != 0:
                     raise UcError(status)
             else:
-                uc.hook_add(UC_HOOK_INSN, lambda uc_, reg, cp, _ud, w=is_write: self._handler(w, reg, cp),
+                uc.hook_add(UC_HOOK_INSN, lambda uc_, reg, cp, _ud, w=is_write: self._python_filter(w, reg, cp),
                             None, 1, 0, insn)
+
+    def enable_ras(self) -> None:
+        """Advertise the RAS extension (ID_AA64PFR0_EL1.RAS = 1) and emulate its registers:
+        DISR_EL1 read/write, ERRIDR_EL1 = 0 (no error records), ERRSELR_EL1 and ERX*_EL1
+        RAZ/WI, all EL1-only (_native.c armras_ras_access; Unicorn 2.1.4 has none of them)."""
+        pfr0 = self._uc.cpr_read(*ID_AA64PFR0_EL1)
+        self.ras.id_aa64pfr0 = pfr0 & ~(0xF << ID_AA64PFR0_RAS_SHIFT) | 1 << ID_AA64PFR0_RAS_SHIFT
+        self._ras_on = True
+        for state in self.states:
+            state.ras = ctypes.addressof(self.ras)
+
+    @property
+    def disr(self) -> int:
+        """DISR_EL1 of the CPU on the core (not in Unicorn's context: the machine swaps it)."""
+        return self.ras.disr
+
+    @disr.setter
+    def disr(self, value: int) -> None:
+        self.ras.disr = value
+
+    def _python_filter(self, is_write: bool, reg: int, cp: _CpReg) -> int:
+        """Without the extension: the RAS registers here, everything else to the handler."""
+        if self._ras_on and cp.op0 == 3 and cp.op1 == 0:
+            return self._ras_access(is_write, reg, cp)
+        return self._handler(is_write, reg, cp)
+
+    def _ras_access(self, is_write: bool, reg: int, cp: _CpReg) -> int:
+        """Twin of _native.c armras_ras_access."""
+        which = _ras_register(cp.crn, cp.crm, cp.op2)
+        if which is None or (which == _RAS_ID and is_write):
+            return 0
+        uc = self._uc
+        if not uc.reg_read(UC_ARM64_REG_PSTATE) & 0xC:
+            return 0                    # EL0: UNDEFINED (Unicorn raises it)
+        if which == _RAS_ID:
+            with contextlib.suppress(UcError):      # XZR as the destination
+                uc.reg_write(reg, self.ras.id_aa64pfr0)
+            return 1
+        if which == _RAS_ERRIDR and is_write:
+            return 0
+        value = 0
+        if which == _RAS_DISR:
+            if is_write:
+                self.ras.disr = cp.val & DISR_EL1_MASK
+            else:
+                value = self.ras.disr
+        if not is_write:
+            with contextlib.suppress(UcError):      # XZR as the destination
+                uc.reg_write(reg, value)
+        uc.reg_write(UC_ARM64_REG_PC, uc.reg_read(UC_ARM64_REG_PC) + 4)   # Unicorn lacks it: step over
+        return 1
 
     def trap_counters(self, on: bool) -> None:
         """Also trap CNTPCT_EL0/CNTVCT_EL0 reads (deterministic mode)."""

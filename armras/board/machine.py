@@ -49,12 +49,15 @@ from armras.arch.cpu import (
     EXCP_SMC,
     EXCP_SWI,
     EXCP_UDEF,
+    PSTATE_A,
     PSTATE_EL_MASK,
     PSTATE_EL_SHIFT,
     PSTATE_I,
     PSTATE_SP,
+    SERROR_AETS,
     SPSR_EL1,
     VECTOR_IRQ,
+    VECTOR_SERROR,
     VECTOR_SYNC,
     Cpu,
     GuestFault,
@@ -62,6 +65,8 @@ from armras.arch.cpu import (
     safe_hook,
     bus_error_syndrome,
     sea_syndrome,
+    serror_aet_name,
+    serror_syndrome,
 )
 from armras.arch.faults import fault_address
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
@@ -327,6 +332,7 @@ class Machine:
         for begin, end in ((0, self.ram.base - 1), (self.ram.end, ADDRESS_MAX)):
             add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_PROT, self._unmapped_cb, begin=begin, end=end))
         self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg), self.blocks)
+        self.sysregs.enable_ras()      # ID_AA64PFR0_EL1.RAS = 1: SErrors carry RAS syndromes (inject_serror)
         self.sysregs.trap_counters(self.det is not None)
         if self.det is not None:
             self.counter.serve_natively(self.sysregs.serve_counters(self.counter.ticks_per_insn))
@@ -487,6 +493,7 @@ class Machine:
         target.power, target.start = Power.ON_PENDING, (entry, context_id)
         target.waiting = target.sea_held = False
         self.sdei.reset_pe(target.index)          # a PE comes out of reset with SDEI masked
+        target.serror, target.disr = None, 0
         log.info("PSCI CPU_ON: CPU %d (MPIDR %#x) starts at %#x", target.index, mpidr, entry)
         return psci_codes.SUCCESS
 
@@ -497,6 +504,9 @@ class Machine:
             self.power_off(0, "PSCI CPU_OFF of the last CPU")
             return psci_codes.SUCCESS
         me.power, me.waiting = Power.OFF, False
+        if me.serror is not None:
+            log.warning("CPU %d powered off with an SError pending (ESR %#010x): it is lost", me.index, me.serror)
+            me.serror = None
         log.info("PSCI CPU_OFF: CPU %d is off", me.index)
         self.request_stop()
         return psci_codes.SUCCESS
@@ -626,6 +636,40 @@ class Machine:
     def _notify_polled(self, spec: SourceSpec, cpu: int | None) -> None:
         log.info("error source %d is polled: the guest reads it within %d ms of guest time",
                  spec.source_id, spec.poll_interval_ms)
+
+    def inject_serror(self, aet: int, cpu: int | None = None) -> tuple[VCpu, bool]:
+        """Make a physical SError with RAS syndrome `aet` (an AET_* of armras.arch.cpu)
+        pending for `cpu` (default: the running CPU). Returns (that CPU, merged).
+
+        It is taken at the CPU's next instruction boundary where PSTATE.A is clear
+        (_deliver), at once if it is clear now. A pending SError is one pending state,
+        not a queue: a second injection before the first is taken merges into it, and
+        the exception then reports the more severe syndrome.
+        """
+        target = self.vcpu(cpu)
+        esr = serror_syndrome(aet)
+        merged = target.serror is not None
+        if merged:
+            assert target.serror is not None
+            order = list(SERROR_AETS)            # most severe first
+            kept = min(esr, target.serror, key=lambda e: order.index(serror_aet_name(e)))
+            log.warning("CPU %d already has an SError pending (aet=%s); aet=%s merges into it (pending "
+                        "SErrors are not queued): one SError with aet=%s will be taken", target.index,
+                        serror_aet_name(target.serror), serror_aet_name(esr), serror_aet_name(kept))
+            esr = kept
+        target.serror = esr
+        if target.index == self.current and self.cpu.serror_masked:
+            log.info("SError (ESR %#010x) pending on CPU %d until the guest clears PSTATE.A", esr, target.index)
+        return target, merged
+
+    def _take_serror(self, v: VCpu) -> None:
+        """The running CPU takes its pending SError at its PC (preferred return address)."""
+        esr, v.serror = v.serror, None
+        assert esr is not None
+        v.serrors_taken += 1
+        log.info("SError: ESR %#010x (aet=%s) taken by CPU %d from EL%d at %#x", esr, serror_aet_name(esr),
+                 self.current, self.cpu.current_el, self.cpu.pc)
+        self.cpu.take_exception(VECTOR_SERROR, elr=self.cpu.pc, esr=esr)
 
     def vcpu(self, index: int | None) -> VCpu:
         """CPU `index` (None: the running one), checked: injections name CPUs from outside."""
@@ -858,9 +902,10 @@ class Machine:
         if v.power is Power.OFF:
             return False
         # WFI ends on an interrupt the GIC signals to the CPU, whether or not PSTATE.I masks it,
-        # and on an SDEI event (firmware's interrupt).
-        return (v.start is not None or v.sea_held or not v.waiting or self.gic.irq_asserted(v.index)
-                or self.sdei.deliverable(v.index) is not None)
+        # on an SDEI event (firmware's interrupt), and on a pending SError, masked or not
+        # (Arm ARM: WFI wake-up events).
+        return (v.start is not None or v.sea_held or v.serror is not None or not v.waiting
+                or self.gic.irq_asserted(v.index) or self.sdei.deliverable(v.index) is not None)
 
     def _pick_cpu(self) -> bool:
         """Put the CPU that runs next on the core (round-robin in slices); False if none can run."""
@@ -889,6 +934,7 @@ class Machine:
             out.context = self.uc.context_save()
         else:
             self.uc.context_update(out.context)
+        out.disr, self.sysregs.disr = self.sysregs.disr, into.disr
         if into.start is not None:                 # first run after PSCI CPU_ON: out of reset
             entry, context_id = into.start
             into.start = None
@@ -908,7 +954,7 @@ class Machine:
         self.counter.load_cpu()
 
     def _deliver(self) -> None:
-        """The running CPU's held SEA and pending IRQ, before it runs again."""
+        """The running CPU's held SEA, pending SError and pending IRQ, before it runs again."""
         v = self.vcpus[self.current]
         if v.sea_held:
             v.sea_held = False
@@ -919,13 +965,19 @@ class Machine:
                 self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
         # SDEI events are firmware (EL3) interrupts: PSTATE.I/F at EL1 do not mask them.
         self.sdei.dispatch_pending(self.cpu, self.current)
+        watch = 0
+        if v.serror is not None and self.exit_status is None:
+            if self.cpu.serror_masked:
+                watch |= PSTATE_A        # pending, as in hardware, until the guest clears PSTATE.A
+            else:
+                self._take_serror(v)
         pending = self.exit_status is None and self.gic.irq_asserted(self.current)
         if pending and not self.cpu.irq_masked:
             self.cpu.take_exception(VECTOR_IRQ, elr=self.cpu.pc)
             pending = False
-        # An IRQ the guest has masked is taken the moment it unmasks (the block hook
-        # stops the CPU there), not at the next poll.
-        self.blocks.watch_unmask(pending)
+        # An IRQ (SError) the guest has masked is taken the moment it unmasks (the block
+        # hook stops the CPU there), not at the next poll.
+        self.blocks.watch_unmask(watch | (PSTATE_I if pending else 0))
 
     def _run_action(self, item: _Pending) -> None:
         log.info("%s", item.description)

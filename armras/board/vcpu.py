@@ -45,6 +45,9 @@ class VCpu:
     sea_held: bool = False                  # an injected SEA this CPU must take
     start: tuple[int, int] | None = None    # PSCI CPU_ON entry point and context id, not yet applied
     seas_taken: int = 0                     # SEAs this CPU took (injected or from poisoned pages)
+    serror: int | None = None               # the syndrome of an SError pending for this CPU
+    serrors_taken: int = 0
+    disr: int = 0                           # DISR_EL1 while another CPU runs (RAS; not in Unicorn's context)
 
 
 __all__ = ["MAX_CPUS", "MPIDR_RES1", "VMPIDR_EL2", "Power", "VCpu", "mpidr_of"]

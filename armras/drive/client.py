@@ -4,6 +4,7 @@
     armras inject --control PATH gpio --pa ADDR | --cper-file FILE
     armras inject --control PATH arm --mpidr 0x80000000 --type cache [--pa ADDR] [--va ADDR]
     armras inject --control PATH poison --pa ADDR
+    armras inject --control PATH serror --aet uc|ue|uer|ueo|ce [--cpu N]
     armras inject --control PATH query-ack | query-hest | query-status | stop | cont | quit
 
 The reply's return value is printed as JSON; an error reply is one line
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from armras import limits
+from armras.arch.cpu import SERROR_AETS
 from armras.errors import ArmrasError
 from armras.ras import cper
 
@@ -156,6 +158,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     poison = cmds.add_parser("poison", help="take the 4 KiB page holding ADDR away from the guest")
     poison.add_argument("--pa", required=True, type=_address)
 
+    serror = cmds.add_parser("serror", help="an asynchronous SError with a RAS syndrome (ESR_EL1.AET)")
+    serror.add_argument("--aet", required=True, choices=tuple(SERROR_AETS), help="uc, ue (UEU), uer, ueo or ce")
+    serror.add_argument("--cpu", type=_integer, help="the CPU that takes the SError (default: the running one)")
+
     for name in QUERIES:
         cmds.add_parser(name, help={"query-ack": "GHES read-ack state of each source",
                                     "query-hest": "the HEST error sources and their addresses",
@@ -194,6 +200,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "inject-arm-processor", arguments
     if name == "poison":
         return "poison", {"pa": args.pa}
+    if name == "serror":
+        return "inject-serror", {"aet": args.aet, **arguments}
     return name, {}
 
 

@@ -16,6 +16,8 @@ Commands (arguments in braces, `?` optional; addresses are JSON numbers or strin
     inject-sdei {pa, severity?, cpu?, source?} memory-error CPER in the SDEI source (2) + its event
     inject-polled {pa, severity?, source?}     memory-error CPER in the polled source (3)
     inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?, source?}
+    inject-serror {aet, cpu?}                   an SError with RAS syndrome `aet` (uc|ue|uer|ueo|ce),
+                                                pending on CPU `cpu` until PSTATE.A allows it
     poison {pa}                                 take the 4 KiB page away from the guest
     query-hest   query-ack   query-status       the error sources / their ack state / the run
     stop   cont   quit                          pause, resume, power off (exit status 0)
@@ -55,6 +57,7 @@ from armras import limits
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.ras import cper
 from armras.ras.sources import Notify, notify_name
+from armras.arch.cpu import SERROR_AETS
 from armras.drive.inject import InjectSpec, perform
 
 if TYPE_CHECKING:
@@ -182,6 +185,7 @@ class ControlServer:
             "inject-sdei": lambda a: self._inject_memory("sdei", a),
             "inject-polled": lambda a: self._inject_memory("polled", a),
             "inject-arm-processor": self._inject_arm,
+            "inject-serror": self._inject_serror,
             "poison": self._poison,
             "query-hest": self._query_hest,
             "query-ack": self._query_ack,
@@ -460,6 +464,24 @@ class ControlServer:
                           source=self._source(args))
         return self._inject(spec, {"mpidr": mpidr, "cpu": cpu, "type": error_type, "pa": pa, "va": va})
 
+    def _inject_serror(self, raw: dict[str, Any]) -> dict[str, Any]:
+        args = _Args("inject-serror", raw, ("aet", "cpu"))
+        aet = raw.get("aet")
+        if aet is None:
+            raise args._missing("aet")
+        if not isinstance(aet, str) or aet.lower() not in SERROR_AETS:
+            raise CommandError("InvalidParameter",
+                               f"inject-serror: unknown aet {aet!r} (expected {' | '.join(SERROR_AETS)})")
+        spec = InjectSpec("serror", aet=aet.lower(), cpu=self._cpu(args))
+        m = self.machine
+
+        def act() -> dict[str, Any]:
+            target, merged = m.inject_serror(SERROR_AETS[spec.aet], cpu=spec.cpu)
+            assert target.serror is not None
+            return {"cpu": target.index, "aet": spec.aet, "esr": target.serror, "merged": merged}
+
+        return self.on_cpu(act, spec.describe())
+
     def _poison(self, raw: dict[str, Any]) -> dict[str, Any]:
         args = _Args("poison", raw, ("pa",))
         pa_arg = args.address("pa")
@@ -518,7 +540,8 @@ class ControlServer:
                     "pc": m.cpu.pc, "exit_status": m.exit_status, "exit_reason": m.exit_reason or None,
                     "deterministic": m.config.deterministic, "current_cpu": m.current,
                     "cpus": [{"cpu": v.index, "mpidr": v.mpidr, "power": v.power.name.lower(),
-                              "waiting": v.waiting, "seas_taken": v.seas_taken} for v in m.vcpus]}
+                              "waiting": v.waiting, "seas_taken": v.seas_taken,
+                              "serror_pending": v.serror, "serrors_taken": v.serrors_taken} for v in m.vcpus]}
 
         return self.on_cpu(act, "query-status")
 

@@ -12,14 +12,18 @@ Spec grammar (the value of `armras run --inject`):
               bert   a record in the Boot Error Region (the BERT): a memory error at pa=,
                      or with type= an ARM processor error; severity fatal by default. The
                      OS reads it at boot (Linux: late in boot), so inject it early
+              serror asynchronous SError interrupt with a RAS syndrome (no CPER), taken
+                     once PSTATE.A allows it
     source=N  the HEST source id to use instead (sea/gpio/sdei/polled: one notified that
               way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
     severity= recoverable (default) | fatal | corrected | none
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
-    cpu=N       the CPU (0-based index) that takes the SEA / the SDEI event / reports the
-                ARM processor error (its MPIDR_EL1 unless mpidr= is given); default: the
+    aet=        serror only, required: the RAS error type in ESR_EL1.AET: uc | ue (UEU) |
+                uer | ueo | ce (armras.arch.cpu.serror_syndrome)
+    cpu=N       the CPU (0-based index) that takes the SEA / SError / SDEI event or reports
+                the ARM processor error (its MPIDR_EL1 unless mpidr= is given); default: the
                 running CPU
     at=SECONDS  guest time (virtual counter) at which to inject
     insn=N      after N guest instructions (enables instruction counting)
@@ -39,7 +43,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError
-from armras.arch.cpu import MIDR_EL1
+from armras.arch.cpu import MIDR_EL1, SERROR_AETS
 from armras.board.vcpu import MPIDR_RES1
 from armras.ras import cper
 from armras.ras.ghes import GhesSource
@@ -49,7 +53,7 @@ if TYPE_CHECKING:
     from armras.board.machine import Machine
 
 MEMORY_KINDS = ("sea", "gpio", "sdei", "polled")     # a memory error, notified as the kind says
-KINDS = (*MEMORY_KINDS, "arm", "bert")
+KINDS = (*MEMORY_KINDS, "arm", "bert", "serror")
 NO_CPU_KINDS = ("gpio", "polled")                   # nothing a CPU takes
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
 T = TypeVar("T")
@@ -68,9 +72,10 @@ class InjectSpec:
     insn: int | None = None
     on: str | None = None
     source: int | None = None
+    aet: str | None = None                   # serror: a key of SERROR_AETS
 
     def describe(self) -> str:
-        what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "")
+        what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "") + (f" aet={self.aet}" if self.aet else "")
         if self.kind == "arm":
             what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type or 'cache'}"
         if self.cpu is not None:
@@ -151,6 +156,10 @@ def parse_inject_spec(text: str) -> InjectSpec:
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value
+        elif key == "aet":
+            if value.lower() not in SERROR_AETS:
+                raise ArmrasError(f"--inject {text!r}: unknown aet {value!r} (expected {' | '.join(SERROR_AETS)})")
+            fields["aet"] = value.lower()
         else:
             raise ArmrasError(f"--inject {text!r}: unknown key {key!r}")
     spec = InjectSpec(kind, **fields)  # type: ignore[arg-type]
@@ -170,9 +179,24 @@ def parse_inject_spec(text: str) -> InjectSpec:
             raise ArmrasError(f"--inject {text!r}: mpidr=/va=/cpu= go with type= (an ARM processor error)")
     if spec.kind in MEMORY_KINDS and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
+    _check_serror_keys(text, spec, seen)
     if spec.pa and spec.pa.startswith("$") and spec.on is None:
         raise ArmrasError(f"--inject {text!r}: pa={spec.pa} refers to a match group but there is no on=")
     return spec
+
+
+def _check_serror_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
+    """aet= belongs to serror, which takes only aet=, cpu= and a trigger (it has no CPER)."""
+    if spec.kind != "serror":
+        if spec.aet is not None:
+            raise ArmrasError(f"--inject {text!r}: aet= is the syndrome of an SError (serror:aet=...)")
+        return
+    if spec.aet is None:
+        raise ArmrasError(f"--inject {text!r}: serror needs aet= ({' | '.join(SERROR_AETS)})")
+    extra = sorted(seen - {"aet", "cpu", "at", "insn"})
+    if extra:
+        raise ArmrasError(f"--inject {text!r}: serror takes aet=, cpu= and a trigger, not {extra[0]}= "
+                          "(an SError carries no error record)")
 
 
 def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None) -> int | None:
@@ -208,6 +232,10 @@ def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = No
         assert pa is not None
         return machine.report(cper.memory_error_record(pa, spec.severity), notify=NOTIFY_BY_NAME[spec.kind],
                               source_id=spec.source, cpu=spec.cpu)
+    if spec.kind == "serror":
+        assert spec.aet is not None
+        machine.inject_serror(SERROR_AETS[spec.aet], cpu=spec.cpu)
+        return None
     if spec.kind == "bert" and spec.error_type is None:
         assert pa is not None
         record = cper.memory_error_record(pa, spec.severity)

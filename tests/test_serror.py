@@ -1,0 +1,384 @@
+"""Asynchronous SError interrupts with RAS syndromes, and the RAS extension's registers.
+
+Expected values are the Arm ARM's (DDI 0487), written out here, never taken from armras:
+* ESR_EL1 for an SError interrupt (D17.2.37): EC 0x2F, IL (bit 25) = 1, IDS (bit 24) = 0,
+  AET bits [12:10] (UC 0b000, UEU 0b001, UEO 0b010, UER 0b011, CE 0b110), DFSC bits [5:0]
+  0b010001 (asynchronous SError): 0xbe000011 UC, 0xbe000411 UEU, 0xbe000811 UEO,
+  0xbe000c11 UER, 0xbe001811 CE.
+* Vector offsets: SError is +0x180 from the current EL with SP_ELx (0x200) or a lower EL
+  using AArch64 (0x400): slots 0x380 and 0x580. ELR_EL1 is the preferred return address
+  of an asynchronous exception: the first instruction that did not run.
+* PSTATE.A (SPSR bit 8) masks an SError taken to EL1 at EL0 and EL1; a masked SError
+  stays pending and is taken once A is cleared; WFI wakes on it even while masked.
+* ID_AA64PFR0_EL1.RAS, bits [31:28]: 1 = the RAS extension. DISR_EL1 is S3_0_C12_C1_1,
+  ERRIDR_EL1 S3_0_C5_C3_0 (NUM = 0: no error records), ERRSELR_EL1 S3_0_C5_C3_1,
+  ERXSTATUS_EL1 S3_0_C5_C4_2; all EL1 registers (UNDEFINED at EL0: EC 0, IL, 0x02000000).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+import pytest
+
+import armras.arch
+from armras.arch.cpu import AET_CE, AET_UC, AET_UEO, SERROR_AETS
+from armras.arch.hooks import ID_AA64PFR0_EL1
+from armras.errors import ArmrasError
+from armras.drive.inject import parse_inject_spec, schedule
+from conftest import LOAD_ADDRESS
+
+ESR = {"uc": 0xBE000011, "ue": 0xBE000411, "ueo": 0xBE000811, "uer": 0xBE000C11, "ce": 0xBE001811}
+ESR_UNDEF = 0x02000000
+SPSR_DAIF = 0x3C0
+RES = 0x4020_0000          # results of the SMP guest, far from the code
+
+POWER_OFF = """
+ ldr x0, =0x84000008
+ hvc #0
+ b .
+"""
+
+# The handlers use x10-x13 and x19-x25 only; the test bodies the rest.
+#   SError (every slot): x10 ESR_EL1, x11 ELR_EL1, x12 SPSR_EL1, x13 the slot, x19 += 1;
+#                        returns to ELR_EL1 unchanged (asynchronous: nothing to skip).
+#   synchronous:         x20 ESR_EL1, x21 ELR_EL1, x25 += 1; an SVC ends the test at
+#                        `finish` (EL1), anything else (UNDEF) returns past the instruction.
+#   IRQ/FIQ:             unexpected: power off with status 3.
+VECTORS = """
+ .balign 0x800
+vectors:
+""" + "".join(f"""
+ .balign 0x80
+ b {kind}_{slot:#x}
+""" for slot in range(0, 0x800, 0x200) for kind in ("sync", "irq", "fiq", "serror")) + "".join(f"""
+sync_{slot:#x}:
+ mrs x20, esr_el1
+ mrs x21, elr_el1
+ add x25, x25, #1
+ lsr x22, x20, #26
+ cmp x22, #0x15
+ b.eq finish
+ add x22, x21, #4
+ msr elr_el1, x22
+ eret
+irq_{slot:#x}:
+fiq_{slot:#x}:
+ mov x1, #3
+ b power_off
+serror_{slot:#x}:
+ mrs x10, esr_el1
+ mrs x11, elr_el1
+ mrs x12, spsr_el1
+ mov x13, #{slot + 0x180:#x}
+ add x19, x19, #1
+ eret
+""" for slot in range(0, 0x800, 0x200))
+
+
+def guest(body: str, *labels: str) -> str:
+    """A guest running `body` at EL1h (DAIF masked, as out of reset); the offsets of
+    `labels` (addresses the tests check ELR against) sit in a table after the first branch."""
+    table = "".join(f" .word {name} - _start\n" for name in labels)
+    return f"""
+ b 9f
+{table}9:
+ adr x0, vectors
+ msr vbar_el1, x0
+ ldr x0, =0x40400000
+ mov sp, x0
+ ldr x0, =0x40300000
+ msr sp_el0, x0
+ mov x19, #0
+ mov x25, #0
+{body}
+finish:
+ mov x1, #0
+power_off:
+""" + POWER_OFF + VECTORS + "\n .ltorg\n"
+
+
+def address(b, index: int) -> int:
+    """The address of guest()'s `labels[index]`."""
+    return LOAD_ADDRESS + int.from_bytes(b.code[4 + 4 * index:8 + 4 * index], "little")
+
+
+def inject_on_hvc(m, *aets: int, cpu: int | None = None) -> None:
+    """`hvc #0x99` makes the SErrors pending right after it (the CPU stops there)."""
+    def inject() -> None:
+        for aet in aets:
+            m.inject_serror(aet, cpu=cpu)
+    m.hvc_handlers[0x99] = lambda _cpu: m.defer(inject, "test SError")
+
+
+@pytest.mark.parametrize("aet", list(SERROR_AETS))
+def test_unmasked_serror_is_taken_at_once_with_its_ras_syndrome(board, aet: str) -> None:
+    body = """
+ msr daifclr, #4            // PSTATE.A = 0
+ hvc #0x99
+wait:
+ cbz x19, wait
+"""
+    b = board(guest(body, "wait"))
+    m = b.machine
+    inject_on_hvc(m, SERROR_AETS[aet])
+    r = b.run()
+    assert (r.status, r.reason) == (0, "PSCI SYSTEM_OFF")
+    assert b.x(10) == ESR[aet]
+    assert b.x(11) == address(b, 0)     # the first instruction after the HVC
+    assert b.x(12) & (0x3CF) == 0x2C5              # taken from EL1h with A clear, D/I/F masked
+    assert b.x(13) == 0x380                        # current EL with SP_ELx, SError
+    assert b.x(19) == 1 and b.x(25) == 0
+    assert m.vcpus[0].serrors_taken == 1 and m.vcpus[0].serror is None
+
+
+def test_masked_serror_is_held_until_daifclr(board) -> None:
+    body = """
+ hvc #0x99                  // PSTATE.A is still 1 (reset state)
+ mov x15, #0
+1: add x15, x15, #1
+ cmp x15, #1000
+ b.lo 1b
+ mov x16, x19               // nothing taken yet
+ msr daifclr, #4
+after:
+ mov x17, x19
+"""
+    b = board(guest(body, "after"))
+    m = b.machine
+    inject_on_hvc(m, AET_UEO)
+    r = b.run()
+    assert r.status == 0
+    assert b.x(15) == 1000 and b.x(16) == 0       # the masked code ran in full first
+    assert b.x(17) == 1 and b.x(19) == 1
+    assert b.x(11) == address(b, 0)    # right after the unmask
+    assert b.x(12) & SPSR_DAIF == 0x2C0            # SPSR: A already clear
+    assert b.x(10) == ESR["ueo"]
+
+
+def test_serror_pending_at_el1_is_taken_by_the_first_el0_instruction(board) -> None:
+    body = """
+ hvc #0x99                  // pending while EL1 masks it
+ adr x4, el0_code
+ msr elr_el1, x4
+ msr spsr_el1, xzr          // EL0t, A clear
+ eret
+el0_code:
+ nop
+1: cbz x19, 1b
+ svc #0
+"""
+    b = board(guest(body, "el0_code"))
+    inject_on_hvc(b.machine, AET_CE)
+    assert b.run().status == 0
+    assert b.x(13) == 0x580                        # lower EL using AArch64, SError
+    assert b.x(11) == address(b, 0)
+    assert b.x(12) == 0                            # SPSR: EL0t, nothing masked
+    assert b.x(10) == ESR["ce"]
+
+
+def test_pstate_a_masks_the_serror_at_el0_too(board) -> None:
+    body = """
+ hvc #0x99
+ adr x4, el0_code
+ msr elr_el1, x4
+ mov x4, #0x100             // EL0t with PSTATE.A = 1
+ msr spsr_el1, x4
+ eret
+el0_code:
+ mov x15, #0
+1: add x15, x15, #1
+ cmp x15, #1000
+ b.lo 1b
+ mov x16, x19
+ svc #0                     // to EL1 (DAIF masked): `finish` unmasks A there
+"""
+    b = board(guest(body).replace("finish:\n", "finish:\n msr daifclr, #4\ntaken:\n"))
+    inject_on_hvc(b.machine, AET_CE)
+    assert b.run().status == 0
+    assert b.x(15) == 1000 and b.x(16) == 0        # EL0 with A set did not take it
+    assert b.x(19) == 1 and b.x(13) == 0x380       # taken at EL1 once A was cleared there
+
+
+def test_wfi_wakes_for_a_pending_serror(board) -> None:
+    body = """
+ msr daifclr, #4
+ wfi                        // no timer armed: only the SError can end it
+after_wfi:
+ mov x16, x19
+"""
+    b = board(guest(body, "after_wfi"))
+    m = b.machine
+    m.at_guest_time(0.25, lambda: m.inject_serror(AET_CE), "test SError")
+    r = b.run()
+    assert r.status == 0 and r.guest_seconds >= 0.25
+    assert b.x(11) == address(b, 0) and b.x(16) == 1
+
+
+def test_wfi_wakes_for_a_masked_serror_which_stays_pending(board) -> None:
+    body = """
+ wfi                        // PSTATE.A = 1: the SError wakes the CPU but is not taken
+ mov x16, x19
+ msr daifclr, #4
+taken:
+ mov x17, x19
+"""
+    b = board(guest(body, "taken"))
+    m = b.machine
+    m.at_guest_time(0.25, lambda: m.inject_serror(AET_UC), "test SError")
+    assert b.run().status == 0
+    assert b.x(16) == 0 and b.x(17) == 1
+    assert b.x(11) == address(b, 0) and b.x(10) == ESR["uc"]
+
+
+def test_second_injection_merges_into_the_pending_serror(board, caplog: pytest.LogCaptureFixture) -> None:
+    body = """
+ hvc #0x99                  // CE, then UC, while A masks both
+ msr daifclr, #4
+ nop
+"""
+    b = board(guest(body))
+    m = b.machine
+    inject_on_hvc(m, AET_CE, AET_UC)
+    with caplog.at_level(logging.WARNING):
+        assert b.run().status == 0
+    assert b.x(19) == 1                            # one SError, not a queue of two
+    assert b.x(10) == ESR["uc"]                    # reporting the more severe error
+    assert m.vcpus[0].serrors_taken == 1
+    merges = [r.getMessage() for r in caplog.records if "merges" in r.getMessage()]
+    assert len(merges) == 1 and "aet=ce" in merges[0] and "aet=uc will be taken" in merges[0]
+
+
+def test_injection_names_an_existing_running_cpu(board) -> None:
+    b = board(guest(""))
+    with pytest.raises(ArmrasError, match=r"cpu=1: the board has 1 CPU"):
+        b.machine.inject_serror(AET_CE, cpu=1)
+
+
+def test_inject_spec_serror_reaches_the_guest(board) -> None:
+    body = """
+ msr daifclr, #4
+1: cbz x19, 1b
+"""
+    b = board(guest(body))
+    schedule(b.machine, parse_inject_spec("serror:aet=uer,insn=5000"))
+    assert b.run().status == 0
+    assert b.x(10) == ESR["uer"] and b.x(19) == 1
+
+
+@pytest.fixture(params=["native", "python"])
+def hooks_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the native hooks (_native.c) and with their Python twins."""
+    if request.param == "python":
+        monkeypatch.delattr(armras.arch, "_native", raising=False)
+        monkeypatch.setitem(sys.modules, "armras.arch._native", None)
+    return request.param
+
+
+def test_ras_registers_as_the_guest_sees_them(board, hooks_kind: str) -> None:
+    body = """
+ mrs x18, id_aa64pfr0_el1
+ ldr x17, =0xffffffff80000012
+ msr s3_0_c12_c1_1, x17     // DISR_EL1 (bits [63:32] and [30:25] are RES0)
+ mrs x2, s3_0_c12_c1_1
+ mrs x3, s3_0_c5_c3_0       // ERRIDR_EL1
+ msr s3_0_c5_c3_1, x17      // ERRSELR_EL1
+ mrs x4, s3_0_c5_c3_1
+ mrs x5, s3_0_c5_c4_2       // ERXSTATUS_EL1
+ hint #16                   // ESB
+ msr s3_0_c12_c1_1, xzr     // as Linux's cpu_clear_disr
+ mrs x6, s3_0_c12_c1_1
+ mov x9, x25                // no exception so far
+ adr x7, el0_code
+ msr elr_el1, x7
+ msr spsr_el1, xzr
+ eret
+el0_code:
+ mrs x7, s3_0_c12_c1_1      // EL1 registers: UNDEFINED at EL0
+ mov x14, x20
+ mov x20, #0
+ mrs x8, id_aa64pfr0_el1
+ mov x15, x20
+ svc #0
+"""
+    b = board(guest(body))
+    m = b.machine
+    assert m.blocks.native == m.sysregs.native == (hooks_kind == "native")
+    unicorn_pfr0 = m.uc.cpr_read(*ID_AA64PFR0_EL1)  # Unicorn's own value (RAS = 0)
+    assert (unicorn_pfr0 >> 28) & 0xF == 0
+    assert b.run().status == 0
+    assert b.x(18) == unicorn_pfr0 | 1 << 28        # RAS = 1, every other field as Unicorn has it
+    assert b.x(2) == 0x80000012                    # DISR_EL1 holds what was written, RES0 bits read 0
+    assert b.x(3) == 0                             # ERRIDR_EL1.NUM = 0
+    assert b.x(4) == 0 and b.x(5) == 0             # RAZ/WI
+    assert b.x(6) == 0
+    assert b.x(9) == 0                             # none of it trapped at EL1
+    assert b.x(14) == ESR_UNDEF and b.x(15) == ESR_UNDEF
+    assert b.x(25) == 3                            # two UNDEFs and the SVC
+
+
+def test_held_serror_with_native_and_python_hooks(board, hooks_kind: str) -> None:
+    test_masked_serror_is_held_until_daifclr(board)
+
+
+SMP_GUEST = f"""
+ adr x0, vectors
+ msr vbar_el1, x0
+ mov x0, #0xa0
+ msr s3_0_c12_c1_1, x0      // CPU 0's DISR_EL1
+ ldr x0, =0xC4000003        // PSCI CPU_ON(1, secondary)
+ mov x1, #1
+ adr x2, secondary
+ mov x3, #0
+ hvc #0
+ ldr x5, ={RES:#x}
+1: ldr x6, [x5, #0x78]       // CPU 1 ready
+ cbz x6, 1b
+ hvc #0x99                  // the SError for CPU 1
+2: ldr x6, [x5, #0x78]
+ cmp x6, #2
+ b.ne 2b
+ mrs x6, s3_0_c12_c1_1
+ str x6, [x5, #0x08]
+ str x19, [x5, #0x10]       // SErrors CPU 0 took
+finish:
+ mov x1, #0
+power_off:
+""" + POWER_OFF + f"""
+secondary:
+ adr x0, vectors
+ msr vbar_el1, x0
+ ldr x0, =0x40500000
+ mov sp, x0
+ mov x19, #0
+ mov x0, #0xb1
+ msr s3_0_c12_c1_1, x0      // CPU 1's DISR_EL1
+ ldr x5, ={RES:#x}
+ msr daifclr, #4
+ mov x6, #1
+ str x6, [x5, #0x78]
+3: wfi
+ cbz x19, 3b
+ str x10, [x5, #0x40]
+ str x11, [x5, #0x48]
+ mrs x6, s3_0_c12_c1_1
+ str x6, [x5, #0x50]
+ mov x6, #2
+ str x6, [x5, #0x78]
+4: wfi
+ b 4b
+""" + VECTORS + "\n .ltorg\n"
+
+
+def test_serror_goes_to_the_named_cpu_and_disr_is_per_cpu(board) -> None:
+    b = board(SMP_GUEST, cpus=2)
+    m = b.machine
+    inject_on_hvc(m, AET_CE, cpu=1)
+    r = b.run()
+    assert (r.status, r.reason) == (0, "PSCI SYSTEM_OFF")
+    mem = m.mem
+    assert mem.read_u64(RES + 0x40) == ESR["ce"]   # CPU 1 took it, from WFI
+    assert mem.read_u64(RES + 0x10) == 0           # CPU 0 took nothing
+    assert mem.read_u64(RES + 0x08) == 0xA0        # each CPU kept its own DISR_EL1
+    assert mem.read_u64(RES + 0x50) == 0xB1
+    assert [v.serrors_taken for v in m.vcpus] == [0, 1]
