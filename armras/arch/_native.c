@@ -4,7 +4,9 @@
  *
  * It also delivers interrupts on time: while an IRQ (or an SError) is pending but masked,
  * it stops the CPU at the first block where PSTATE.I (PSTATE.A) is clear (Linux unmasks
- * with `msr daifclr`, which Unicorn's MRS/MSR hook does not see).
+ * with `msr daifclr`, which Unicorn's MRS/MSR hook does not see), and it stops the CPU
+ * before the next block when the guest's instruction cache maintenance needs every
+ * translation dropped (armras_ic_hook below).
  *
  * Why a stop flag: Unicorn 2.1.4 re-executes an MMIO load/store when uc_emu_stop() arrives from
  * another thread around that access (a UART byte printed twice, a GIC IAR read that
@@ -44,16 +46,18 @@ typedef struct {
     int32_t sea_pending;        /* an injected SEA waits for a point where it may be taken */
     int32_t elr_regid;          /* UC_ARM64_REG_ELR_EL1 */
     int32_t cp_regid;           /* UC_ARM64_REG_CP_REG */
-    int32_t reserved;
+    int32_t tb_flush_pending;   /* the guest invalidated instruction caches: drop all translations */
     uint64_t sea_deadline;      /* take the pending SEA here at the latest (instruction count) */
     uint64_t block_start;       /* the block being run, counted in full when entered */
     uint64_t block_end;
+    uint64_t tb_flush_block;    /* the block that asked for it (an IC loop) may run on */
 } armras_block_state;
 
 #define STOP_REQUESTED 1
 #define STOP_UNMASKED 2
 #define STOP_COUNT 3
 #define STOP_SEA 4
+#define STOP_TB_FLUSH 5
 
 /*
  * May an injected SEA be taken at this block start? Not while the guest is between an
@@ -89,6 +93,11 @@ static void armras_stop_at_block(void *uc, armras_block_state *st, int32_t reaso
 static void armras_block_hook(void *uc, uint64_t address, uint32_t size, void *user_data)
 {
     armras_block_state *st = (armras_block_state *)user_data;
+    if (st->tb_flush_pending && address != st->tb_flush_block) {
+        /* Before any other code runs: a loop of IC IVAU costs one flush, not one a line. */
+        armras_stop_at_block(uc, st, STOP_TB_FLUSH);
+        return;
+    }
     if (st->watch_unmask) {
         /* QEMU ends a block after DAIF writes and ERET, so this sees the unmask at once:
          * the guest's `msr daifclr` is not an MSR Unicorn lets us hook. */
@@ -255,6 +264,64 @@ static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, v
 }
 
 /*
+ * Instruction cache maintenance drops stale translations.
+ *
+ * Unicorn 2.1.4 does not see every store to code. Its notdirty_write() stops watching a
+ * TLB entry's page after the first store through it unless that same entry is used for
+ * instruction fetch, and tlb_protect_code() is a stub, so nothing watches the page again
+ * while the entry lives. A second store to a code page through another virtual alias
+ * (Linux patches its text through the linear map: alternatives, lm_alias()) leaves the
+ * translations of the old instructions in place for every CPU. What the architecture
+ * asks of software that writes instructions is cache maintenance (Arm ARM B2.4.4: DC
+ * CVAU, DSB, IC IVAU or IC IALLU[IS], DSB, ISB; CTR_EL0.DIC is 0 on this CPU), so that
+ * is where the stale translations go:
+ *   IC IVAU Xt    the line's translations, through the VA (all aliases: the cache is
+ *                 physically indexed); if Xt is not executable here (Linux's
+ *                 __sync_icache_dcache uses the linear map) all of them, as IC IALLU;
+ *   IC IALLU[IS]  all translations (the cache is shared by every vCPU), dropped by the
+ *                 run loop before any block other than the one asking runs (see
+ *                 armras_block_hook: a loop of IC IVAU costs one flush).
+ */
+typedef int (*uc_vmem_translate_fn)(void *uc, uint64_t address, int prot, uint64_t *paddress);
+typedef int (*uc_ctl_fn)(void *uc, int control, ...);
+
+typedef struct {
+    armras_block_state *blocks;     /* where a full flush is requested */
+    uc_vmem_translate_fn vmem_translate;
+    uc_ctl_fn ctl;                  /* libunicorn's uc_ctl */
+    int32_t remove_cache;           /* UC_CTL_WRITE(UC_CTL_TB_REMOVE_CACHE, 2) */
+    int32_t prot_exec;              /* UC_PROT_EXEC */
+    uint64_t line_size;             /* smallest I-cache line, CTR_EL0.IminLine */
+    uint64_t lines;                 /* IC IVAU served by dropping one line's translations */
+    uint64_t flushes;               /* full flushes requested */
+} armras_ic_state;
+
+static uint32_t armras_ic_hook(void *uc, int reg, const armras_cp_reg *cp, void *user_data)
+{
+    armras_ic_state *st = (armras_ic_state *)user_data;
+    (void)reg;
+    if (cp->op0 != 1 || cp->crn != 7)
+        return 0;
+    if (cp->op1 == 3 && cp->crm == 5 && cp->op2 == 1) {             /* IC IVAU */
+        uint64_t start = cp->val & ~(st->line_size - 1), pa = 0;
+        /* Probe first: uc_ctl's own translation would raise a guest fault instead. */
+        if (st->vmem_translate(uc, start, st->prot_exec, &pa) == 0 &&
+            st->ctl(uc, st->remove_cache, start, start + st->line_size) == 0) {
+            st->lines++;
+            return 0;
+        }
+    } else if (!(cp->op1 == 0 && cp->op2 == 0 && (cp->crm == 5 || cp->crm == 1))) {
+        return 0;                                                   /* not IC IALLU[IS] */
+    }
+    if (!st->blocks->tb_flush_pending) {
+        st->blocks->tb_flush_pending = 1;
+        st->blocks->tb_flush_block = st->blocks->block_start;
+        st->flushes++;
+    }
+    return 0;
+}
+
+/*
  * Exception entry (Arm ARM D1.10) for the guest's own synchronous exceptions.
  *
  * Unicorn 2.1.4 has no AArch64 exception entry: SVC, UDEF, BRK and aborts reach
@@ -379,6 +446,9 @@ PyMODINIT_FUNC PyInit__native(void)
                            PyLong_FromVoidPtr((void *)armras_sysreg_hook)) < 0 ||
         PyModule_AddIntConstant(m, "sysreg_state_size", (long)sizeof(armras_sysreg_state)) < 0 ||
         PyModule_AddIntConstant(m, "ras_state_size", (long)sizeof(armras_ras_state)) < 0 ||
+        PyModule_AddObject(m, "ic_hook_address",
+                           PyLong_FromVoidPtr((void *)armras_ic_hook)) < 0 ||
+        PyModule_AddIntConstant(m, "ic_state_size", (long)sizeof(armras_ic_state)) < 0 ||
         PyModule_AddObject(m, "intr_hook_address",
                            PyLong_FromVoidPtr((void *)armras_intr_hook)) < 0 ||
         PyModule_AddIntConstant(m, "intr_state_size", (long)sizeof(armras_intr_state)) < 0) {

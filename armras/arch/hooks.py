@@ -33,14 +33,15 @@ class _State(ctypes.Structure):
         ("sea_pending", ctypes.c_int32),
         ("elr_regid", ctypes.c_int32),
         ("cp_regid", ctypes.c_int32),
-        ("reserved", ctypes.c_int32),
+        ("tb_flush_pending", ctypes.c_int32),
         ("sea_deadline", ctypes.c_uint64),
         ("block_start", ctypes.c_uint64),
         ("block_end", ctypes.c_uint64),
+        ("tb_flush_block", ctypes.c_uint64),
     ]
 
 
-STOP_REQUESTED, STOP_UNMASKED, STOP_COUNT, STOP_SEA = 1, 2, 3, 4
+STOP_REQUESTED, STOP_UNMASKED, STOP_COUNT, STOP_SEA, STOP_TB_FLUSH = 1, 2, 3, 4, 5
 
 
 class BlockHook:
@@ -75,7 +76,9 @@ class BlockHook:
 
     def _python_hook(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         st = self.state
-        if st.watch_unmask and uc.reg_read(UC_ARM64_REG_PSTATE) & st.watch_unmask != st.watch_unmask:
+        if st.tb_flush_pending and address != st.tb_flush_block:
+            self._stop(uc, STOP_TB_FLUSH)
+        elif st.watch_unmask and uc.reg_read(UC_ARM64_REG_PSTATE) & st.watch_unmask != st.watch_unmask:
             st.watch_unmask = 0
             self._stop(uc, STOP_UNMASKED)
         elif st.sea_pending and (self.sea_safe is not None and self.sea_safe(address)
@@ -132,6 +135,15 @@ class BlockHook:
     def clear(self) -> None:
         self.state.stop = 0
         self.state.reason = 0
+
+    @property
+    def tb_flush_pending(self) -> bool:
+        """The guest invalidated instruction caches (see ICacheMaintenance): drop every
+        translation before the CPU runs on."""
+        return bool(self.state.tb_flush_pending)
+
+    def tb_flushed(self) -> None:
+        self.state.tb_flush_pending = 0
 
     @property
     def stopped_cpu(self) -> bool:
@@ -313,6 +325,95 @@ class SysregTrap:
         return update
 
 
+class _ICState(ctypes.Structure):
+    _fields_ = [("blocks", ctypes.c_void_p), ("vmem_translate", ctypes.c_void_p), ("ctl", ctypes.c_void_p),
+                ("remove_cache", ctypes.c_int32), ("prot_exec", ctypes.c_int32),
+                ("line_size", ctypes.c_uint64), ("lines", ctypes.c_uint64), ("flushes", ctypes.c_uint64)]
+
+
+IC_IVAU = (3, 5, 1)                   # (op1, CRm, op2) of SYS with op0 1, CRn 7
+IC_IALLU = ((0, 5, 0), (0, 1, 0))     # IC IALLU, IC IALLUIS
+CTR_EL0 = (3, 3, 0, 0, 1)
+
+
+class ICacheMaintenance:
+    """The guest's instruction cache maintenance drops Unicorn's stale translations.
+
+    Unicorn 2.1.4 misses stores to code made through a second virtual alias once one store
+    went through it (cputlb.c notdirty_write drops the TLB entry's write watch for good:
+    tlb_protect_code is a stub). Linux patches its own text through the linear map, so
+    the old instructions kept running. Software that writes instructions must follow with
+    IC IVAU or IC IALLU[IS] (Arm ARM B2.4.4; this CPU's CTR_EL0.DIC is 0), so: IC IVAU
+    drops the translations of that line (of every alias: a physical line), or all of
+    them when its VA is not executable here; IC IALLU[IS] drops all of them (one cache
+    for every vCPU), before any other block runs (BlockHook.tb_flush_pending).
+    See _native.c armras_ic_hook, which does this without Python.
+    """
+
+    def __init__(self, uc: Uc, blocks: BlockHook, line_size: int) -> None:
+        from unicorn import UC_HOOK_INSN, UC_PROT_EXEC
+        from unicorn.arm64_const import UC_ARM64_INS_SYS
+        from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_REMOVE_CACHE
+
+        self._uc = uc
+        self._blocks = blocks
+        self.line_size = line_size
+        lib = _ucmod.uclib
+        lib.uc_vmem_translate.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_int,
+                                          ctypes.POINTER(ctypes.c_uint64)]
+        lib.uc_vmem_translate.restype = ctypes.c_int
+        try:
+            from armras.arch import _native
+        except ImportError:
+            _native = None
+        self.native = _native is not None and _native.ic_state_size == ctypes.sizeof(_ICState)
+        st = self.state = _ICState(blocks=ctypes.addressof(blocks.state), line_size=line_size,
+                                   prot_exec=UC_PROT_EXEC,
+                                   remove_cache=UC_CTL_TB_REMOVE_CACHE | 2 << 26 | UC_CTL_IO_WRITE << 30,
+                                   vmem_translate=ctypes.cast(lib.uc_vmem_translate, ctypes.c_void_p).value,
+                                   ctl=ctypes.cast(lib.uc_ctl, ctypes.c_void_p).value)
+        if self.native:
+            handle = ctypes.c_size_t()
+            status = lib.uc_hook_add(uc._uch, ctypes.byref(handle), UC_HOOK_INSN,
+                                     ctypes.c_void_p(_native.ic_hook_address), ctypes.c_void_p(ctypes.addressof(st)),
+                                     ctypes.c_uint64(1), ctypes.c_uint64(0), ctypes.c_int(UC_ARM64_INS_SYS))
+            if status != 0:
+                raise UcError(status)
+        else:
+            self._prot_exec = UC_PROT_EXEC
+            uc.hook_add(UC_HOOK_INSN, self._python_hook, None, 1, 0, UC_ARM64_INS_SYS)
+
+    def _python_hook(self, uc: Uc, _reg: int, cp: _CpReg, _ud: object) -> bool:
+        if cp.op0 != 1 or cp.crn != 7:
+            return False
+        op = (cp.op1, cp.crm, cp.op2)
+        if op == IC_IVAU:
+            start = cp.val & ~(self.line_size - 1)
+            pa = ctypes.c_uint64()
+            if _ucmod.uclib.uc_vmem_translate(uc._uch, start, self._prot_exec, ctypes.byref(pa)) == 0:
+                uc.ctl_remove_cache(start, start + self.line_size)
+                self.state.lines += 1
+                return False
+        elif op not in IC_IALLU:
+            return False
+        blocks = self._blocks.state
+        if not blocks.tb_flush_pending:
+            blocks.tb_flush_pending = 1
+            blocks.tb_flush_block = blocks.block_start
+            self.state.flushes += 1
+        return False
+
+    @property
+    def lines(self) -> int:
+        """IC IVAU served by dropping one line's translations."""
+        return self.state.lines
+
+    @property
+    def flushes(self) -> int:
+        """Full flushes the guest's IC asked for."""
+        return self.state.flushes
+
+
 _INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)
 
 # Register ids in the order of _native.c's R_* enum.
@@ -385,4 +486,5 @@ class ExceptionHook:
         return self.state.entries if self.state is not None else 0
 
 
-__all__ = ["BlockHook", "ExceptionHook", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED", "STOP_COUNT", "STOP_SEA"]
+__all__ = ["BlockHook", "ExceptionHook", "ICacheMaintenance", "SysregTrap", "STOP_REQUESTED", "STOP_UNMASKED",
+           "STOP_COUNT", "STOP_SEA", "STOP_TB_FLUSH"]

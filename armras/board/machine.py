@@ -35,11 +35,11 @@ from unicorn import (
     UcError,
 )
 from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
-from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TLB_FLUSH
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH, UC_CTL_TLB_FLUSH
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.firmware.acpi import build_acpi_tables, board_platform
-from armras.arch.hooks import BlockHook, ExceptionHook, SysregTrap
+from armras.arch.hooks import CTR_EL0, BlockHook, ExceptionHook, ICacheMaintenance, SysregTrap
 from armras.timing.clock import Alarm
 from armras.arch.cpu import (
     EXCP_BKPT,
@@ -224,6 +224,7 @@ class Machine:
         self._started = False
         self._wfi_requested = False              # PSCI CPU_SUSPEND: idle as for WFI
         self.paused = False                      # stopped from the control socket (pause/resume)
+        self.tb_flushes = 0                      # translation flushes the guest's IC IALLU/IVAU asked for
         self.control: object | None = None       # the open control socket server, if any
         # Warnings a guest can trigger again and again (unserviced calls, bus errors).
         self.warnings = RateLimiter(log)
@@ -333,6 +334,9 @@ class Machine:
             add(self.uc.hook_add(UC_HOOK_MEM_UNMAPPED | UC_HOOK_MEM_PROT, self._unmapped_cb, begin=begin, end=end))
         self.sysregs = SysregTrap(self.uc, self._callback(self._on_sysreg), self.blocks)
         self.sysregs.enable_ras()      # ID_AA64PFR0_EL1.RAS = 1: SErrors carry RAS syndromes (inject_serror)
+        # Unicorn misses some stores to code (see ICacheMaintenance): the guest's IC
+        # IVAU/IALLU[IS] drop the translations it made stale.
+        self.icache = ICacheMaintenance(self.uc, self.blocks, 4 << (self.cpu.sysreg(CTR_EL0) & 0xF))
         self.sysregs.trap_counters(self.det is not None)
         if self.det is not None:
             self.counter.serve_natively(self.sysregs.serve_counters(self.counter.ticks_per_insn))
@@ -812,6 +816,8 @@ class Machine:
                 if not self._pick_cpu():
                     self._idle()     # every CPU waits for an interrupt (or is off)
                     continue
+                if self.blocks.tb_flush_pending:
+                    self._flush_translations()
                 self._deliver()
                 self.alarm.arm(self._next_deadline())
                 self._stop_requested = self._wfi_requested = False
@@ -852,6 +858,12 @@ class Machine:
             self.console.flush()
         return RunResult(self.exit_status, self.exit_reason, time.monotonic() - start,
                          self.counter.guest_seconds(), self.instructions, self.reset_requested)
+
+    def _flush_translations(self) -> None:
+        """Drop every translated block: the guest invalidated its instruction caches."""
+        self.blocks.tb_flushed()
+        self.uc.ctl(UC_CTL_TB_FLUSH, UC_CTL_IO_WRITE)
+        self.tb_flushes += 1
 
     def _next_instruction_stop(self) -> int | None:
         marks = [c for c in (self.config.max_insns, self._insn_events[0][0] if self._insn_events else None)

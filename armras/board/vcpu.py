@@ -1,10 +1,12 @@
 """The board's virtual CPUs: what each keeps while another one runs on the shared core.
 
-All vCPUs run on one Unicorn instance (one translation cache, so code written by any CPU
-is invalidated for all: Unicorn detects self-modifying code per instance only), one at a
-time, round-robin in slices, as QEMU's single-threaded TCG does. Switching CPUs saves the
-outgoing CPU's registers (Unicorn's context: CPUARMState), restores the incoming one's,
-and flushes the softmmu TLB (it is not tagged by CPU). MPIDR_EL1 is not part of a
+All vCPUs run on one Unicorn instance, one at a time, round-robin in slices, as QEMU's
+single-threaded TCG does. One instance means one translation cache: code written by any
+CPU is invalidated for all (Unicorn detects self-modifying code per instance only), and
+what Unicorn misses, a store through a second alias, goes at the guest's IC IVAU or IC
+IALLU[IS] for all of them too (armras.arch.hooks.ICacheMaintenance). Switching CPUs saves
+the outgoing CPU's registers (Unicorn's context: CPUARMState), restores the incoming
+one's, and flushes the softmmu TLB (it is not tagged by CPU). MPIDR_EL1 is not part of a
 context, but EL1 reads of it return VMPIDR_EL2, which is: each CPU sets its own.
 """
 from __future__ import annotations
