@@ -1,7 +1,7 @@
 # armras: build the guest images, fetch reference kernels, run tests and benchmarks.
 PYTHON ?= python3
 
-.PHONY: all guests kernels test test-kernel bench clean
+.PHONY: all guests kernels test test-kernel bench mutation clean
 
 all: guests
 
@@ -33,6 +33,13 @@ bench: guests
 	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_linux.py --kernel $$k --smp 4 --runs $(BENCH_RUNS) || exit 1; done
 	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_userspace.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
 	for k in $(BENCH_KERNELS); do $(PYTHON) benchmarks/bench_deterministic.py --kernel $$k --runs $(BENCH_RUNS) || exit 1; done
+
+# Mutation testing as a quality benchmark (hours on 2 cores; never run by CI). Results in
+# ./mutants, score table as in README.md. make mutation MUTATION_GROUPS="ras devices"
+MUTATION_GROUPS ?=
+
+mutation: guests
+	PYTHON=$(PYTHON) benchmarks/mutation.sh $(MUTATION_GROUPS)
 
 clean:
 	$(MAKE) -C guest_images clean

@@ -137,13 +137,17 @@ def test_physical_timer_deadline_raises_ppi_30(board) -> None:
  mov w7, #(1 << 30)
  str w7, [x6, #0x100]         // enable PPI 30
  mov x19, #0
- ldr x9, =62500               // 1 ms
- msr cntp_tval_el0, x9
+ ldr x9, =0x7fffffff          // ~34 s away: certainly not expired when read back,
+ msr cntp_tval_el0, x9        // however slow the host is
  mov x7, #1
  msr cntp_ctl_el0, x7
  mrs x23, cntp_ctl_el0        // not yet expired
- msr daifclr, #2
-1: wfi
+ ldr x9, =62500               // then 1 ms
+ msr cntp_tval_el0, x9
+1: wfi                        // IRQs masked: WFI still wakes on the pending PPI, and the
+ msr daifclr, #2              // IRQ is taken here, never between an unmask and the WFI
+ isb                          // (a slow host would otherwise take it before the WFI,
+ msr daifset, #2              // return to the WFI and wait forever)
  cbz x19, 1b
  mov x1, #0
 """ + POWER_OFF + """

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Mutation testing as a quality benchmark (issue 14): mutmut over armras/ras, armras/devices,
+# armras/arch/cpu.py, armras/timing and armras/drive/regress.py, one module group at a time,
+# then the score table README.md shows. Not run by CI (it takes hours on 2 cores).
+#
+#   benchmarks/mutation.sh                 # every group, then the table
+#   benchmarks/mutation.sh ras devices     # some groups (ras devices cpu timing regress)
+#   benchmarks/mutation.sh score           # the table only, from the last run's results
+#
+# mutmut's configuration (which files are mutated, which tests run) is [tool.mutmut] in
+# pyproject.toml. It works in ./mutants (git-ignored): a copy of armras, with the native
+# extension, plus the tests, guest images and scenarios; results stay there between runs,
+# and a rerun only tests what changed. MUTATION_JOBS=N runs N mutants at once (default 1).
+# Equivalent mutants (no observable difference) are listed in
+# benchmarks/mutation-equivalent.md and counted apart by benchmarks/mutation/score.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+JOBS=${MUTATION_JOBS:-1}
+declare -A PATTERN=(
+    [ras]='armras.ras.*'
+    [devices]='armras.devices.*'
+    [cpu]='armras.arch.cpu.*'
+    [timing]='armras.timing.*'
+    [regress]='armras.drive.regress.*'
+)
+ORDER=(ras devices cpu timing regress)
+
+groups=("$@")
+[ ${#groups[@]} -eq 0 ] && groups=("${ORDER[@]}")
+
+# sitecustomize.py and the pytest plugin in benchmarks/mutation/ let tests that run armras
+# in a child process count for the functions the child reaches (see sitecustomize.py).
+export PYTHONPATH="$PWD/benchmarks/mutation"
+"$PYTHON" -c "import mutmut" 2>/dev/null || {
+    echo "benchmarks/mutation.sh: mutmut is missing: python3 -m pip install -e '.[dev]'" >&2; exit 1; }
+mkdir -p mutants
+
+for g in "${groups[@]}"; do
+    [ "$g" = score ] && continue
+    [ -n "${PATTERN[$g]:-}" ] || { echo "benchmarks/mutation.sh: unknown group $g (${ORDER[*]})" >&2; exit 2; }
+    echo "== mutation: $g (${PATTERN[$g]})"
+    # (mutmut.__main__ imported, not run with -m: mutmut warns that -m re-executes it)
+    "$PYTHON" -c "from mutmut.__main__ import cli; cli()" run --max-children "$JOBS" "${PATTERN[$g]}"
+done
+
+"$PYTHON" benchmarks/mutation/score.py

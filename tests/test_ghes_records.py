@@ -1,0 +1,65 @@
+"""GHESv2 record writes stay inside their own 1 KiB error status block, and each write is
+logged naming the source, its notification, the size, the block and the record count.
+
+The hardware-errors blob is QEMU's etc/hardware_errors for two sources: two u64 error
+status address registers, two u64 read-ack registers, then two 1024-byte blocks
+(hw/acpi/ghes.c: ACPI_GHES_MAX_RAW_DATA_LENGTH); the offsets below are written out.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+
+from armras.board.memory import PhysicalMemory, Region
+from armras.ras.cper import memory_error_record
+from armras.ras.ghes import ErrorSources
+from armras.ras.hw_errors import HardwareErrorsLayout
+
+RAM_BASE = 0x4000_0000
+RAM_SIZE = 0x20_0000
+BLOB = RAM_BASE + 0x10_0000
+BLOCK0 = BLOB + 32
+BLOCK1 = BLOB + 32 + 1024
+ACK1 = BLOB + 24
+
+
+@pytest.fixture
+def mem() -> PhysicalMemory:
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+    uc.mem_map(RAM_BASE, RAM_SIZE)
+    return PhysicalMemory(uc, [Region("ram", RAM_BASE, RAM_SIZE)])
+
+
+@pytest.fixture
+def sources(mem: PhysicalMemory) -> ErrorSources:
+    s = ErrorSources(mem, HardwareErrorsLayout(BLOB))
+    s.install()
+    return s
+
+
+def test_a_record_leaves_the_next_sources_block_alone(mem: PhysicalMemory, sources: ErrorSources) -> None:
+    gpio_record = memory_error_record(0x4045_6000)
+    sources.by_id(1).record(gpio_record)
+    after_blob = mem.read(BLOCK1 + 1024, 256)
+    sources.by_id(0).record(memory_error_record(0x4012_3000))
+    assert mem.read(BLOCK1, 1024) == gpio_record + bytes(1024 - len(gpio_record))
+    assert mem.read(BLOCK1 + 1024, 256) == after_blob
+    assert mem.read_u64(ACK1) == 0                  # source 1 still waits for its guest ack
+
+
+def test_a_full_block_record_ends_at_the_block(mem: PhysicalMemory, sources: ErrorSources) -> None:
+    mem.write(BLOCK1 + 1024, b"\x5A" * 64)           # whatever follows the blob in RAM
+    sources.by_id(1).record(b"\x01" + bytes(1023))
+    assert mem.read(BLOCK1 + 1024, 64) == b"\x5A" * 64
+
+
+def test_each_record_is_logged(sources: ErrorSources, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="armras.ras.ghes"):
+        sources.by_id(0).record(memory_error_record(0x4012_3000))
+        sources.by_id(1).record(bytes(100))
+    assert caplog.messages == [
+        f"GHES source 0 (SEA): wrote 172-byte record at {BLOCK0:#x} (record #1)",
+        f"GHES source 1 (GPIO): wrote 100-byte record at {BLOCK1:#x} (record #1)",
+    ]
