@@ -16,6 +16,7 @@ from armras.board.memory import PhysicalMemory, Region
 from armras.ras.cper import memory_error_record
 from armras.ras.ghes import ErrorSources
 from armras.ras.hw_errors import HardwareErrorsLayout
+from armras.ras.sources import Notify, SourceSpec
 
 RAM_BASE = 0x4000_0000
 RAM_SIZE = 0x20_0000
@@ -34,7 +35,8 @@ def mem() -> PhysicalMemory:
 
 @pytest.fixture
 def sources(mem: PhysicalMemory) -> ErrorSources:
-    s = ErrorSources(mem, HardwareErrorsLayout(BLOB))
+    s = ErrorSources(mem, HardwareErrorsLayout(BLOB, (1024, 1024)),
+                     (SourceSpec(0, Notify.SEA), SourceSpec(1, Notify.GPIO)))
     s.install()
     return s
 
