@@ -47,6 +47,8 @@ from armras.arch.cpu import (
     PSTATE_EL_SHIFT,
     PSTATE_I,
     PSTATE_SP,
+    AET_FOR_CPER_SEVERITY,
+    AET_UC,
     SERROR_AETS,
     SPSR_EL1,
     VECTOR_SERROR,
@@ -257,6 +259,7 @@ class Machine:
             Notify.GPIO: _BoardNotification(_always, lambda spec, cpu: self.ged.raise_event(ACPI_GED_ERROR_EVT)),
             Notify.SDEI: _BoardNotification(self._check_sdei, self._notify_sdei),
             Notify.POLLED: _BoardNotification(_always, self._notify_polled),
+            Notify.SEI: _BoardNotification(self._check_cpu, self._notify_sei),
         })
 
     @property
@@ -604,6 +607,13 @@ class Machine:
     def _notify_polled(self, spec: SourceSpec, cpu: int | None) -> None:
         log.info("error source %d is polled: the guest reads it within %d ms of guest time",
                  spec.source_id, spec.poll_interval_ms)
+
+    def _notify_sei(self, spec: SourceSpec, cpu: int | None) -> None:
+        """Firmware raises an SError alongside the record (HEST notification type 9, ARMv8 SEI);
+        its AET grades the error as the record's severity does (AET_FOR_CPER_SEVERITY)."""
+        block = self.sources.by_id(spec.source_id).block_address()
+        severity = self.mem.read_u32(block + cper.ESTATUS_SEVERITY_OFFSET)
+        self.inject_serror(AET_FOR_CPER_SEVERITY.get(severity, AET_UC), cpu)
 
     def inject_serror(self, aet: int, cpu: int | None = None) -> tuple[VCpu, bool]:
         """Make a physical SError with RAS syndrome `aet` (an AET_* of armras.arch.cpu)
