@@ -34,7 +34,8 @@ from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.firmware.acpi import build_acpi_tables, board_platform
-from armras.arch.hooks import CTR_EL0, BlockHook, ExceptionHook, ICacheMaintenance, SysregTrap
+from armras.arch.hooks import (CTR_EL0, DISR_A, DISR_SYNDROME_MASK, BlockHook, EsbWatch, ExceptionHook,
+                               ICacheMaintenance, SysregTrap)
 from armras.arch.cpu import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
@@ -285,6 +286,7 @@ class Machine:
         # Unicorn misses some stores to code (see ICacheMaintenance): the guest's IC
         # IVAU/IALLU[IS] drop the translations it made stale.
         self.icache = ICacheMaintenance(self.uc, self.blocks, 4 << (self.cpu.sysreg(CTR_EL0) & 0xF))
+        self.esb = EsbWatch(self.uc, self._fetch_insn, self._on_esb, self._callback)
         self.sysregs.trap_counters(self.det is not None)
         if self.det is not None:
             self.counter.serve_natively(self.sysregs.serve_counters(self.counter.ticks_per_insn))
@@ -639,6 +641,27 @@ class Machine:
         if target.index == self.current and self.cpu.serror_masked:
             log.info("SError (ESR %#010x) pending on CPU %d until the guest clears PSTATE.A", esr, target.index)
         return target, merged
+
+    def watch_esb(self, on: bool) -> None:
+        """While the running CPU has a masked SError pending, an ESB it executes defers it."""
+        self.esb.enable(on)
+
+    def _fetch_insn(self, va: int) -> int | None:
+        pa = translate(self.cpu, self.mem, va)
+        return self.mem.read_u32(pa) if pa is not None and self.mem.contains(pa, 4) else None
+
+    def _on_esb(self, pc: int) -> None:
+        """The running CPU executes ESB: a pending SError that PSTATE.A masks is deferred into
+        DISR_EL1 (A = 1 and the syndrome) and is no longer pending (Arm ARM D19 DISR_EL1)."""
+        v = self.vcpus[self.current]
+        if v.serror is None or not self.cpu.serror_masked:
+            return
+        esr, v.serror = v.serror, None
+        self.sysregs.disr = DISR_A | (esr & DISR_SYNDROME_MASK)
+        v.serrors_deferred += 1
+        log.info("SError (ESR %#010x) deferred by ESB at %#x on CPU %d: DISR_EL1 = %#010x", esr, pc,
+                 self.current, self.sysregs.disr)
+        self.request_stop()          # the run loop stops watching
 
     def take_serror(self, v: VCpu) -> None:
         """The running CPU takes its pending SError at its PC (preferred return address)."""
