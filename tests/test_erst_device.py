@@ -236,3 +236,71 @@ def test_value_register_halves(board: tuple[Machine, Apei]) -> None:
     assert dev.read(0x10, 8) == 0 and dev.read(0xFF8, 8) == 0
     dev.write(0x800, 8, ALL_ONES)                          # outside the registers: ignored
     assert dev.read(8, 8) == 0xAABB_CCDD_5566_7788
+
+
+def test_random_register_traffic_never_raises_and_stays_bounded(board: tuple[Machine, Apei]) -> None:
+    """A hostile guest: any access at any offset, any action with any value, random bytes in
+    the exchange buffer. The device answers (status codes), the store stays within bounds."""
+    import random
+
+    m, apei = board
+    dev = m.devices["erst"]
+    buf = apei.run(GET_LOG_RANGE)
+    rng = random.Random(1234)
+    for i in range(20000):
+        if i % 500 == 0:
+            m.mem.write(buf, cper(rng.randrange(1, 1 << 64), rng.choice((128, 129, 4096, 8192))))
+        if i % 97 == 0:
+            m.mem.write(buf + rng.randrange(8192), rng.randbytes(rng.randrange(1, 64))[:8192])
+        offset, size = rng.choice(((0, 4), (8, 8), (8, 4), (12, 4), (rng.randrange(0x1000), rng.choice((1, 2, 4, 8)))))
+        if rng.random() < 0.5:
+            dev.write(offset, size, rng.choice((rng.randrange(0x12), 0x9C, rng.randrange(1 << 64), 0, ALL_ONES)))
+        else:
+            assert 0 <= dev.read(offset, size) < 1 << 64
+        if i % 50 == 0:
+            dev.write(8, 8, 0x9C)
+            dev.write(0, 4, EXECUTE)
+            assert apei.run(GET_STATUS) in range(6)
+    store = m.persistent.erst
+    assert len(store) <= store.capacity
+    assert all(128 <= len(r) <= 8192 for r in store.records.values())
+
+
+# QEMU hw/acpi/erst.c build_erst, entry by entry: (action, instruction, register, value);
+# register A = ACTION (+0, 32 bits), V32/V64 = VALUE (+8) as 32/64 bits.
+QEMU_ERST = [
+    (0x0, 3, "A", 0x0), (0x1, 3, "A", 0x1), (0x2, 3, "A", 0x2), (0x3, 3, "A", 0x3),
+    (0x4, 2, "V32", 0), (0x4, 3, "A", 0x4),
+    (0x5, 3, "V32", 0x9C), (0x5, 3, "A", 0x5),
+    (0x6, 3, "A", 0x6), (0x6, 1, "V32", 0x01),
+    (0x7, 3, "A", 0x7), (0x7, 0, "V32", 0),
+    (0x8, 3, "A", 0x8), (0x8, 0, "V64", 0),
+    (0x9, 2, "V64", 0), (0x9, 3, "A", 0x9),
+    (0xA, 3, "A", 0xA), (0xA, 0, "V32", 0),
+    (0xB, 3, "A", 0xB),
+    (0xD, 3, "A", 0xD), (0xD, 0, "V64", 0),
+    (0xE, 3, "A", 0xE), (0xE, 0, "V64", 0),
+    (0xF, 3, "A", 0xF), (0xF, 0, "V32", 0),
+    (0x10, 3, "A", 0x10), (0x10, 0, "V64", 0),
+]
+REGISTERS = {"A": (0x0910_0000, 32), "V32": (0x0910_0008, 32), "V64": (0x0910_0008, 64)}
+
+
+def test_entries_are_qemus_as_iasl_reads_them(board: tuple[Machine, Apei], tmp_path) -> None:
+    import re
+
+    from test_acpi import _iasl
+
+    m, _ = board
+    dsl = _iasl(tmp_path, "erst", m.acpi.table("ERST"))
+    assert "Serialization Header Length : 00000030" in dsl
+    assert f"Instruction Entry Count : {len(QEMU_ERST):08X}" in dsl
+    fields = re.findall(r"Action : ([0-9A-F]{2}) \[[^\]]+\]\n.*Instruction : ([0-9A-F]{2}) \[[^\]]+\]\n"
+                        r"(?:.*\n){5}.*Space ID : 00 \[SystemMemory\]\n.*Bit Width : ([0-9A-F]{2})\n"
+                        r".*Bit Offset : 00\n.*Encoded Access Width : 0([34]) .*\n.*Address : ([0-9A-F]{16})\n\n"
+                        r".*Value : ([0-9A-F]{16})\n.*Mask : ([0-9A-F]{16})", dsl)
+    got = [(int(a, 16), int(i, 16), int(w, 16), int(acc), int(addr, 16), int(v, 16), int(mask, 16))
+           for a, i, w, acc, addr, v, mask in fields]
+    want = [(a, i, REGISTERS[r][1], 3 if REGISTERS[r][1] == 32 else 4, REGISTERS[r][0], v, (1 << REGISTERS[r][1]) - 1)
+            for a, i, r, v in QEMU_ERST]
+    assert got == want
