@@ -192,15 +192,9 @@ def _parse_lines(text: str) -> int:
 
 def cmd_erst(args: argparse.Namespace) -> int:
     from armras.ras.cper_record import describe
-    from armras.ras.erst import ErstStore
+    from armras.ras.erst import ErstStore, read_store_file
 
-    if not args.file.exists():
-        raise ArmrasError(f"ERST store {args.file} does not exist")
-    try:
-        data = args.file.read_bytes()
-    except OSError as e:
-        raise ArmrasError(f"cannot read ERST store {args.file}: {e.strerror}") from None
-    store = ErstStore.decode(data, str(args.file))
+    store = ErstStore.decode(read_store_file(args.file), str(args.file))
     print(f"{args.file}: {len(store)} record(s) of at most {store.record_size} bytes, capacity {store.capacity}")
     for record_id, record in store.records.items():
         print(describe(record_id, record, args.lines))

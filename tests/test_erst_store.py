@@ -175,3 +175,26 @@ def test_unwritable_directory_is_one_line(tmp_path: Path) -> None:
     missing = tmp_path / "no" / "such" / "dir" / "store.erst"
     with pytest.raises(ArmrasError, match="cannot write ERST store"):
         ErstStore.open(missing)
+
+
+def test_special_and_huge_files_are_refused_without_reading_them(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.erst"
+    os.mkfifo(fifo)
+    with pytest.raises(ArmrasError, match="not a regular file"):
+        ErstStore.open(fifo)
+    with pytest.raises(ArmrasError, match="not a regular file"):
+        ErstStore.open(Path("/dev/zero"))
+    huge = tmp_path / "huge.erst"
+    with open(huge, "wb") as f:
+        f.truncate(1 << 30)                                      # sparse: 1 GiB
+    with pytest.raises(ArmrasError, match="larger than any armras ERST store"):
+        ErstStore.open(huge)
+
+
+def test_a_symlink_is_followed_not_replaced(tmp_path: Path) -> None:
+    target = tmp_path / "real.erst"
+    link = tmp_path / "link.erst"
+    link.symlink_to(target)
+    store = ErstStore.open(link)
+    assert store.write(cper(1)) == SUCCESS
+    assert link.is_symlink() and ErstStore.open(target).ids() == [1]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import stat
 import struct
 import tempfile
 import zlib
@@ -85,7 +86,7 @@ CPER_RECORD_ID_OFFSET = 96                 # u64 Record ID
 
 RECORD_SIZE = 8 * 1024        # largest record (QEMU ERST_RECORD_SIZE); also the exchange buffer length
 DEFAULT_CAPACITY = 64         # records: a full store is 512 KiB of record data
-MAX_CAPACITY = 4096
+MAX_CAPACITY = 1024
 MIN_RECORD_SIZE = 4096        # as QEMU: at least a page, a power of two
 MAX_RECORD_SIZE = 64 * 1024
 
@@ -93,6 +94,31 @@ FILE_MAGIC = b"ARMRERST"
 FILE_VERSION = 1
 FILE_HEADER = struct.Struct("<8sIIIIII")   # magic, version, record_size, capacity, count, crc, reserved
 RECORD_HEADER = struct.Struct("<QII")      # id, length, crc32
+MAX_FILE_SIZE = FILE_HEADER.size + MAX_CAPACITY * (RECORD_HEADER.size + MAX_RECORD_SIZE)
+
+
+def read_store_file(path: Path, missing_ok: bool = False) -> bytes:
+    """A store file's bytes (b"" if absent and `missing_ok`); one-line errors for anything
+    that is not a regular file of plausible size (a FIFO or /dev/zero must not hang us)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return b""
+        raise ArmrasError(f"ERST store {path} does not exist") from None
+    except OSError as e:
+        raise ArmrasError(f"cannot read ERST store {path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ArmrasError(f"ERST store {path} is a directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise ArmrasError(f"ERST store {path} is not a regular file")
+    if st.st_size > MAX_FILE_SIZE:
+        raise ArmrasError(f"{path} ({st.st_size} bytes) is larger than any armras ERST store; refusing to use it")
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_SIZE + 1)
+    except OSError as e:
+        raise ArmrasError(f"cannot read ERST store {path}: {e.strerror}") from None
 
 
 def valid_record_id(record_id: int) -> bool:
@@ -121,16 +147,10 @@ class ErstStore:
     # --- the host file ---------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path, capacity: int = DEFAULT_CAPACITY) -> "ErstStore":
-        """The store in `path`: loaded if the file holds one, created if it is absent or empty."""
-        path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = b""
-        except IsADirectoryError:
-            raise ArmrasError(f"ERST store {path} is a directory") from None
-        except OSError as e:
-            raise ArmrasError(f"cannot read ERST store {path}: {e.strerror}") from None
+        """The store in `path`: loaded if the file holds one, created if it is absent or empty.
+        A symbolic link is followed: the file it names is the one rewritten."""
+        path = Path(path).resolve()
+        data = read_store_file(path, missing_ok=True)
         if not data:
             store = cls(path, capacity)
             store.save(raise_errors=True)
@@ -270,5 +290,6 @@ __all__ = [
     "RECORD_SIZE",
     "Status",
     "UNSPECIFIED_RECORD_ID",
+    "read_store_file",
     "valid_record_id",
 ]
