@@ -64,6 +64,7 @@ from armras.arch.cpu import (
     serror_syndrome,
 )
 from armras.arch.faults import fault_address
+from armras.devices.erst import ErstDevice
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
 from armras.devices.gicv2 import GicV2
 from armras.devices.pl011 import Pl011
@@ -75,6 +76,7 @@ from armras.timing.guesttime import DeterministicClock, make_counter
 from armras.guests.elf import LoadedImage, Symbolizer, load_elf
 from armras.board.memmap import (
     DEFAULT_RAM_SIZE,
+    ERST_EXCHANGE_SIZE,
     FW_RESERVED_SIZE,
     PPI_NONSEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
@@ -197,6 +199,7 @@ class Machine:
                     if self.config.deterministic else None)
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
+        self.erst = ErstDevice(self.persistent.erst, self.mem, self.layout.erst_exchange_base)
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
             "gic_dist": self.gic.distributor,
@@ -204,6 +207,7 @@ class Machine:
             "uart": self.uart,
             "rtc": self.rtc,
             "ged": self.ged,
+            "erst": self.erst,
         }
         for name, dev in self.devices.items():
             self._map_device(name, dev)
@@ -266,6 +270,11 @@ class Machine:
     @property
     def reserved_range(self) -> tuple[int, int]:
         return self.layout.reserved_base, FW_RESERVED_SIZE
+
+    @property
+    def erst_exchange(self) -> tuple[int, int]:
+        """(address, size) of the ERST exchange buffer in firmware-reserved RAM."""
+        return self.layout.erst_exchange_base, ERST_EXCHANGE_SIZE
 
     def _install_hooks(self) -> None:
         add = self._hooks.append

@@ -40,6 +40,15 @@
  * then "BENCH DONE" (or "BENCH ERROR ...").  "armras_bench=D" divides every
  * iteration count by D (quick development runs; the lines always say n=).
  *
+ * With "pstoretest" it mounts pstore on /sys/fs/pstore and prints each file there,
+ * and the lines of each dmesg-* file that tell why it was written:
+ *      PSTORE file=<name> size=<bytes>
+ *      PSTORE <name>: <line with "Panic#", "Kernel panic" or "sysrq">
+ *      PSTORE files=<n> dmesg=<dmesg files>
+ * With "pstore_crash" as well, and no dmesg file yet, it then prints "PSTORE crash" and
+ * writes 'c' to /proc/sysrq-trigger: the kernel panics (pstore saves its dmesg) and,
+ * with panic=N, resets; the next boot lists the saved dmesg.
+ *
  * With "armras_sleep_ms=N" it then prints "SLEEP ms=N", sleeps N ms (so the host can
  * inject while the kernel runs idle, e.g. a record in a polled error source, which the
  * kernel only finds at its next poll) and prints "SLEEP DONE".
@@ -50,6 +59,7 @@
  * Build: python -m ziglang cc -target aarch64-linux-musl -static -Os -o init init.c
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -516,6 +526,63 @@ static void armras_bench(long divisor)
         printf("BENCH DONE\n");
 }
 
+#define PSTORE_DIR "/sys/fs/pstore"
+#define PSTORE_LINE_MAX 200
+
+static void pstore_print_reasons(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, PSTORE_DIR "/%s", name);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("PSTORE ERROR open %s: %s\n", path, strerror(errno));
+        return;
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strstr(line, "Panic#") || strstr(line, "Kernel panic") || strstr(line, "sysrq"))
+            printf("PSTORE %s: %.*s\n", name, PSTORE_LINE_MAX, line);
+    }
+    fclose(f);
+}
+
+static void pstoretest(int crash)
+{
+    if (mount("pstore", PSTORE_DIR, "pstore", 0, NULL) < 0 && errno != EBUSY) {
+        printf("PSTORE ERROR mount pstore on %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    DIR *d = opendir(PSTORE_DIR);
+    if (!d) {
+        printf("PSTORE ERROR opendir %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    int files = 0, dmesg = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof path, PSTORE_DIR "/%s", e->d_name);
+        long size = stat(path, &st) == 0 ? (long)st.st_size : -1;
+        printf("PSTORE file=%s size=%ld\n", e->d_name, size);
+        files++;
+        if (strncmp(e->d_name, "dmesg-", 6) == 0) {
+            dmesg++;
+            pstore_print_reasons(e->d_name);
+        }
+    }
+    closedir(d);
+    printf("PSTORE files=%d dmesg=%d\n", files, dmesg);
+    if (crash && dmesg == 0) {
+        printf("PSTORE crash\n");
+        if (write_text("/proc/sysrq-trigger", "c") < 0)
+            printf("PSTORE ERROR write /proc/sysrq-trigger: %s\n", strerror(errno));
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* The forkexec workload's child: exit before touching anything (never PID 1). */
@@ -548,6 +615,8 @@ int main(int argc, char **argv)
         seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
     }
+    if (cmdline_has(cmdline, "pstoretest"))
+        pstoretest(cmdline_has(cmdline, "pstore_crash"));
     if (cmdline_has(cmdline, "armras_bench"))
         armras_bench(cmdline_number(cmdline, "armras_bench", 1));
     long sleep_for = cmdline_number(cmdline, "armras_sleep_ms", 0);

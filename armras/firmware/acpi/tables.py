@@ -21,6 +21,7 @@ from armras.firmware.acpi.builder import (
     gas_memory,
     pad_id,
 )
+from armras.firmware.acpi.erst import build_erst
 from armras.firmware.acpi.hest import build_hest
 from armras.errors import ArmrasError
 from armras.board.memmap import (
@@ -120,7 +121,7 @@ SDEI_REVISION = 1
 BERT_SIGNATURE = b"BERT"
 BERT_REVISION = 1
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class AcpiPlatform:
     mpidrs: tuple[int, ...] = (0,)           # one per CPU: MADT GICC entries, PPTT leaves
     sources: tuple[SourceSpec, ...] = BOARD_SOURCES
     bert_region: tuple[int, int] = (0, 0)     # (address, length) of the Boot Error Region
+    erst_base: int = 0                        # the ERST device's register frame (armras.devices.erst)
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -173,6 +175,7 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
         mpidrs=mpidrs,
         sources=sources,
         bert_region=(layout.bert_region_base, BERT_REGION_SIZE),
+        erst_base=VIRT_MEMMAP["erst"].base,
     )
 
 
@@ -404,6 +407,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "BERT": build_bert(platform),
         "SDEI": _builder(platform, SDEI_SIGNATURE, SDEI_REVISION).finish(),
         "PPTT": build_pptt(platform),
+        "ERST": build_erst(platform.erst_base, platform.oem_id, platform.oem_table_id),
     }
     sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}
