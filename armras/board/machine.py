@@ -90,6 +90,7 @@ from armras.board.memmap import (
 )
 from armras.board.console import Console
 from armras.board.crash import crash_report
+from armras.board.einj import make_einj
 from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
 from armras.board.persistent import PersistentState
 from armras.board.vcpu import MAX_CPUS, MPIDR_RES1, VMPIDR_EL2, Power, VCpu, mpidr_of
@@ -248,6 +249,7 @@ class Machine:
                     if self.config.deterministic else None)
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
+        self.einj = make_einj(self)              # EINJ action registers (armras.board.einj)
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
             "gic_dist": self.gic.distributor,
@@ -255,6 +257,7 @@ class Machine:
             "uart": self.uart,
             "rtc": self.rtc,
             "ged": self.ged,
+            "einj": self.einj,
         }
         for name, dev in self.devices.items():
             self._map_device(name, dev)
