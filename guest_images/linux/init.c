@@ -43,7 +43,7 @@
  *         EINJTEST error_inject ok   /   EINJTEST error_inject failed: <errno text>
  *   3. uc: reads the page back as seatest does ("EINJTEST SIGBUS si_code=N ...");
  *      ce: waits 500 ms for the kernel's report; fatal: the kernel panics first.
- *   Then "EINJTEST DONE".
+ *   "einjtest=ce,uc" runs the modes in turn (a fresh page each), then "EINJTEST DONE".
  *
  * With "armras_bench" on the kernel command line it runs user-space workloads
  * (benchmarks/bench_userspace.py), each timed with clock_gettime(CLOCK_MONOTONIC)
@@ -754,9 +754,10 @@ int main(int argc, char **argv)
         seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
     }
-    char einj_mode[16];
-    if (cmdline_value(cmdline, "einjtest", einj_mode, sizeof einj_mode) == 0) {
-        einjtest(einj_mode);
+    char einj_modes[64];
+    if (cmdline_value(cmdline, "einjtest", einj_modes, sizeof einj_modes) == 0) {
+        for (char *mode = strtok(einj_modes, ","); mode; mode = strtok(NULL, ","))
+            einjtest(mode);
         printf("EINJTEST DONE\n");
     }
     if (cmdline_has(cmdline, "armras_bench"))
