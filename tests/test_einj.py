@@ -121,6 +121,16 @@ def test_odd_accesses_are_harmless() -> None:
     assert dev.read(PARAM + 0x3E, 2) == 0x7788
 
 
+def test_a_guest_repeating_a_bad_request_gets_a_few_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    dev, rec = device()
+    set_param(dev, 0x10, 0x0900_0000)
+    with caplog.at_level("WARNING"):
+        for _ in range(10_000):
+            dev.write(EXECUTE, 8, 1)
+    assert rec.requests == [] and dev.read(STATUS, 8) == 2
+    assert 1 <= len(caplog.records) <= 4
+
+
 # ------------------------------------------------------------ the table
 
 def _einj_table() -> bytes:
@@ -240,3 +250,13 @@ def test_bad_request_from_the_guest_is_invalid_access(board) -> None:
     r = b.run()
     assert r.status == 0 and b.x(4) == 2 and b.x(6) == 1     # not busy at the first poll
 
+
+
+def test_uncorrectable_without_an_sea_source_is_an_unknown_failure(board) -> None:
+    from armras.ras.sources import BOARD_SOURCES, Notify
+
+    gpio_only = tuple(s for s in BOARD_SOURCES if s.notify is Notify.GPIO)
+    b = board(einj_guest(0x10, VICTIM), hest=gpio_only)
+    r = b.run()
+    assert r.status == 0 and b.x(4) == 1   # nothing could report the access: not poisoned
+    assert b.machine.poisoned == set()

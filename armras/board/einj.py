@@ -16,7 +16,6 @@ inside the MMIO access that asked for it is not safe, and the guest sees BUSY un
 """
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Callable
 
 from armras.board.memmap import VIRT_MEMMAP
@@ -28,8 +27,6 @@ from armras.ras.sources import Notify
 if TYPE_CHECKING:
     from armras.board.machine import Machine
 
-log = logging.getLogger(__name__)
-
 # Error type -> severity of the record firmware reports for it.
 RECORD_SEVERITY = {
     ErrorType.MEMORY_CORRECTABLE: cper.Severity.CORRECTED,
@@ -40,6 +37,7 @@ RECORD_SEVERITY = {
 def perform(machine: Machine, request: InjectionRequest) -> None:
     """Inject `request` now (the CPU is stopped between slices); ArmrasError if it cannot be."""
     if request.error_type is ErrorType.MEMORY_UNCORRECTABLE:
+        machine.ras.source(notify=Notify.SEA)     # the access must be reportable (a --hest may lack SEA)
         machine.poison(request.address)
         return
     severity = RECORD_SEVERITY[request.error_type]
@@ -53,15 +51,15 @@ def make_einj(machine: Machine) -> EinjDevice:
             try:
                 perform(machine, request)
             except ArmrasError as e:
-                log.warning("EINJ: %s at %#x failed (UNKNOWN_FAILURE): %s", request.error_type.name,
-                            request.address, e)
+                machine.warnings.warning(("einj", "failed"), "EINJ: %s at %#x failed (UNKNOWN_FAILURE): %s",
+                                         request.error_type.name, request.address, e)
                 complete(CommandStatus.UNKNOWN_FAILURE)
                 return
             complete(CommandStatus.SUCCESS)
 
         machine.defer(action, f"EINJ: inject {request.error_type.name.lower()} at {request.address:#x}")
 
-    return EinjDevice(VIRT_MEMMAP["einj"].base, machine.ram.contains, submit)
+    return EinjDevice(VIRT_MEMMAP["einj"].base, machine.ram.contains, submit, warnings=machine.warnings)
 
 
 __all__ = ["make_einj", "perform"]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Callable
 
+from armras.ratelimit import RateLimiter
+
 log = logging.getLogger(__name__)
 
 FRAME_SIZE = 0x1000
@@ -123,10 +125,13 @@ Submit = Callable[[InjectionRequest, Callable[[CommandStatus], None]], None]
 
 class EinjDevice:
     """The EINJ frame. `ram_contains(pa)` says whether an address is RAM; `submit(request,
-    complete)` carries out a request later and then calls `complete(status)`."""
+    complete)` carries out a request later and then calls `complete(status)`. Refusals are
+    logged through `warnings` (a guest may repeat a bad request in a loop)."""
 
-    def __init__(self, base: int, ram_contains: Callable[[int], bool], submit: Submit, name: str = "einj") -> None:
+    def __init__(self, base: int, ram_contains: Callable[[int], bool], submit: Submit, name: str = "einj",
+                 warnings: RateLimiter | None = None) -> None:
         self.name = name
+        self._warnings = warnings or RateLimiter(log)
         self.base = base
         self._ram_contains = ram_contains
         self._submit = submit
@@ -181,25 +186,26 @@ class EinjDevice:
         if error_type == 0:                       # no SET_ERROR_TYPE_WITH_ADDRESS: the 4.0 register
             error_type, flags, address, mask = self.error_type, 0, 0, 0
         if error_type & VENDOR_DEFINED or error_type not in {int(t) for t in SUPPORTED_TYPES}:
-            return self._invalid(f"error type {error_type:#x} is not one of the available types "
+            return self._invalid("type", f"error type {error_type:#x} is not one of the available types "
                                  f"{AVAILABLE_TYPES:#x}")
         if flags & ~sum(ParamFlags):
-            return self._invalid(f"reserved flags {flags:#x}")
+            return self._invalid("flags", f"reserved flags {flags:#x}")
         if not flags & ParamFlags.MEMORY_VALID and address == 0:
-            return self._invalid("no memory address (the platform does not choose one)")
+            return self._invalid("address", "no memory address (the platform does not choose one)")
         if mask and (mask & PAGE_MASK) != PAGE_MASK:
-            return self._invalid(f"memory address range {mask:#x} is coarser than a 4 KiB page")
+            return self._invalid("range", f"memory address range {mask:#x} is coarser than a 4 KiB page")
         if not self._ram_contains(address):
-            return self._invalid(f"memory address {address:#x} is not RAM")
+            return self._invalid("address", f"memory address {address:#x} is not RAM")
         return InjectionRequest(ErrorType(error_type), address)
 
-    def _invalid(self, why: str) -> CommandStatus:
-        log.warning("EINJ: EXECUTE_OPERATION refused (INVALID_ACCESS): %s", why)
+    def _invalid(self, what: str, why: str) -> CommandStatus:
+        self._warnings.warning(("einj", what), "EINJ: EXECUTE_OPERATION refused (INVALID_ACCESS): %s", why)
         return CommandStatus.INVALID_ACCESS
 
     def _execute(self) -> None:
         if self.busy:
-            log.warning("EINJ: EXECUTE_OPERATION while the previous one is still busy; ignored")
+            self._warnings.warning(("einj", "busy"), "EINJ: EXECUTE_OPERATION while the previous one is still "
+                                   "busy; ignored")
             return
         request = self.check()
         if isinstance(request, CommandStatus):
