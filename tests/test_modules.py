@@ -40,3 +40,26 @@ def test_a_kernel_without_its_package_says_what_to_run(tmp_path) -> None:
     image.write_bytes(b"")
     with pytest.raises(ArmrasError, match="make kernels"):
         kernel_package(str(image))
+
+
+def test_a_cache_entry_without_its_package_gets_it_and_keeps_its_image(tmp_path, monkeypatch) -> None:
+    from armras.guests import kernels
+
+    monkeypatch.setenv("ARMRAS_CACHE", str(tmp_path))
+    spec = kernels.KernelSpec("6.1", "linux-image-6.1.0-9-arm64-unsigned", "6.1.1-1")
+    dest = kernels.kernels_dir() / spec.cache_name
+    dest.mkdir(parents=True)
+    (dest / "vmlinuz").write_bytes(b"the image another process may be booting")
+    before = (dest / "vmlinuz").stat().st_ino
+    monkeypatch.setattr(kernels, "find_kernel", lambda series, setup_apt=False: spec)
+
+    def download(spec_, tmp):
+        deb = tmp / "linux-image.deb"
+        deb.write_bytes(b"!<arch>\n")
+        return deb
+
+    monkeypatch.setattr(kernels, "_download_deb", download)
+    assert kernels.fetch_kernel("6.1") == dest / "vmlinuz"
+    assert (dest / kernels.DEB_FILE).read_bytes() == b"!<arch>\n"
+    assert (dest / "vmlinuz").stat().st_ino == before
+    assert sorted(p.name for p in dest.iterdir()) == [kernels.DEB_FILE, "vmlinuz"]   # no temporary left
