@@ -52,6 +52,8 @@ _SERIES_PATTERNS: dict[str, str] = {
     "6.12": r"^linux-image-6\.12\.(\d+)(?:\+[a-z0-9]+)?-arm64-unsigned$",
 }
 
+SERIES = tuple(_SERIES_PATTERNS)
+
 EXTRA_SOURCE_FILE = Path("/etc/apt/sources.list.d/armras-kernels.sources")
 EXTRA_PREFS_FILE = Path("/etc/apt/preferences.d/armras-kernels.pref")
 
@@ -418,7 +420,10 @@ def fetch_kernel(series: str, force: bool = False, setup_apt: bool = False) -> P
     if image.is_file() and not force:
         log.info("using cached %s", image)
         if not (dest / DEB_FILE).is_file():
-            _add_deb(spec, dest)
+            try:
+                _add_deb(spec, dest)
+            except ArmrasError as exc:     # the Image is still usable; only its modules are missing
+                log.warning("%s; %s's kernel modules are not available", exc, spec.package)
         return image
     try:
         _download_and_extract(spec, dest)

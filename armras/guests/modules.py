@@ -28,7 +28,7 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from armras.errors import ArmrasError
-from armras.guests.kernels import DEB_FILE, cached_kernel
+from armras.guests.kernels import DEB_FILE, SERIES, cached_kernel
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,9 @@ def module_name(text: str) -> str:
 
 
 def kernel_package(kernel: str) -> Path:
-    """The cached .deb of `kernel`: a series ("6.1", "6.12") or the path of a cached Image."""
-    image = cached_kernel(kernel) if kernel in ("6.1", "6.12") else Path(kernel)
+    """The cached .deb of `kernel`: a series ("6.1", "debian:6.12") or the path of a cached Image."""
+    series = kernel.removeprefix("debian:")
+    image = cached_kernel(series) if series in SERIES else Path(kernel)
     if image is None:
         raise ArmrasError(f"no cached {kernel} kernel: run `make kernels`")
     deb = image.parent / DEB_FILE
