@@ -87,6 +87,7 @@ from armras.board.memmap import (
 )
 from armras.board.console import Console
 from armras.board.crash import crash_report
+from armras.board.einj import make_einj
 from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
 from armras.board.persistent import PersistentState
 from armras.board.scheduler import (SEA_HOLD_LIMIT, RunLimits, RunawayGuest, Scheduler)
@@ -200,6 +201,7 @@ class Machine:
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
         self.erst = ErstDevice(self.persistent.erst, self.mem, self.layout.erst_exchange_base)
+        self.einj = make_einj(self)              # EINJ action registers (armras.board.einj)
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
             "gic_dist": self.gic.distributor,
@@ -208,6 +210,7 @@ class Machine:
             "rtc": self.rtc,
             "ged": self.ged,
             "erst": self.erst,
+            "einj": self.einj,
         }
         for name, dev in self.devices.items():
             self._map_device(name, dev)

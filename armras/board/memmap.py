@@ -26,6 +26,7 @@ VIRT_MEMMAP: dict[str, MapEntry] = {
     "rtc":      MapEntry(0x0901_0000, 0x1000),
     "ged":      MapEntry(0x0908_0000, 0x1000),   # ACPI Generic Event Device (GHES GPIO notify)
     "erst":     MapEntry(0x0910_0000, 0x1000),   # ERST action/value registers (armras.devices.erst)
+    "einj":     MapEntry(0x0912_0000, 0x1000),   # EINJ action registers (armras.devices.einj)
     "ram":      MapEntry(0x4000_0000, 0),        # size comes from the machine config
 }
 

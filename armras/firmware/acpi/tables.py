@@ -1,5 +1,5 @@
 """The board's ACPI tables for arm64 ACPI boot: RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST,
-SDEI, PPTT.
+SDEI, PPTT, EINJ.
 
 ACPI 6.4 5.2 (ACPI System Description Tables): tables are laid out in one blob,
 16-byte aligned, RSDP first; values follow QEMU's hw/arm/virt-acpi-build.c for
@@ -22,6 +22,7 @@ from armras.firmware.acpi.builder import (
     pad_id,
 )
 from armras.firmware.acpi.erst import build_erst
+from armras.firmware.acpi.einj import build_einj
 from armras.firmware.acpi.hest import build_hest
 from armras.errors import ArmrasError
 from armras.board.memmap import (
@@ -121,7 +122,7 @@ SDEI_REVISION = 1
 BERT_SIGNATURE = b"BERT"
 BERT_REVISION = 1
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ")
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ class AcpiPlatform:
     sources: tuple[SourceSpec, ...] = BOARD_SOURCES
     bert_region: tuple[int, int] = (0, 0)     # (address, length) of the Boot Error Region
     erst_base: int = 0                        # the ERST device's register frame (armras.devices.erst)
+    einj_base: int = VIRT_MEMMAP["einj"].base  # the EINJ action registers (armras.devices.einj)
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -408,6 +410,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "SDEI": _builder(platform, SDEI_SIGNATURE, SDEI_REVISION).finish(),
         "PPTT": build_pptt(platform),
         "ERST": build_erst(platform.erst_base, platform.oem_id, platform.oem_table_id),
+        "EINJ": build_einj(platform.einj_base, platform.oem_id, platform.oem_table_id),
     }
     sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}
