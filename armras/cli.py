@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=limits.as_argument(limits.parse_timeout), default=None,
                      help="fail after this many wall-clock seconds (at most 1e6)")
     run.add_argument("--console", type=Path, default=None, help="write the guest console to FILE (default stdout)")
+    run.add_argument("--events", type=Path, default=None, metavar="FILE",
+                     help="write the run's events (injections, records, notifications, acks, power-off) to FILE "
+                          "as JSON lines (see armras.events)")
     run.add_argument("--deterministic", action="store_true",
                      help="guest time from instruction counts: identical runs print identical consoles")
     run.add_argument("--smp", type=limits.as_argument(limits.parse_cpus), default=1, metavar="N",
@@ -136,14 +139,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         kernel = resolve_kernel(args.kernel)
     inputs = [("guest image", args.image), ("kernel", kernel), ("initrd", args.initrd)]
-    refuse_overwriting_inputs([("--console", args.console)] if args.console is not None else [],
-                              [(what, path) for what, path in inputs if path is not None])
+    outputs = [(option, path) for option, path in (("--console", args.console), ("--events", args.events))
+               if path is not None]
+    refuse_overwriting_inputs(outputs, [(what, path) for what, path in inputs if path is not None])
+    if args.console is not None and args.events is not None:
+        refuse_overwriting_inputs([("--events", args.events)], [("--console file", args.console)])
     erst = None
     if args.erst is not None:
         from armras.ras.erst import ErstStore
 
         refuse_overwriting_inputs([("--erst", args.erst)], [(what, path) for what, path in inputs if path is not None]
-                                  + ([("console file", args.console)] if args.console is not None else []))
+                                  + [(f"{option[2:]} file", path) for option, path in outputs])
         erst = ErstStore.open(args.erst)
     config = _machine_config(args)
     console = None
@@ -153,6 +159,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise ArmrasError(f"cannot write console file {args.console}: {e.strerror}") from None
     config.console = console
+    from armras.drive.phases import BootPhases, ProgressLine
+    from armras.events import EventLog
+
+    config.events = EventLog.open(args.events) if args.events is not None else None
+    progress = ProgressLine.for_stderr(sys.stderr, console_on_terminal=console is None and sys.stdout.isatty())
+    phases = BootPhases(progress)
 
     def first_boot(machine: Machine) -> None:
         for addr in args.poison:
@@ -164,10 +176,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     session = RunSession(config, Guest(args.image, kernel, args.initrd, args.append or ""),
                          max_reboots=args.max_reboots, keep_poison=args.keep_poison, erst=erst,
-                         first_boot=[first_boot])
+                         first_boot=[first_boot], every_boot=[phases.attach])
     try:
         with control.attach(session, args):
-            result = session.run()
+            try:
+                result = session.run()
+            finally:
+                progress.clear()
         linux = session.linux
         if linux is not None and linux.init_reached is not None:
             wall, guest = linux.init_reached
@@ -175,6 +190,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         if console is not None:
             console.close()
+        if config.events is not None:
+            config.events.close()
     log.info("guest powered off (%s) with status %d after %.3f s wall, %.3f s guest time",
              result.reason, result.status, result.wall_seconds, result.guest_seconds)
     return result.status

@@ -71,6 +71,7 @@ from armras.devices.pl011 import Pl011
 from armras.devices.pl031 import Pl031
 from armras.devices.timer import GenericTimer
 from armras.errors import ArmrasError, GuestAddressError
+from armras.events import EventLog, hex_or_none
 from armras.firmware.psci import Psci
 from armras.timing.guesttime import DeterministicClock, make_counter
 from armras.guests.elf import LoadedImage, Symbolizer, load_elf
@@ -117,6 +118,7 @@ class MachineConfig:
     deterministic: bool = False              # guest time from instruction counts (armras.timing.guesttime)
     cpus: int = 1                            # vCPUs (1-8), round-robin on one core (armras.board.vcpu)
     hest: tuple[SourceSpec, ...] = BOARD_SOURCES   # the error sources (armras.ras.sources)
+    events: EventLog | None = None           # where the run's events go (armras.events; None: nowhere)
 
 
 @dataclass
@@ -180,6 +182,10 @@ class Machine:
         self.scheduler.external_wakeups = lambda: self.control is not None
         # Warnings a guest can trigger again and again (unserviced calls, bus errors).
         self.warnings = RateLimiter(log)
+        self.events = self.config.events or EventLog()
+        # Guest time starts at the first instruction (the run restarts the counter then).
+        self.events.bind_clock(lambda: (self.counter.guest_seconds() if self.instructions else 0.0,
+                                        self.instructions))
 
         self._map_memory()
         self.blocks = BlockHook(self.uc)
@@ -255,16 +261,17 @@ class Machine:
         self.hw_errors = platform.hw_errors
         self.acpi = build_acpi_tables(platform, self.layout.acpi_base)
         self.mem.write(self.acpi.base, self.acpi.blob)
-        self.sources = ErrorSources(self.mem, self.hw_errors, hest)
+        self.sources = ErrorSources(self.mem, self.hw_errors, hest, events=self.events)
         self.sources.install()
         self.bert = BootErrorRegion(self.mem, *platform.bert_region)
         self.bert.install(self.persistent.bert_records)
         self.sdei = SdeiDispatcher(self, len(self.vcpus), [EventDef(s.event, s.priority, s.shared)
-                                                           for s in hest if s.notify is Notify.SDEI])
+                                                           for s in hest if s.notify is Notify.SDEI],
+                                   event_log=self.events)
         # One RAS path for every kind: record in the source, then notify as it says.
         self.ras = ErrorReporter(self.sources, {
             Notify.SEA: _BoardNotification(self._check_cpu, self._notify_sea),
-            Notify.GPIO: _BoardNotification(_always, lambda spec, cpu: self.ged.raise_event(ACPI_GED_ERROR_EVT)),
+            Notify.GPIO: _BoardNotification(_always, self._notify_gpio),
             Notify.SDEI: _BoardNotification(self._check_sdei, self._notify_sdei),
             Notify.POLLED: _BoardNotification(_always, self._notify_polled),
             Notify.SEI: _BoardNotification(self._check_cpu, self._notify_sei),
@@ -444,6 +451,10 @@ class Machine:
         """Translation flushes the guest's IC IALLU/IVAU asked for."""
         return self.scheduler.tb_flushes
 
+    def between_slices(self) -> None:
+        """The scheduler's turn between slices: read-ack events (armras.events), only while a record waits."""
+        self.sources.observe_acks()
+
     def flush_console(self) -> None:
         self.console.flush()
 
@@ -462,6 +473,8 @@ class Machine:
         self.exit_status = status
         self.exit_reason = reason
         self.request_stop()
+        self.sources.observe_acks()
+        self.events.emit("reset" if self.reset_requested else "power_off", status=status, reason=reason)
 
     def system_reset(self, reason: str) -> None:
         """The guest asks for a warm reset: this boot ends; a run session boots the next."""
@@ -618,6 +631,11 @@ class Machine:
         """Firmware dispatches the source's SDEI event (taken before the CPU runs on)."""
         self.sdei.trigger(spec.event, self.vcpu(cpu).index)
 
+    def _notify_gpio(self, spec: SourceSpec, cpu: int | None) -> None:
+        """The GED error event: Linux's `hed` runs the GHES handler for GPIO-signal sources."""
+        self.ged.raise_event(ACPI_GED_ERROR_EVT)
+        self.events.emit("notify", kind="gpio", source=spec.source_id, intid=intid("ged"))
+
     def _notify_polled(self, spec: SourceSpec, cpu: int | None) -> None:
         log.info("error source %d is polled: the guest reads it within %d ms of guest time",
                  spec.source_id, spec.poll_interval_ms)
@@ -671,6 +689,8 @@ class Machine:
         esr, v.serror = v.serror, None
         self.sysregs.disr = DISR_A | (esr & DISR_SYNDROME_MASK)
         v.serrors_deferred += 1
+        self.events.emit("notify", kind="serror", cpu=self.current, esr=f"{esr:#010x}", el=self.cpu.current_el,
+                         pc=f"{pc:#x}", deferred_by_esb=True, disr=f"{self.sysregs.disr:#010x}")
         log.info("SError (ESR %#010x) deferred by ESB at %#x on CPU %d: DISR_EL1 = %#010x", esr, pc,
                  self.current, self.sysregs.disr)
         self.request_stop()          # the run loop stops watching
@@ -680,6 +700,8 @@ class Machine:
         esr, v.serror = v.serror, None
         assert esr is not None
         v.serrors_taken += 1
+        self.events.emit("notify", kind="serror", cpu=self.current, esr=f"{esr:#010x}", el=self.cpu.current_el,
+                         pc=f"{self.cpu.pc:#x}")
         log.info("SError: ESR %#010x (aet=%s) taken by CPU %d from EL%d at %#x", esr, serror_aet_name(esr),
                  self.current, self.cpu.current_el, self.cpu.pc)
         self.cpu.take_exception(VECTOR_SERROR, elr=self.cpu.pc, esr=esr)
@@ -726,6 +748,8 @@ class Machine:
             write, far = bus_error
             esr = bus_error_syndrome(el, instruction=instruction, write=write, far_valid=far is not None)
         self.vcpus[self.current].seas_taken += 1
+        self.events.emit("notify", kind="sea", cpu=self.current, esr=f"{esr:#010x}", far=hex_or_none(far), el=el,
+                         pc=f"{self.cpu.pc:#x}")
         log.info("SEA: ESR %#010x FAR %s taken by CPU %d from EL%d at %#x", esr,
                  f"{far:#x}" if far is not None else "-", self.current, el, self.cpu.pc)
         self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr, far=far)
@@ -753,6 +777,7 @@ class Machine:
                                             begin=page, end=page + PAGE_SIZE - 1))
         self.poisoned.add(page)
         log.info("poisoned page %#x", page)
+        self.events.emit("poison", page=f"{page:#x}")
 
     def handle_bus_error(self, err: UcError) -> None:
         info, self._unmapped = self._unmapped, None

@@ -120,6 +120,7 @@ class Board(Protocol):
     def watch_esb(self, on: bool) -> None: ...
     def handle_bus_error(self, err: UcError) -> None: ...
     def flush_console(self) -> None: ...
+    def between_slices(self) -> None: ...
 
 
 class Scheduler:
@@ -311,6 +312,7 @@ class Scheduler:
             self._run_action(item)
         for v in self.board.vcpus:
             v.timer.update()
+        self.board.between_slices()
 
     @staticmethod
     def _run_action(item: _Pending) -> None:

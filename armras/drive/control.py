@@ -441,6 +441,8 @@ class ControlServer:
         m = self.machine
 
         def act() -> dict[str, Any]:
+            m.events.emit("inject", kind="gpio", cper_bytes=len(record),
+                          **({"source": source_id} if source_id is not None else {}))
             source = m.report(record, notify=Notify.GPIO, source_id=source_id)
             return {"source_id": source.source_id, "record_bytes": len(record),
                     "records_written": source.records_written}
@@ -479,6 +481,7 @@ class ControlServer:
         m = self.machine
 
         def act() -> dict[str, Any]:
+            m.events.emit("inject", kind="serror", aet=spec.aet, **({"cpu": spec.cpu} if spec.cpu is not None else {}))
             target, merged = m.inject_serror(SERROR_AETS[spec.aet], cpu=spec.cpu)
             assert target.serror is not None
             return {"cpu": target.index, "aet": spec.aet, "esr": target.serror, "merged": merged}

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError
+from armras.events import hex_or_none
 from armras.arch.cpu import MIDR_EL1, SERROR_AETS
 from armras.board.vcpu import MPIDR_RES1
 from armras.ras import cper
@@ -222,10 +223,26 @@ def perform(machine: Machine, spec: InjectSpec, match: re.Match[str] | None = No
     """Carry out one injection now (the CPU is stopped between slices); returns the source used
     (None for a BERT record, which is in no source).
 
+    The run's event log (armras.events) gets an `inject` record first (the request, with
+    pa= resolved), then what it caused, or an `inject_refused` record with the reason.
     A memory error must name guest RAM, as QEMU's memory-failure path only reports RAM;
     an ARM processor error's pa= only has to be a physical address.
     """
-    pa = _resolve_pa(machine, spec, match)
+    fields = {k: v for k, v in (("kind", spec.kind), ("cpu", spec.cpu), ("source", spec.source),
+                                ("severity", spec.severity.name.lower() if spec.kind != "serror" else None),
+                                ("aet", spec.aet), ("type", spec.error_type), ("mpidr", hex_or_none(spec.mpidr)),
+                                ("va", hex_or_none(spec.va))) if v is not None}
+    try:
+        pa = _resolve_pa(machine, spec, match)
+        machine.events.emit("inject", **fields, **({"pa": f"{pa:#x}"} if pa is not None else {}))
+        source = _perform(machine, spec, pa)
+    except ArmrasError as e:
+        machine.events.emit("inject_refused", kind=spec.kind, error=str(e).splitlines()[0])
+        raise
+    return source
+
+
+def _perform(machine: Machine, spec: InjectSpec, pa: int | None) -> GhesSource | None:
     if pa is not None:
         limits.check_pa(pa, f"inject {spec.kind}: pa")
         if spec.kind in MEMORY_KINDS and not machine.ram.contains(pa):

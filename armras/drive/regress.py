@@ -131,6 +131,7 @@ class Outcome:
     guest_seconds: float | None = None
     seconds: float = 0.0
     log: Path | None = None
+    events: Path | None = None     # the run's event log (JSON lines, armras.events), next to `log`
 
 
 @dataclass(frozen=True)
@@ -367,11 +368,18 @@ def check_log(scenario: Scenario, text: str, status: int | None, driver_wait: St
     return problems
 
 
-def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
-    """Run one scenario in this process, writing its console log; never raises."""
+def events_path_for(log_path: Path) -> Path:
+    """Where a scenario's event log goes: next to its console log, `NAME.events.jsonl`."""
+    return log_path.with_name(log_path.name.removesuffix(".log") + ".events.jsonl")
+
+
+def run_scenario(scenario: Scenario, log_path: Path, events_path: Path | None = None) -> Outcome:
+    """Run one scenario in this process, writing its console log (and event log); never raises."""
     from armras.board.machine import MachineConfig
     from armras.board.memmap import DEFAULT_RAM_SIZE
+    from armras.drive.phases import BootPhases
     from armras.drive.session import Guest, RunSession
+    from armras.events import EventLog
 
     if scenario.kernel is not None:
         why = _linux_unavailable(scenario)
@@ -384,12 +392,15 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
     guest_seconds: float | None = None
     diagnostics = ""
     driver: StepDriver | None = None
+    events: EventLog | None = None
     with open(log_path, "wb") as console:
         session = None
         try:
+            if events_path is not None:
+                events = EventLog.open(events_path)
             ram_size = DEFAULT_RAM_SIZE if scenario.memory is None else scenario.memory
             config = MachineConfig(ram_size=ram_size, console=console, timeout=scenario.timeout,
-                                   deterministic=scenario.deterministic, cpus=scenario.smp,
+                                   deterministic=scenario.deterministic, cpus=scenario.smp, events=events,
                                    **({"hest": scenario.hest} if scenario.hest is not None else {}))
             if scenario.kernel is not None:
                 from armras.guests.linux import resolve_kernel
@@ -404,7 +415,7 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
 
                 erst = ErstStore.open(scenario.erst)
             session = RunSession(config, guest, max_reboots=scenario.max_reboots, keep_poison=scenario.keep_poison,
-                                 erst=erst, every_boot=[driver.attach])
+                                 erst=erst, every_boot=[BootPhases().attach, driver.attach])
             result = session.run()
             status, guest_seconds = result.status, result.guest_seconds
         except ArmrasError as e:
@@ -420,11 +431,14 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             console.flush()
             if diagnostics:
                 console.write(diagnostics.encode())
+            if events is not None:
+                events.close()
     # Line-oriented matching: a serial console's CRLF ends a line like LF does.
     text = log_path.read_bytes().decode("utf-8", "replace").replace("\r\n", "\n")
     wait = driver.pending_wait() if driver is not None else None
     problems = check_log(scenario, text, status, wait if wait is not None and wait.kind == "wait" else None)
-    return Outcome("fail" if problems else "pass", "; ".join(problems), status, guest_seconds, log=log_path)
+    return Outcome("fail" if problems else "pass", "; ".join(problems), status, guest_seconds, log=log_path,
+                   events=events_path if events is not None else None)
 
 
 # --- the parent: workers, progress, summary, JUnit -------------------------------------------
@@ -436,8 +450,10 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def run_in_worker(scenario: Scenario, log_path: Path) -> Outcome:
+def run_in_worker(scenario: Scenario, log_path: Path, events_path: Path | None = None) -> Outcome:
     cmd = [sys.executable, "-m", "armras.drive.regress", "--worker", str(scenario.path), "--log", str(log_path)]
+    if events_path is not None:
+        cmd += ["--events", str(events_path)]
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_worker_env(),
@@ -456,6 +472,7 @@ def run_in_worker(scenario: Scenario, log_path: Path) -> Outcome:
                        log=log_path)
     outcome.seconds = elapsed
     outcome.log = log_path if log_path.exists() else None
+    outcome.events = events_path if events_path is not None and events_path.exists() else None
     return outcome
 
 
@@ -519,8 +536,17 @@ def write_junit(path: Path, results: list[tuple[Scenario, Outcome]], total_secon
             failure.text = outcome.reason + _log_tail(outcome.log)
         elif outcome.outcome == "skip":
             ET.SubElement(case, "skipped", message=outcome.reason)
-        if outcome.log is not None:
-            ET.SubElement(case, "system-out").text = f"console log: {outcome.log}"
+        files = [(what, f) for what, f in (("console_log", outcome.log), ("events", outcome.events)) if f is not None]
+        if files:
+            # Properties for tools that read them; the text and its [[ATTACHMENT|...]] lines for
+            # people and for CI plugins that attach files named that way (Jenkins junit-attachments).
+            properties = ET.Element("properties")
+            for what, f in files:
+                ET.SubElement(properties, "property", name=f"armras.{what}", value=str(f))
+            case.insert(0, properties)
+            ET.SubElement(case, "system-out").text = "".join(
+                f"{what.replace('_', ' ')}: {f}\n" for what, f in files) + "".join(
+                f"[[ATTACHMENT|{f.resolve()}]]\n" for _, f in files)
     ET.indent(root)
     _xml_safe(root)
     try:
@@ -545,7 +571,7 @@ def run_all(config: RegressConfig) -> int:
             raise ArmrasError(f"two scenarios are named {s.name!r}: {names[s.name]} and {s.path}")
         names[s.name] = s.path
     logs = [config.log_dir / n for n in log_names([s.name for s in scenarios])]
-    _refuse_overwriting_inputs(config, scenarios, logs)
+    _refuse_overwriting_inputs(config, scenarios, logs + [events_path_for(log) for log in logs])
     try:
         config.log_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -555,7 +581,7 @@ def run_all(config: RegressConfig) -> int:
     results: dict[int, Outcome] = {}
 
     def one(i: int, scenario: Scenario) -> None:
-        outcome = run_in_worker(scenario, logs[i])
+        outcome = run_in_worker(scenario, logs[i], events_path_for(logs[i]))
         results[i] = outcome
         with lock:
             if outcome.outcome == "pass":
@@ -590,7 +616,7 @@ def _refuse_overwriting_inputs(config: RegressConfig, scenarios: Sequence[Scenar
         outputs.insert(0, ("--junit", config.junit))
         clash = next((log for log in logs if same_file(config.junit, log)), None)
         if clash is not None:
-            raise ArmrasError(f"--junit {config.junit} is also a scenario's console log; choose another file")
+            raise ArmrasError(f"--junit {config.junit} is also a scenario's console log or event log; choose another file")
     refuse_overwriting_inputs(outputs, inputs)
 
 
@@ -636,14 +662,16 @@ def worker_main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="armras.drive.regress")
     p.add_argument("--worker", type=Path, required=True)
     p.add_argument("--log", type=Path, required=True)
+    p.add_argument("--events", type=Path, default=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="armras: %(message)s", stream=sys.stderr)
     try:
-        outcome = run_scenario(load_scenario(args.worker), args.log)
+        outcome = run_scenario(load_scenario(args.worker), args.log, args.events)
     except ArmrasError as e:
         outcome = Outcome("fail", str(e).splitlines()[0])
     data = dataclasses.asdict(outcome)
     data["log"] = str(outcome.log) if outcome.log else None
+    data["events"] = str(outcome.events) if outcome.events else None
     print(json.dumps(data), flush=True)
     return 0
 

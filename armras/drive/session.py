@@ -56,6 +56,14 @@ class Guest:
     append: str = ""
     load: Callable[["Machine"], None] | None = None
 
+    def describe(self) -> str:
+        if self.load is not None:
+            return "custom"
+        if self.kernel is not None:
+            return f"kernel {self.kernel}" + (f" initrd {self.initrd}" if self.initrd else "") + \
+                (f" append {self.append!r}" if self.append else "")
+        return f"image {self.image}"
+
 
 BootHook = Callable[["Machine"], None]
 
@@ -77,14 +85,22 @@ class RunSession:
         from armras.board.machine import Machine
 
         persistent = PersistentState(keep_poison=self.keep_poison, erst=self.erst if self.erst is not None else ErstStore())
+        events = self.config.events
         while True:
+            if events is not None:
+                events.boot = self.boots + 1
             machine = Machine(self.config, persistent)
             self.machine = machine
             try:
+                machine.events.emit("boot", guest=self.guest.describe(), cpus=self.config.cpus,
+                                    deterministic=self.config.deterministic)
                 self._boot(machine)
                 for hook in (self.first_boot if self.boots == 0 else []) + self.every_boot:
                     hook(machine)
                 result = machine.run()
+            except ArmrasError as e:
+                machine.events.emit("error", exit_code=e.exit_code, message=str(e).splitlines()[0])
+                raise
             finally:
                 machine.close()
             if not result.reset:

@@ -30,6 +30,7 @@ from typing import Protocol
 
 from armras.arch.cpu import PSTATE_DAIF, PSTATE_EL1H, Cpu
 from armras.errors import ArmrasError
+from armras.events import EventLog
 from armras.ras.sources import SdeiPriority
 
 log = logging.getLogger(__name__)
@@ -182,8 +183,10 @@ def is_sdei_call(fid: int) -> bool:
 
 
 class SdeiDispatcher:
-    def __init__(self, board: SdeiBoard, num_pes: int, events: Iterable[EventDef] = ()) -> None:
+    def __init__(self, board: SdeiBoard, num_pes: int, events: Iterable[EventDef] = (),
+                 event_log: EventLog | None = None) -> None:
         self._board = board
+        self._log = event_log or EventLog()       # `notify` events (armras.events)
         self.events: dict[int, EventDef] = {EVENT_SIGNAL_NUMBER: EventDef(EVENT_SIGNAL_NUMBER, signalable=True)}
         for e in events:
             if e.number in self.events:
@@ -273,6 +276,8 @@ class SdeiDispatcher:
         cpu.eret_to(reg.entry, PSTATE_EL1H | PSTATE_DAIF)
         log.info("SDEI event %d dispatched on CPU %d: handler %#x, interrupted %#x (PSTATE %#x)",
                  event.number, pe, reg.entry, pc, pstate)
+        self._log.emit("notify", kind="sdei", cpu=pe, sdei_event=event.number, handler=f"{reg.entry:#x}",
+                       pc=f"{pc:#x}")
         return True
 
     # --- the guest's calls -----------------------------------------------------------------------

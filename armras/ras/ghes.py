@@ -13,7 +13,9 @@ import logging
 from typing import Iterator, Sequence
 
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
+from armras.events import EventLog
 from armras.board.memory import PhysicalMemory
+from armras.ras import cper
 from armras.ras.hw_errors import HardwareErrorsLayout
 from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec, notify_name
 
@@ -23,7 +25,8 @@ log = logging.getLogger(__name__)
 class GhesSource:
     """One error source: its registers and its error status block."""
 
-    def __init__(self, mem: PhysicalMemory, layout: HardwareErrorsLayout, index: int, spec: SourceSpec) -> None:
+    def __init__(self, mem: PhysicalMemory, layout: HardwareErrorsLayout, index: int, spec: SourceSpec,
+                 events: EventLog | None = None) -> None:
         if not 0 <= index < layout.num_sources:
             raise ValueError(f"source index {index} outside the {layout.num_sources}-source layout")
         self._mem = mem
@@ -31,6 +34,8 @@ class GhesSource:
         self.index = index
         self.spec = spec
         self.records_written = 0
+        self._events = events or EventLog()
+        self.awaiting_ack = False      # a record was written and its acknowledgement not yet observed
 
     @property
     def source_id(self) -> int:
@@ -82,9 +87,25 @@ class GhesSource:
     def block_status(self) -> int:
         return self._mem.read_u32(self.block_address())
 
+    def observe_ack(self) -> bool:
+        """Whether the guest has acknowledged the last record since we last looked (an event)."""
+        if not self.awaiting_ack:
+            return False
+        try:
+            value = self.read_ack()
+        except ArmrasError:
+            return False           # the guest broke its registers: record() reports that
+        if not value:
+            return False
+        self.awaiting_ack = False
+        self._events.emit("read_ack", source=self.source_id, notify=notify_name(self.notify_type).lower(),
+                          read_ack=f"{value:#x}", records_written=self.records_written)
+        return True
+
     def record(self, estatus: bytes) -> None:
         """Write one error status block, as QEMU's ghes_record_cper_errors does."""
         estatus = bytes(estatus)
+        self.observe_ack()
         if len(estatus) > self.block_length:
             raise ArmrasError(
                 f"GHES source {self.source_id}: CPER record is {len(estatus)} bytes, "
@@ -102,6 +123,10 @@ class GhesSource:
             self._mem.write_u64(self.read_ack_address, 0)
         self._mem.write(block, estatus + bytes(self.block_length - len(estatus)))
         self.records_written += 1
+        self.awaiting_ack = self._events.enabled
+        if self._events.enabled:
+            self._events.emit("cper", source=self.source_id, notify=notify_name(self.notify_type).lower(),
+                              block=f"{block:#x}", **_summary(estatus))
         log.info(
             "GHES source %d (%s): wrote %d-byte record at %#x (record #%d)",
             self.source_id, notify_name(self.notify_type), len(estatus), block,
@@ -109,11 +134,26 @@ class GhesSource:
         )
 
 
+def _summary(estatus: bytes) -> dict[str, object]:
+    """What an event log says about a record: its size, status, severity and sections."""
+    summary: dict[str, object] = {"bytes": len(estatus)}
+    try:
+        st = cper.parse_generic_error_status(estatus)
+    except ArmrasError as e:
+        summary["invalid"] = str(e)      # a raw record from the control socket is checked, but be safe
+        return summary
+    summary.update(block_status=f"{st.block_status:#x}", severity=cper.severity_label(st.severity),
+                   sections=[{"type": e.section_name, **({"pa": f"{e.physical_address:#x}"}
+                                                          if e.physical_address is not None else {})}
+                             for e in st.entries])
+    return summary
+
+
 class ErrorSources:
     """The board's error sources, indexed as in the hardware-errors area."""
 
     def __init__(self, mem: PhysicalMemory, layout: HardwareErrorsLayout,
-                 sources: Sequence[SourceSpec] = BOARD_SOURCES) -> None:
+                 sources: Sequence[SourceSpec] = BOARD_SOURCES, events: EventLog | None = None) -> None:
         if len(sources) != layout.num_sources:
             raise ValueError(
                 f"{len(sources)} error sources given but the layout has {layout.num_sources}"
@@ -123,7 +163,7 @@ class ErrorSources:
             raise ValueError(f"duplicate GHES source ids in {ids}")
         self._mem = mem
         self.layout = layout
-        self._sources = tuple(GhesSource(mem, layout, i, spec) for i, spec in enumerate(sources))
+        self._sources = tuple(GhesSource(mem, layout, i, spec, events) for i, spec in enumerate(sources))
 
     def __iter__(self) -> Iterator[GhesSource]:
         return iter(self._sources)
@@ -147,6 +187,12 @@ class ErrorSources:
                 return s
         raise ArmrasError(f"the board has no {notify_name(notify)}-notified error source "
                           f"(it has {self._known()}); describe one with --hest")
+
+    def observe_acks(self) -> None:
+        """Emit a read_ack event for each source whose waiting record the guest acknowledged."""
+        for s in self._sources:
+            if s.awaiting_ack:
+                s.observe_ack()
 
     def install(self) -> None:
         """Lay the area out in guest RAM as firmware does at boot: every source acknowledged."""
