@@ -159,3 +159,38 @@ def test_progress_line_only_on_a_terminal() -> None:
         line.show("x")
         line.clear()
         assert stream.getvalue() == ""
+
+
+def test_sdei_notification_through_the_api(guest_images: Path) -> None:
+    import armras
+
+    with armras.boot(guest_images / "sdei_ref.elf") as vm:
+        vm.wait_for("^SDEI WAIT basic")
+        assert vm.inject("sdei:pa=0x40fa6000") == 2
+        handler = vm.expect(r"^SDEI event 804 on CPU 0: x0=0x\w+ x1=0x\w+ x2=0x(\w+)")
+        vm.expect("ACK source=2 read_ack=0x1 block_status=0x0")
+        vm.wait_for("^SDEI WAIT resume")          # the read-ack is observed by the next stop
+        log = vm.events
+    kinds = [r["event"] for r in log]
+    start = kinds.index("inject")
+    assert kinds[start:start + 4] == ["inject", "cper", "notify", "read_ack"], kinds
+    notify = log[start + 2]
+    # The handler ran with x2 = the interrupted PC: the event's pc field is that PC.
+    assert notify["kind"] == "sdei" and notify["sdei_event"] == 804 and notify["cpu"] == 0
+    assert int(notify["pc"], 16) == int(handler.group(1), 16)
+    assert log[start + 1]["source"] == 2 and log[start + 3]["source"] == 2
+
+
+def test_serror_notification_names_its_syndrome(board) -> None:
+    from armras.drive.inject import parse_inject_spec, schedule
+    from test_serror import guest
+
+    log = EventLog(keep=100)
+    b = board(guest(" msr daifclr, #4\n1: cbz x19, 1b\n"), events=log)
+    schedule(b.machine, parse_inject_spec("serror:aet=uer,insn=5000"))
+    assert b.run().status == 0
+    inject, notify, off = [r for r in log.records if r["event"] != "boot"]
+    assert inject["event"] == "inject" and inject["kind"] == "serror" and inject["aet"] == "uer"
+    # EC 0x2F (SError), IL, AET 0b011 (UER) in bits [12:10], DFSC 0x11: what the guest read.
+    assert notify["kind"] == "serror" and notify["esr"] == "0xbe000c11" == f"{b.x(10):#010x}"
+    assert inject["instructions"] >= 5000 and off["event"] == "power_off"

@@ -86,8 +86,9 @@ def test_guest_printing_all_bytes_under_a_name_with_all_characters(tmp_path: Pat
     proc = regress_cli(str(scenario), "--junit", str(junit), "--log-dir", str(tmp_path / "logs"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "0 passed, 1 failed" in proc.stdout
-    logs = list((tmp_path / "logs").iterdir())
-    assert len(logs) == 1 and logs[0].read_bytes() == ALL_BYTES + b"\n"
+    logs = sorted((tmp_path / "logs").iterdir(), key=lambda p: p.name.endswith(".events.jsonl"))
+    assert len(logs) == 2 and logs[0].read_bytes() == ALL_BYTES + b"\n"   # the console log, and
+    assert logs[1].name == logs[0].name.removesuffix(".log") + ".events.jsonl"  # its event log next to it
     case = ET.parse(junit).getroot().find("testsuite/testcase")
     assert case is not None and case.get("name", "").startswith("all\\x00\\x01")
     failure = case.find("failure")
