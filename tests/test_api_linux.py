@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 
 import armras
+from armras.guests.kernels import cache_dir
 from conftest import debian_kernel
 from test_smp import initramfs  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kernel
+pytest_plugins = ["pytester"]
+KERNEL_CACHE = cache_dir()        # pytester points HOME elsewhere; the cached kernels stay here
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
@@ -46,3 +49,21 @@ def test_linux_sea_recovery_through_the_api(series: str, initramfs: Path, tmp_pa
     times = [e["guest_time"] for e in log]
     assert times == sorted(times)
     assert events.read_text().count("\n") == len(log)
+
+
+def test_readme_pytest_example_runs_as_written(pytester: pytest.Pytester, initramfs: Path,  # noqa: F811
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The complete test the README offers users, copied out of README.md, passes on both kernels."""
+    import re
+
+    from conftest import REPO
+
+    monkeypatch.setenv("ARMRAS_CACHE", str(KERNEL_CACHE))
+    for series in ("6.1", "6.12"):
+        debian_kernel(series)
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    example = next(b for b in blocks if b.startswith("# test_sea_recovery.py"))
+    pytester.makepyfile(test_sea_recovery=example)
+    (pytester.path / "guest_images").symlink_to(REPO / "guest_images")   # the checkout it runs next to
+    result = pytester.runpytest("-p", "armras.pytest_plugin", "test_sea_recovery.py")
+    result.assert_outcomes(passed=2)
