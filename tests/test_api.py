@@ -151,3 +151,35 @@ def test_close_powers_off_a_running_guest(guest_images: Path) -> None:
     assert not vm.running and vm.exit_status == 0
     assert vm.events[-1]["event"] == "power_off"
     assert vm.events[-1]["reason"] == "closed by the armras Python API"
+
+
+def test_a_warm_reset_boots_again_under_the_same_vm(tmp_path: Path) -> None:
+    from conftest import assemble, make_elf
+
+    # Prints HI, loops a while, then asks for a warm reset (PSCI SYSTEM_RESET, function id 0x84000009).
+    image = tmp_path / "reset.elf"
+    image.write_bytes(make_elf(assemble("""
+ ldr x1, =0x09000000
+ mov w2, #'H'
+ str w2, [x1]
+ mov w2, #'I'
+ str w2, [x1]
+ mov w2, #10
+ str w2, [x1]
+ mov x3, #1000
+2: subs x3, x3, #1
+ b.ne 2b
+ ldr x0, =0x84000009
+ hvc #0
+1: b 1b
+""")))
+    with armras.boot(image, max_reboots=1) as vm:
+        vm.wait_for("^HI$")
+        assert vm.boots == 1
+        vm.wait_for("^HI$")                  # printed by the second boot, on a fresh board
+        assert vm.boots == 2 and vm.instructions < 100
+        assert vm.wait_exit() == 1
+        assert "--max-reboots 1 ends the run here" in str(vm.error)
+    kinds = [(e["event"], e["boot"]) for e in vm.events]
+    assert kinds == [("boot", 1), ("reset", 1), ("boot", 2), ("reset", 2), ("error", 2)], kinds
+    assert vm.console == "HI\nHI\n"

@@ -82,6 +82,14 @@ class RunSession:
     boots: int = 0                                             # warm resets so far
 
     def run(self) -> RunResult:
+        try:
+            return self._run()
+        except ArmrasError as e:
+            if self.config.events is not None:    # the event log's last word: why the run ended
+                self.config.events.emit("error", exit_code=e.exit_code, message=str(e).splitlines()[0])
+            raise
+
+    def _run(self) -> RunResult:
         from armras.board.machine import Machine
 
         persistent = PersistentState(keep_poison=self.keep_poison, erst=self.erst if self.erst is not None else ErstStore())
@@ -98,9 +106,6 @@ class RunSession:
                 for hook in (self.first_boot if self.boots == 0 else []) + self.every_boot:
                     hook(machine)
                 result = machine.run()
-            except ArmrasError as e:
-                machine.events.emit("error", exit_code=e.exit_code, message=str(e).splitlines()[0])
-                raise
             finally:
                 machine.close()
             if not result.reset:
