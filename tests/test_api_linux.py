@@ -67,3 +67,45 @@ def test_readme_pytest_example_runs_as_written(pytester: pytest.Pytester, initra
     (pytester.path / "guest_images").symlink_to(REPO / "guest_images")   # the checkout it runs next to
     result = pytester.runpytest("-p", "armras.pytest_plugin", "test_sea_recovery.py")
     result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_progress_line_on_a_terminal(series: str, initramfs: Path, tmp_path: Path) -> None:  # noqa: F811
+    """stderr on a terminal, console to a file: one line rewritten with each boot phase."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    debian_kernel(series)
+    master, slave = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "ARMRAS_CACHE": str(KERNEL_CACHE)}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "armras", "run", "--kernel", f"debian:{series}",
+                               "--initrd", str(initramfs), "--append", "console=ttyAMA0",
+                               "--console", str(tmp_path / "console.log"), "--timeout", "300"],
+                              stderr=slave, stdout=subprocess.DEVNULL, env=env, timeout=400)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:          # EIO: the writer is gone and everything was read
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 0, err
+    updates = [u for u in err.split("\r") if u.startswith("armras: boot 1:")]
+    assert [u.split(" (guest")[0].count(">") for u in updates] == [0, 1, 2], updates
+    assert updates[0].startswith("armras: boot 1: EFI stub ")
+    assert " > kernel " in updates[1] and updates[2].split(" (guest")[0].split(" > ")[2].startswith("/init ")
+    assert all(u.endswith("\x1b[K") for u in updates)
+    # Cleared at the end, before armras's own last line.
+    assert "\r\x1b[Karmras: Linux reached /init after" in err

@@ -39,6 +39,9 @@ any armras error, exactly as `armras run` would print it (`armras: error: ...`),
 refused injection can be expected; exit statuses are those of `armras run`. Regexes
 are Python `re` with MULTILINE (`^`/`$` match at console line boundaries).
 
+Each scenario's console log (`--log-dir`/NAME.log) has its event log next to it
+(NAME.events.jsonl, armras.events), and its JUnit test case names both.
+
 Each scenario runs in its own `python -m armras.drive.regress --worker` process (in-process
 Machine API there), so `--jobs N` runs N at once and a crash fails one scenario only.
 Linux scenarios are skipped ("Linux boot not available") unless armras.guests.linux exists and
@@ -616,7 +619,8 @@ def _refuse_overwriting_inputs(config: RegressConfig, scenarios: Sequence[Scenar
         outputs.insert(0, ("--junit", config.junit))
         clash = next((log for log in logs if same_file(config.junit, log)), None)
         if clash is not None:
-            raise ArmrasError(f"--junit {config.junit} is also a scenario's console log or event log; choose another file")
+            raise ArmrasError(f"--junit {config.junit} is also a scenario's console log or event log; "
+                              "choose another file")
     refuse_overwriting_inputs(outputs, inputs)
 
 
@@ -649,7 +653,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--junit", type=Path, default=None, metavar="FILE", help="write JUnit XML here")
     p.add_argument("-j", "--jobs", type=_jobs, default=1, help="run N scenarios at once (default 1)")
     p.add_argument("--log-dir", type=Path, default=Path("regress-logs"), metavar="DIR",
-                   help="keep each scenario's console log here (default regress-logs/)")
+                   help="keep each scenario's console log (NAME.log) and event log (NAME.events.jsonl) here "
+                        "(default regress-logs/)")
     p.set_defaults(func=cmd_regress)
 
 
