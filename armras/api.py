@@ -26,6 +26,7 @@ the end of the previous match on. Every failure is an ArmrasError subclass with 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import re
 import threading
@@ -260,9 +261,9 @@ class VM:
     # --- waiting for the console ---------------------------------------------------------
     def _search_kept(self, regex: re.Pattern[str]) -> re.Match[str] | None:
         """Search the lines already printed after the cursor (holding self._cond)."""
-        start = max(self._cursor, self._line_base)
-        for i in range(start - self._line_base, len(self._lines)):
-            m = regex.search(self._lines[i])
+        start = max(self._cursor, self._line_base) - self._line_base
+        for i, line in enumerate(itertools.islice(self._lines, start, None), start):
+            m = regex.search(line)
             if m is not None:
                 self._cursor = self._line_base + i + 1
                 return m
@@ -278,7 +279,8 @@ class VM:
             if m is not None:
                 return m
             if self._finished:
-                raise error(f"{what}: no console line matches {regex.pattern!r} and {self._ended()}")
+                raise (GuestExited if error is WaitTimeout else error)(
+                    f"{what}: no console line matches {regex.pattern!r} and {self._ended()}")
             waiter = self._waiter = _Waiter(regex)
         deadline = time.monotonic() + timeout
         try:
@@ -298,7 +300,8 @@ class VM:
             return waiter.match
         self._check_crash()
         if self._finished:
-            raise error(f"{what}: no console line matched {regex.pattern!r} before {self._ended()}")
+            raise (GuestExited if error is WaitTimeout else error)(
+                f"{what}: no console line matched {regex.pattern!r} before {self._ended()}")
         self._pause()
         last = self.last_line()
         raise error(f"{what}: no console line matched {regex.pattern!r} within {timeout:g} s (host time)"
@@ -322,11 +325,13 @@ class VM:
 
     def wait_for(self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_WAIT) -> re.Match[str]:
         """Run the guest until a console line matches `pattern`; returns the match. The guest
-        is stopped right after that line. `timeout`: host seconds (WaitTimeout after it)."""
+        is stopped right after that line. `timeout`: host seconds (WaitTimeout after it;
+        GuestExited if the run ends first)."""
         return self._wait(pattern, timeout, "wait_for", WaitTimeout)
 
     def expect(self, pattern: str | re.Pattern[str], timeout: float | None = DEFAULT_WAIT) -> re.Match[str]:
-        """As wait_for, for an assertion: ExpectationFailed if the line never comes."""
+        """As wait_for, for an assertion: ExpectationFailed if the line never comes (timeout or
+        the end of the run)."""
         return self._wait(pattern, timeout, "expect", ExpectationFailed)
 
     def expect_not(self, pattern: str | re.Pattern[str]) -> None:

@@ -62,8 +62,10 @@ def test_waits_search_from_the_previous_match(guest_images: Path) -> None:
         assert (first.group(1), second.group(1)) == ("0", "1")
         vm.wait_for("^READY")
         # READY has been consumed: a second wait for it runs to the end of the guest.
-        with pytest.raises(WaitTimeout, match="before the guest powered off with status 0"):
+        with pytest.raises(GuestExited, match="before the guest powered off with status 0"):
             vm.wait_for("^READY")
+        with pytest.raises(ExpectationFailed, match="and the guest powered off with status 0"):
+            vm.expect("^READY")
 
 
 def test_poison_from_the_api_reaches_el0(guest_images: Path) -> None:
