@@ -194,3 +194,20 @@ def test_serror_notification_names_its_syndrome(board) -> None:
     # EC 0x2F (SError), IL, AET 0b011 (UER) in bits [12:10], DFSC 0x11: what the guest read.
     assert notify["kind"] == "serror" and notify["esr"] == "0xbe000c11" == f"{b.x(10):#010x}"
     assert inject["instructions"] >= 5000 and off["event"] == "power_off"
+
+
+def test_sei_record_then_serror_notification(board) -> None:
+    from armras.drive.inject import parse_inject_spec, schedule
+    from test_serror import SEI_HEST, guest
+
+    log = EventLog(keep=100)
+    b = board(guest(" msr daifclr, #4\n1: cbz x19, 1b\n"), hest=SEI_HEST, events=log)
+    schedule(b.machine, parse_inject_spec("sei:pa=0x40500000,severity=fatal,insn=5000"))
+    assert b.run().status == 0
+    kinds = [r["event"] for r in log.records]
+    assert kinds == ["inject", "cper", "notify", "power_off"], kinds
+    _, cper, notify, _ = log.records
+    # The record first (source 7, fatal: Block Status bit 0), then the SError graded UC
+    # (AET 0b000, DFSC 0x11) that the guest read.
+    assert cper["source"] == 7 and cper["severity"] == "fatal" and cper["block_status"] == "0x1"
+    assert notify["kind"] == "serror" and notify["esr"] == "0xbe000011" == f"{b.x(10):#010x}"
