@@ -88,6 +88,7 @@ def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("args, message", [
     (["--debian", "rasdaemon;rm"], "is not a Debian package name"),
     (["--debian", ","], "no package named"),
+    (["--debian", "rasdaemon", "--suite", "trixie main"], "is not a Debian suite name"),
     (["--add", "test.sh=x"], "--add wants /DEST=SRC"),
     (["--add", "/x=/nonexistent/file"], "cannot read /nonexistent/file"),
     (["--init", "/nonexistent/init"], "cannot read /nonexistent/init"),

@@ -77,7 +77,8 @@ _PRUNED_SUFFIXES = (".pod",)
 MERGED_USR_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib"}
 EMPTY_DIRS = ("etc", "root", "run", "var/lib", "var/log", "var/tmp")
 
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")      # Debian Policy 5.6.1
+_SUITE_RE = re.compile(r"^[a-z]+(?:-[a-z]+)?$")          # trixie, bookworm-backports
 # "Inst libc6 (2.41-12 Debian:13.2/stable [arm64])" (apt-get --simulate's line per package)
 _INST_RE = re.compile(r"^Inst (?P<name>\S+) (?:\[\S+\] )?\((?P<version>\S+) .*\[(?P<arch>[a-z0-9]+)\]\)")
 
@@ -215,7 +216,7 @@ def _tree_entries(root: Path) -> list[tuple[str, int, bytes]]:
             continue
         st = path.lstat()
         if stat.S_ISLNK(st.st_mode):
-            out.append((rel, stat.S_IFLNK | 0o777, str(Path(path.readlink())).encode()))
+            out.append((rel, stat.S_IFLNK | 0o777, path.readlink().as_posix().encode()))
         elif stat.S_ISDIR(st.st_mode):
             out.append((rel, stat.S_IFDIR | (st.st_mode & 0o7777), b""))
         elif stat.S_ISREG(st.st_mode):
@@ -228,7 +229,8 @@ def unpack(debs: list[Path], root: Path) -> None:
     for deb in debs:
         proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise ArmrasError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip().splitlines()[-1:]}")
+            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+            raise ArmrasError(f"dpkg-deb -x {deb.name} failed: {last}")
 
 
 def userland_entries(packages: list[str], *, update: bool = False, suite: str = DEFAULT_SUITE,
@@ -239,6 +241,8 @@ def userland_entries(packages: list[str], *, update: bool = False, suite: str = 
     it everything must already be cached (UserlandMissing otherwise).
     """
     _check_names(packages)
+    if not _SUITE_RE.match(suite):
+        raise ArmrasError(f"--suite {suite!r} is not a Debian suite name (e.g. trixie)")
     apt = apt or PrivateApt(suite=suite)
     apt.prepare()
     if update:
