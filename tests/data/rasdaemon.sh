@@ -11,7 +11,7 @@ rasdaemon --foreground --record >/tmp/rasdaemon.log 2>&1 &
 i=0
 until grep -q "Recording memory_failure_event events" /tmp/rasdaemon.log; do
     i=$((i + 1))
-    if [ $i -gt 600 ]; then echo "RASTEST ERROR rasdaemon not ready"; break; fi
+    if [ $i -gt 1500 ]; then echo "RASTEST ERROR rasdaemon not ready"; break; fi
     sleep 1
 done
 sleep 1
