@@ -126,3 +126,21 @@ def test_missing_cache_says_make_userland(tmp_path: Path) -> None:
                           env={**os.environ, "ARMRAS_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 1 and "make userland" in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_closure_lines_and_deb_names() -> None:
+    # apt-get --simulate's "Inst" lines (apt's own format) and the file names apt-get download
+    # writes: an epoch's ':' becomes %3a, Architecture: all packages end in _all.deb.
+    from armras.guests.userland import _INST_RE, Package
+
+    lines = {
+        "Inst libcrypt1 (1:4.4.38-1 Debian:13.2/stable [arm64])": Package("libcrypt1", "1:4.4.38-1", "arm64"),
+        "Inst init-system-helpers (1.69~deb13u1 Debian:13.2/stable [all]) []":
+            Package("init-system-helpers", "1.69~deb13u1", "all"),
+    }
+    for line, want in lines.items():
+        m = _INST_RE.match(line)
+        assert m and Package(m.group("name"), m.group("version"), m.group("arch")) == want
+    assert Package("libcrypt1", "1:4.4.38-1").deb_name == "libcrypt1_1%3a4.4.38-1_arm64.deb"
+    assert Package("init-system-helpers", "1.69~deb13u1", "all").deb_name == "init-system-helpers_1.69~deb13u1_all.deb"
+    assert _INST_RE.match("Conf libc6 (2.41-12 Debian:13.2/stable [arm64])") is None
