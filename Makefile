@@ -1,7 +1,7 @@
 # armras: build the guest images, fetch reference kernels, run tests and benchmarks.
 PYTHON ?= python3
 
-.PHONY: all guests kernels test test-kernel bench mutation clean
+.PHONY: all guests kernels userland test test-kernel bench mutation clean
 
 all: guests
 
@@ -15,6 +15,14 @@ guests:
 kernels:
 	$(PYTHON) -m armras fetch-kernel --setup-apt 6.1 6.12
 	$(MAKE) -C guest_images/linux PYTHON=$(PYTHON) einj
+
+# Debian trixie's arm64 busybox-static and rasdaemon (+ their Depends) for the rasdaemon test
+# (tests/test_linux_rasdaemon.py): private apt state and .debs under ~/.cache/armras/debian,
+# no root, the host's apt setup untouched. Also writes an example initramfs.
+USERLAND_PACKAGES ?= busybox-static,rasdaemon
+
+userland: guests
+	$(PYTHON) -m armras initramfs --debian $(USERLAND_PACKAGES) --update -o guest_images/build/linux/userland.cpio
 
 test: guests
 	$(PYTHON) -m pytest -q

@@ -23,6 +23,7 @@ from armras import limits
 from armras.drive import client as inject_client, control, regress
 from armras.drive.session import DEFAULT_MAX_REBOOTS, parse_max_reboots
 from armras.errors import ArmrasError
+from armras.guests import userland
 from armras.paths import refuse_overwriting_inputs
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.set_defaults(func=cmd_fetch_kernel)
     inject_client.register(sub)
     regress.register(sub)
+    userland.register(sub)
     return p
 
 

@@ -137,6 +137,47 @@ def build_initramfs(init_binary: bytes, extra: dict[str, bytes] | None = None,
     return archive
 
 
+def build_archive(init_binary: bytes, tree: list[CpioEntry], extra: dict[str, bytes] | None = None) -> bytes:
+    """Like build_initramfs, with a ready-made ``tree`` (directories, files, symbolic links,
+    modes kept; e.g. an unpacked Debian userland) under the base directories, /init and ``extra``.
+
+    Entries of ``tree`` whose parent directory comes later, or that would replace /init,
+    /dev/console or a base directory, are refused (ValueError).
+    """
+    seen = set(BASE_DIRS)
+    entries: list[CpioEntry] = []
+    extra_names = {_normalize(p) for p in (extra or {})}
+    for e in tree:
+        name = _normalize(e.name)
+        if name in ("init", "dev/console") or name in extra_names:
+            raise ValueError(f"initramfs path /{name} is reserved")
+        if name in seen:
+            if e.is_dir:
+                continue
+            raise ValueError(f"initramfs path /{name} is given twice")
+        parent = str(PurePosixPath(name).parent)
+        if parent != "." and parent not in seen:
+            raise ValueError(f"initramfs path /{name} comes before its directory")
+        seen.add(name)
+        entries.append(e)
+    base = _encode_all(init_binary, {p: d for p, d in (extra or {}).items()}, skip_dirs=seen)
+    head = b"".join(_encode_entry(CpioEntry(name=_normalize(e.name), mode=e.mode, data=e.data,
+                                            ino=0x10000 + i, nlink=2 if e.is_dir else 1))
+                    for i, e in enumerate(entries))
+    return base[0] + head + base[1]
+
+
+def _encode_all(init_binary: bytes, extra: dict[str, bytes], skip_dirs: set[str]) -> tuple[bytes, bytes]:
+    """The base archive split after its base directories: (base dirs, the rest with the trailer)."""
+    archive = build_initramfs(init_binary, extra)
+    entries = read_cpio(archive)
+    first = [e for e in entries if e.name in BASE_DIRS]
+    rest = [e for e in entries if e.name not in BASE_DIRS and not (e.is_dir and e.name in skip_dirs)]
+    trailer = CpioEntry(name=TRAILER, mode=0, ino=0, nlink=1)
+    return (b"".join(_encode_entry(e) for e in first),
+            b"".join(_encode_entry(e) for e in rest) + _encode_entry(trailer))
+
+
 def write_initramfs(path: Path | str, init_binary: bytes, extra: dict[str, bytes] | None = None,
                     compress: bool = False) -> Path:
     """Build the archive and write it to ``path``; returns the path."""

@@ -68,6 +68,11 @@
  * inject while the kernel runs idle, e.g. a record in a polled error source, which the
  * kernel only finds at its next poll) and prints "SLEEP DONE".
  *
+ * With "armras_sh=PATH" (an initramfs with a Debian userland: armras initramfs --debian) it
+ * runs "/bin/sh PATH" as a child with PATH=/usr/sbin:/usr/bin, waits for it and prints
+ * "SH exit=N" (or "SH ERROR ...").  Such a script can run the seatest victim on its own:
+ * "/init --seatest [CPU]" (not PID 1) runs the seatest above and exits.
+ *
  * Finally sync() and reboot(RB_POWER_OFF) (PSCI SYSTEM_OFF).  Every failure
  * prints one "INIT ERROR ..." / "SEATEST ERROR ..." line and still powers off.
  *
@@ -789,8 +794,59 @@ static void pstoretest(int crash)
     }
 }
 
+#define SH_ARG_MAX 256
+#define SEATEST_CHILD_ARG "--seatest"   /* argv[1] of "/init --seatest [CPU]" run from a script */
+
+static void run_script(const char *cmdline)
+{
+    char script[SH_ARG_MAX];
+    const char *p = strstr(cmdline, "armras_sh=");
+    while (p && p != cmdline && p[-1] != ' ')
+        p = strstr(p + 1, "armras_sh=");
+    if (!p)
+        return;
+    p += strlen("armras_sh=");
+    size_t n = strcspn(p, " ");
+    if (n == 0 || n >= sizeof script) {
+        printf("SH ERROR armras_sh= wants a path of 1-%d characters\n", SH_ARG_MAX - 1);
+        return;
+    }
+    memcpy(script, p, n);
+    script[n] = '\0';
+    pid_t pid = fork();
+    if (pid < 0) {
+        printf("SH ERROR fork: %s\n", strerror(errno));
+        return;
+    }
+    if (pid == 0) {
+        char *const argv[] = { "sh", script, NULL };
+        char *const envp[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=dumb", NULL };
+        execve("/bin/sh", argv, envp);
+        printf("SH ERROR exec /bin/sh: %s\n", strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) {
+            printf("SH ERROR waitpid: %s\n", strerror(errno));
+            return;
+        }
+    }
+    if (WIFEXITED(status))
+        printf("SH exit=%d\n", WEXITSTATUS(status));
+    else
+        printf("SH killed signal=%d\n", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+}
+
 int main(int argc, char **argv)
 {
+    /* "/init --seatest [CPU]" from a guest script: the seatest victim as an ordinary process. */
+    if (argc > 1 && strcmp(argv[1], SEATEST_CHILD_ARG) == 0 && getpid() != 1) {
+        setvbuf(stdout, NULL, _IONBF, 0);
+        seatest(argc > 2 ? strtol(argv[2], NULL, 0) : -1);
+        printf("SEATEST DONE\n");
+        return 0;
+    }
     /* The forkexec workload's child: exit before touching anything (never PID 1). */
     if (argc > 1 && strcmp(argv[1], BENCH_CHILD_ARG) == 0 && getpid() != 1)
         _exit(0);
@@ -831,6 +887,7 @@ int main(int argc, char **argv)
     }
     if (cmdline_has(cmdline, "armras_bench"))
         armras_bench(cmdline_number(cmdline, "armras_bench", 1));
+    run_script(cmdline);
     long sleep_for = cmdline_number(cmdline, "armras_sleep_ms", 0);
     if (sleep_for > 0) {
         printf("SLEEP ms=%ld\n", sleep_for);
