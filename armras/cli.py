@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from armras import limits
-from armras.drive import client as inject_client, control, regress
+from armras.drive import client as inject_client, control, gdbstub, regress
 from armras.drive.session import DEFAULT_MAX_REBOOTS, parse_max_reboots
 from armras.errors import ArmrasError
 from armras.paths import refuse_overwriting_inputs
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the board's error sources from a TOML file of [[hest.source]] tables (default: SEA 0, "
                           "GPIO 1, SDEI 2 (event 804), polled 3; see armras.drive.hestfile)")
     control.add_run_options(run)
+    gdbstub.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
     hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
@@ -149,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     session = RunSession(config, Guest(args.image, kernel, args.initrd, args.append or ""),
                          max_reboots=args.max_reboots, keep_poison=args.keep_poison, first_boot=[first_boot])
     try:
-        with control.attach(session, args):
+        with control.attach(session, args), gdbstub.attach(session, args):
             result = session.run()
         linux = session.linux
         if linux is not None and linux.init_reached is not None:
