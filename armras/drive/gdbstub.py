@@ -31,7 +31,7 @@ import queue
 import select
 import socket
 import threading
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -332,6 +332,9 @@ class GdbServer:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stops: queue.Queue[bytes] = queue.Queue()
+        self._futures: set[Future[Any]] = set()
+        self._bound = threading.Event()          # a board is being served
+        self._finished = threading.Event()       # the run is over
         self._hooks: dict[tuple[int, int, int], _Hook] = {}
         self._boots = 0
         self._reason: bytes = b""            # the stop reply of the current stop
@@ -367,7 +370,9 @@ class GdbServer:
 
     def rebind(self, machine: Machine) -> None:
         """Serve `machine` (each boot of a session): breakpoints and watchpoints carry over."""
+        self._cancel_calls()
         self.machine = machine
+        self._bound.set()
         machine.scheduler.debug_stopped = self._debug_stopped
         for hook in self._hooks.values():
             hook.handle = None
@@ -379,7 +384,9 @@ class GdbServer:
 
     def finish(self, status: int | None) -> None:
         """The run is over: a waiting gdb hears that the process exited (W) or was killed (X)."""
+        self._finished.set()
         self.machine = None
+        self._cancel_calls()
         self._stops.put(b"W%02x" % (status & 0xFF) if status is not None else b"X%02x" % SIGKILL)
 
     def close(self) -> None:
@@ -482,8 +489,8 @@ class GdbServer:
 
     # --- running commands on the CPU thread ------------------------------------------------
     def _call(self, fn: Callable[[], Any]) -> Any:
-        machine = self.machine
-        if machine is None or machine.exit_status is not None:
+        machine = self._m()
+        if machine.exit_status is not None:
             raise _Closed()
         fut: Future[Any] = Future()
 
@@ -495,17 +502,34 @@ class GdbServer:
             except BaseException as e:  # noqa: BLE001 - handed to the client thread
                 fut.set_exception(e)
 
+        with self._lock:
+            self._futures.add(fut)
         machine.defer(run, "gdb command")
         try:
             return fut.result(REPLY_TIMEOUT)
+        except CancelledError:
+            raise _Closed() from None
         except FutureTimeout:
             fut.cancel()
             if self.machine is not machine:
                 raise _Closed() from None
             raise
+        finally:
+            with self._lock:
+                self._futures.discard(fut)
+
+    def _cancel_calls(self) -> None:
+        """Commands still waiting for a board that will not run them again (it ended)."""
+        with self._lock:
+            futures, self._futures = list(self._futures), set()
+        for fut in futures:
+            fut.cancel()
 
     def _m(self) -> Machine:
         machine = self.machine
+        if machine is None and not self._finished.is_set():
+            self._bound.wait(REPLY_TIMEOUT)      # gdb connected before the first board was built
+            machine = self.machine
         if machine is None:
             raise _Closed()
         return machine
@@ -894,9 +918,13 @@ def attach(session: RunSession, args: argparse.Namespace) -> Iterator[GdbServer 
     session.every_boot.append(server.rebind)
     try:
         yield server
-    finally:
+    except BaseException:
+        server.finish(None)               # a crash, a limit, a reboot loop: gdb hears "killed"
+        raise
+    else:
         machine = session.machine
         server.finish(machine.exit_status if machine is not None else None)
+    finally:
         server.close()
 
 
