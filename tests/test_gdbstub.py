@@ -102,10 +102,10 @@ def test_gdb_options_errors_are_one_line() -> None:
 class Served:
     """`armras run IMAGE --gdb 0 ...` in the background; `port` is where it listens."""
 
-    def __init__(self, tmp_path: Path, image: Path, *extra: str) -> None:
+    def __init__(self, tmp_path: Path, image: Path | None, *extra: str) -> None:
         self.console = tmp_path / "console.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "armras", "run", str(image), "--gdb", "0", "--console", str(self.console),
+            [sys.executable, "-m", "armras", "run", *([str(image)] if image else []), "--gdb", "0", "--console", str(self.console),
              "--timeout", "90", *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=REPO)
         assert self.proc.stderr is not None
@@ -314,3 +314,41 @@ def test_malformed_packets_get_errors_and_one_client_at_a_time(tmp_path: Path) -
         run.close()
     assert status == 0 and "Traceback" not in err
     assert "refused a second client" in err
+
+
+# --- Linux ------------------------------------------------------------------------------------
+@pytest.mark.kernel
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_linux_registers_and_kernel_memory_through_its_translation(series: str, tmp_path: Path,
+                                                                   gdb_path: str) -> None:
+    from conftest import debian_kernel
+    from test_smp import INITRAMFS
+
+    kernel = debian_kernel(series)
+    if not INITRAMFS.exists():
+        subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
+    sock = tmp_path / "ctl.sock"
+    # The control socket pauses Linux once /init runs; gdb attaches to the paused guest.
+    run = Served(tmp_path, None, "--kernel", str(kernel), "--initrd", str(INITRAMFS), "--append", "console=ttyAMA0",
+                 "--control", str(sock), "--pause-on", "^INIT-OK")
+    try:
+        deadline = time.monotonic() + 120
+        while "INIT-OK" not in (run.console.read_text() if run.console.exists() else ""):
+            assert run.proc.poll() is None and time.monotonic() < deadline, "Linux did not reach /init"
+            time.sleep(0.5)
+        r = gdb(gdb_path, run.port, "info registers SCTLR_EL1 VBAR_EL1 TTBR1_EL1", "x/i $VBAR_EL1+0x200",
+                "x/i $VBAR_EL1+0x400", "continue", image=None)
+        status, err = run.wait(120)
+    finally:
+        run.close()
+    out = r.stdout
+    assert r.returncode == 0, r.stderr
+    assert register(out, "SCTLR_EL1") & 1                      # the kernel's MMU is on
+    vbar = register(out, "VBAR_EL1")
+    assert vbar >> 48 == 0xFFFF and vbar & 0x7FF == 0             # kernel half, 2 KiB aligned
+    # Read through the kernel's TTBR1 tables: arch/arm64/kernel/entry.S kernel_ventry, whose
+    # EL1h entry starts by making room for pt_regs and whose EL0 entries start with a branch.
+    assert re.search(rf"{vbar + 0x200:#x}:\s+sub\s+sp, sp, #0x[0-9a-f]+", out), out
+    assert re.search(rf"{vbar + 0x400:#x}:\s+b\s+0x", out), out
+    assert "[Inferior 1 (Remote target) exited normally]" in out
+    assert status == 0 and "Traceback" not in err

@@ -209,8 +209,8 @@ def _registers() -> list[Reg]:
               ("TTBR1_EL1", _uc(A.UC_ARM64_REG_TTBR1_EL1)), ("MAIR_EL1", _uc(A.UC_ARM64_REG_MAIR_EL1)),
               ("SP_EL0", _uc(A.UC_ARM64_REG_SP_EL0)), ("SP_EL1", _uc(A.UC_ARM64_REG_SP_EL1)),
               ("TPIDR_EL1", _uc(A.UC_ARM64_REG_TPIDR_EL1))]
-    regs += [Reg(name, 64, *rw, group="system") for name, rw in system]
-    regs.append(Reg("DISR_EL1", 64, _disr, None, group="system"))   # RAS (FEAT_RAS): deferred SError
+    regs += [Reg(name, 64, *rw, type="uint64", group="system") for name, rw in system]
+    regs.append(Reg("DISR_EL1", 64, _disr, None, type="uint64", group="system"))   # RAS (FEAT_RAS): deferred SError
     return regs
 
 
