@@ -181,7 +181,7 @@ def test_break_step_and_esr_after_an_injected_sea(tmp_path: Path, gdb_path: str)
 def test_watchpoint_memory_write_and_time_frozen_while_stopped(tmp_path: Path, gdb_path: str) -> None:
     run = Served(tmp_path, REF, "--gdb-wait")
     try:
-        r = gdb(gdb_path, run.port, "break main", "continue", "watch ticks", "continue", "delete",
+        r = gdb(gdb_path, run.port, "break main", "continue", "next", "watch ticks", "continue", "delete",
                 "print ticks", "shell sleep 1", "print ticks",       # 1 s stopped: no 10 ms tick counted
                 "set var ticks = 295", "x/2gx &work", "continue")
         status, _ = run.wait()
@@ -189,6 +189,8 @@ def test_watchpoint_memory_write_and_time_frozen_while_stopped(tmp_path: Path, g
         run.close()
     out = r.stdout
     assert r.returncode == 0, r.stderr
+    # `next` runs over the first printf (a call: gdb steps in, then runs to the return).
+    assert re.search(r"^124\s+printf\(\"PSCI version=", out, re.M), out
     assert "Hardware watchpoint 2: ticks" in out
     assert re.search(r"Old value = 0\nNew value = 1\n", out), out
     values = re.findall(r"^\$\d+ = (\d+)$", out, re.M)
@@ -274,6 +276,13 @@ def elf_bytes(path: Path, addr: int, size: int) -> bytes:
     raise AssertionError(f"{addr:#x} is not in {path}")
 
 
+def elf_symbol(path: Path, name: str) -> int:
+    with open(path, "rb") as f:
+        symbols = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)
+        assert symbols, name
+        return symbols[0]["st_value"]
+
+
 def _packet(conn: socket.socket, payload: bytes) -> bytes:
     conn.sendall(gdbstub.frame(payload))
     data = b""
@@ -300,9 +309,17 @@ def test_malformed_packets_get_errors_and_one_client_at_a_time(tmp_path: Path) -
             assert _packet(conn, b"Z9,0,4") == b"E01"
             assert _packet(conn, b"Hg63") == b"E01"                    # no such thread
             assert _packet(conn, b"vCont;x") == b"E01"
+            assert _packet(conn, b"vCont;r40080008,40080004:1") == b"E01"  # an empty range
+            assert _packet(conn, b"vCont?") == b"vCont;c;C;s;S;r"
             assert _packet(conn, b"qNoSuchThing") == b""               # unsupported: empty reply
             assert _packet(conn, b"p20") == b"0000084000000000"        # pc = 0x40080000, little-endian
             assert _packet(conn, b"m40080000,8") == elf_bytes(REF, 0x4008_0000, 8).hex().encode()
+            # Range stepping (vCont;r): on through _start's straight-line code, which sets
+            # VBAR_EL1 to the guest's `vectors` at 0x40080020, to the first PC outside the range.
+            assert _packet(conn, b"vCont;r40080000,40080024:1") == b"T05thread:1;"
+            assert _packet(conn, b"p20") == (0x4008_0024).to_bytes(8, "little").hex().encode()
+            vbar = gdbstub.REGISTERS.index(next(r for r in gdbstub.REGISTERS if r.name == "VBAR_EL1"))
+            assert _packet(conn, b"p%x" % vbar) == elf_symbol(REF, "vectors").to_bytes(8, "little").hex().encode()
             # A second debugger is turned away while the first is attached.
             with socket.create_connection(("127.0.0.1", run.port), timeout=20) as second:
                 second.settimeout(20)

@@ -57,6 +57,7 @@ MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for
 MAX_HOST_WAIT = 1.0                 # longest single host sleep: guest deadlines can be ~2^64 ticks away
 SEA_HOLD_LIMIT = 1 << 24            # instructions an injected SEA may wait for a safe point
 SLICE_INSNS = 100_000               # instructions a CPU runs before the next runnable one gets its turn
+MAX_STEP_RETRIES = 100            # a debugger's step stopped this often before its instruction: reported as is
 MAX_STOP_MARK = 1 << 62             # instruction stops beyond this are never reached (the native counter is u64)
 
 EXIT_TIMEOUT = 124
@@ -156,9 +157,11 @@ class Scheduler:
         # stop before a hooked instruction; either way the guest is then paused and
         # `debug_stopped` (if set) is told, on the CPU thread.
         self.single_step = False
+        self.step_range: tuple[int, int] | None = None   # keep stepping while the PC is in [begin, end)
         self.debug_stopped: Callable[[], None] | None = None
         self._debug_stop = False
         self._stepped = False                    # translations made for a step carry Unicorn's count hook
+        self._step_retries = 0
 
     @property
     def instructions(self) -> int:
@@ -217,8 +220,13 @@ class Scheduler:
 
     def _debug_check(self, stepping: bool) -> None:
         """After a slice: a step or a breakpoint/watchpoint stop pauses the guest for the debugger."""
+        if stepping and not self._debug_stop and self.step_range is not None:
+            begin, end = self.step_range
+            if begin <= self.board.cpu.pc < end and self.board.exit_status is None:
+                return        # range stepping: on, without a round trip to the debugger
         if stepping or self._debug_stop:
             self.single_step = self._debug_stop = False
+            self.step_range = None
             self.pause()
             if self.debug_stopped is not None:
                 self.debug_stopped()
@@ -292,7 +300,7 @@ class Scheduler:
         # A step runs one instruction: Unicorn counts only in code translated with its count
         # hook, so translations are dropped before a step and once more after the last one.
         stepping, start = self.single_step, b.cpu.pc
-        if stepping or self._stepped:
+        if stepping != self._stepped:
             self.drop_translations()
             self._stepped = stepping
         try:
@@ -308,7 +316,10 @@ class Scheduler:
         if self._hook_error is not None:
             raise self._raise_hook_error()
         if stepping and b.blocks.stopped_cpu and b.cpu.pc == start and not self._debug_stop:
-            return          # stopped before the instruction ran (a host request): step it next turn
+            self._step_retries += 1
+            if self._step_retries < MAX_STEP_RETRIES:
+                return      # stopped before the instruction ran (a host request): step it next turn
+        self._step_retries = 0
         if b.blocks.stopped_for_sea and b.exit_status is None:
             b.take_held_sea()
             self._debug_check(stepping)
@@ -481,8 +492,9 @@ class Scheduler:
                 watch |= PSTATE_A        # pending, as in hardware, until the guest clears PSTATE.A
             else:
                 b.take_serror(v)
-        pending = b.exit_status is None and b.gic.irq_asserted(self.current)
-        if pending and not cpu.irq_masked and not self.single_step:   # a step masks IRQs, as QEMU's gdbstub
+        # A debugger's single step holds IRQs back (as QEMU's gdbstub, SSTEP_NOIRQ).
+        pending = b.exit_status is None and b.gic.irq_asserted(self.current) and not self.single_step
+        if pending and not cpu.irq_masked:
             cpu.take_exception(VECTOR_IRQ, elr=cpu.pc)
             pending = False
         # An IRQ (SError) the guest has masked is taken the moment it unmasks (the block

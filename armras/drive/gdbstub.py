@@ -332,6 +332,8 @@ class GdbServer:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._stops: queue.Queue[bytes] = queue.Queue()
+        self._wake_r, self._wake_w = socket.socketpair()   # a stop reply is queued: wake the client thread
+        self._wake_r.setblocking(False)
         self._futures: set[Future[Any]] = set()
         self._bound = threading.Event()          # a board is being served
         self._finished = threading.Event()       # the run is over
@@ -387,7 +389,7 @@ class GdbServer:
         self._finished.set()
         self.machine = None
         self._cancel_calls()
-        self._stops.put(b"W%02x" % (status & 0xFF) if status is not None else b"X%02x" % SIGKILL)
+        self._post(b"W%02x" % (status & 0xFF) if status is not None else b"X%02x" % SIGKILL)
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -404,6 +406,8 @@ class GdbServer:
         if client is not None:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_RDWR)
+        self._wake_r.close()
+        self._wake_w.close()
 
     # --- connections ---------------------------------------------------------------------
     def _accept_loop(self) -> None:
@@ -444,10 +448,13 @@ class GdbServer:
                             if reply[:1] in b"WX":
                                 detach = False
                                 return
-                    readable, _, _ = select.select([conn], [], [], POLL)
+                    readable, _, _ = select.select([conn, self._wake_r], [], [], POLL)
+                    if self._wake_r in readable:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
                     if self._closed.is_set() and not self._running:
                         return
-                    if not readable:
+                    if conn not in readable:
                         continue
                     data = conn.recv(65536)
                     if not data:
@@ -461,6 +468,7 @@ class GdbServer:
                             if not self._no_ack:
                                 conn.sendall(b"-")
                         elif isinstance(event, Packet):
+                            log.debug("gdb -> %r", event.payload[:200])
                             if not self._no_ack:
                                 conn.sendall(b"+")
                             reply = self._dispatch(event.payload)
@@ -473,6 +481,9 @@ class GdbServer:
                                 self._send(conn, reply)
         except OSError as e:
             log.info("gdb client went away: %s", e)
+        except Exception:
+            log.exception("gdb: the client thread failed")
+            raise
         finally:
             if detach:
                 with contextlib.suppress(_Closed, FutureTimeout):
@@ -485,6 +496,7 @@ class GdbServer:
                     self._stops.get_nowait()
 
     def _send(self, conn: socket.socket, payload: bytes) -> None:
+        log.debug("gdb <- %r", payload[:200])
         conn.sendall(frame(payload))
 
     # --- running commands on the CPU thread ------------------------------------------------
@@ -554,7 +566,7 @@ class GdbServer:
             if not machine.paused:
                 machine.pause()
                 self._reason = self._stop_reply(SIGINT)
-                self._stops.put(self._reason)
+                self._post(self._reason)
 
         machine.defer(stop, "gdb: interrupt (Ctrl-C)")
 
@@ -562,7 +574,12 @@ class GdbServer:
         """The scheduler paused after a step or a breakpoint/watchpoint hit (CPU thread)."""
         if not self._reason:
             self._reason = self._stop_reply(SIGTRAP)
-        self._stops.put(self._reason)
+        self._post(self._reason)
+
+    def _post(self, reply: bytes) -> None:
+        self._stops.put(reply)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"!")
 
     def _detach(self) -> None:
         m = self._m()
@@ -573,7 +590,7 @@ class GdbServer:
         m.scheduler.drop_translations()
         m.resume()
 
-    def _resume_cpu(self, step: bool, thread: int) -> None:
+    def _resume_cpu(self, step: bool, thread: int, step_range: tuple[int, int] | None = None) -> None:
         m = self._m()
         s = m.scheduler
         if step and thread > 0:
@@ -581,6 +598,7 @@ class GdbServer:
         self._reason = b""
         self._resume = (m.current, m.cpu.pc, m.instructions)
         s.single_step = step
+        s.step_range = step_range
         m.resume()
 
     # --- breakpoints and watchpoints ------------------------------------------------------
@@ -777,7 +795,7 @@ class GdbServer:
         if cmd in (b"c", b"s", b"C", b"S"):
             return self._go(cmd.lower() == b"s", self._thread_c)
         if p == b"vCont?":
-            return b"vCont;c;C;s;S"
+            return b"vCont;c;C;s;S;r"
         if p.startswith(b"vCont;"):
             return self._vcont(p[len(b"vCont;"):])
         if cmd == b"D":
@@ -832,27 +850,30 @@ class GdbServer:
         self._call(change)
         return b"OK"
 
-    def _go(self, step: bool, thread: int) -> None:
+    def _go(self, step: bool, thread: int, step_range: tuple[int, int] | None = None) -> None:
         while not self._stops.empty():          # a stop gdb has already heard of (Ctrl-C racing a hit)
             with contextlib.suppress(queue.Empty):
                 self._stops.get_nowait()
-        self._call(lambda: self._resume_cpu(step, thread))
+        self._call(lambda: self._resume_cpu(step, thread, step_range))
         self._running = True
         return None
 
     def _vcont(self, actions: bytes) -> bytes | None:
         step_thread: int | None = None
+        step_range: tuple[int, int] | None = None
         cont = False
         for action in actions.split(b";"):
             name, _, tid = action.partition(b":")
-            if name[:1] in (b"s", b"S"):
+            if name[:1] == b"r":                # range stepping: rSTART,END (gdb/doc "vCont")
+                step_range = _range(name[1:])
+            if name[:1] in (b"s", b"S", b"r"):
                 step_thread = _thread_id(tid) if tid else 0
             elif name[:1] in (b"c", b"C"):
                 cont = True
             else:
                 return b"E01"
         if step_thread is not None:
-            return self._go(True, step_thread)
+            return self._go(True, step_thread, step_range)
         if cont:
             return self._go(False, 0)
         return b"E01"
@@ -891,6 +912,17 @@ def _addr_len(text: bytes) -> tuple[int, int]:
     if not 0 <= a < 1 << 64 or n < 0 or a + n > 1 << 64:
         raise _BadRequest()
     return a, n
+
+
+def _range(text: bytes) -> tuple[int, int]:
+    """START,END of a range step: [START, END), both 64-bit addresses."""
+    begin, sep, end = text.partition(b",")
+    if not sep:
+        raise _BadRequest()
+    b, e = int(begin, 16), int(end, 16)
+    if not 0 <= b < e <= 1 << 64:
+        raise _BadRequest()
+    return b, e
 
 
 def _thread_id(text: bytes) -> int:
