@@ -312,6 +312,14 @@ def test_malformed_packets_get_errors_and_one_client_at_a_time(tmp_path: Path) -
             assert _packet(conn, b"vCont;r40080008,40080004:1") == b"E01"  # an empty range
             assert _packet(conn, b"vCont?") == b"vCont;c;C;s;S;r"
             assert _packet(conn, b"qNoSuchThing") == b""               # unsupported: empty reply
+            for junk in (b"m", b"M", b"X", b"Z", b"z0,", b"p", b"P", b"H", b"T", b"G00", b"Gzz", b"c\xff",
+                         b"qXfer:features:read:target.xml:zz", b"qThreadExtraInfo,zz", b"vCont;s:zz", b"Hgzz",
+                         b"M40080000,2:zz", b"M40080000,9:00", b"X40080000,5:ab", b"p\xff\xfe", b"Tzz",
+                         b"m" + b"f" * 3000 + b",4", b"Z0,40080000,ffffffffffffffffff"):
+                assert _packet(conn, junk) in (b"", b"E01"), junk
+            assert _packet(conn, b"qXfer:features:read:other.xml:0,10") == b"E00"
+            xml = _packet(conn, b"qXfer:features:read:target.xml:0,3fff")
+            assert xml.startswith(b"l<?xml") and b"ESR_EL1" in xml
             assert _packet(conn, b"p20") == b"0000084000000000"        # pc = 0x40080000, little-endian
             assert _packet(conn, b"m40080000,8") == elf_bytes(REF, 0x4008_0000, 8).hex().encode()
             # Range stepping (vCont;r): on through _start's straight-line code, which sets

@@ -793,6 +793,13 @@ class GdbServer:
         if cmd in (b"Z", b"z"):
             return self._breakpoint(cmd == b"Z", p[1:])
         if cmd in (b"c", b"s", b"C", b"S"):
+            # c/s [ADDR] resume at ADDR, C/S SIG[;ADDR] with a signal: gdb sends neither
+            # argument to a vCont server; a signal number is accepted (and dropped).
+            arg = p[1:]
+            if cmd in (b"C", b"S"):
+                int(arg, 16)              # a signal number, or ValueError -> E01
+            elif arg:
+                return b"E01"
             return self._go(cmd.lower() == b"s", self._thread_c)
         if p == b"vCont?":
             return b"vCont;c;C;s;S;r"
