@@ -298,6 +298,8 @@ def test_malformed_packets_get_errors_and_one_client_at_a_time(tmp_path: Path) -
     try:
         with socket.create_connection(("127.0.0.1", run.port), timeout=20) as conn:
             assert _packet(conn, b"?") == b"T05thread:1;"
+            conn.sendall(b"-")                                         # damaged: sent again
+            assert conn.recv(64) == gdbstub.frame(b"T05thread:1;")
             conn.sendall(b"$g#00")                                     # bad checksum
             assert conn.recv(1) == b"-"
             assert _packet(conn, b"mzz,4") == b"E01"

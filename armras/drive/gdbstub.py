@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import logging
 import queue
 import select
@@ -61,6 +62,7 @@ MAX_PORT = 65535
 REPLY_TIMEOUT = 10.0             # seconds to wait for the CPU thread to run a command
 POLL = 0.05                      # seconds between checks for a stop while the guest runs
 MAX_MEMORY_XFER = (PACKET_SIZE - 8) // 2   # bytes of one m reply in hex
+MAX_ACCESS = 64                  # widest single guest access Unicorn reports (DC ZVA: 64 bytes)
 
 SIGINT, SIGTRAP, SIGKILL = 2, 5, 9
 
@@ -346,6 +348,7 @@ class GdbServer:
         self._no_ack = False
         self._swbreak = False
         self._running = False                 # gdb waits for a stop reply
+        self._last_sent = b""                 # resent on '-' (ack mode)
 
     # --- lifecycle ---------------------------------------------------------------------
     def open(self) -> None:
@@ -369,6 +372,9 @@ class GdbServer:
         thread.start()
         self._threads.append(thread)
         log.warning("gdb server listening on %s:%d", *self.address)
+        if not ipaddress.ip_address(self.address[0]).is_loopback:
+            log.warning("gdb server: %s is not a loopback address; whoever reaches it controls the guest",
+                        self.address[0])
 
     def rebind(self, machine: Machine) -> None:
         """Serve `machine` (each boot of a session): breakpoints and watchpoints carry over."""
@@ -463,6 +469,8 @@ class GdbServer:
                         if isinstance(event, Interrupt):
                             if self._running:
                                 self._interrupt()
+                        elif isinstance(event, Ack) and not event.ok and self._last_sent and not self._no_ack:
+                            conn.sendall(self._last_sent)          # '-': the last packet arrived damaged
                         elif isinstance(event, Corrupt):
                             log.info("gdb: %s", event.reason)
                             if not self._no_ack:
@@ -497,7 +505,8 @@ class GdbServer:
 
     def _send(self, conn: socket.socket, payload: bytes) -> None:
         log.debug("gdb <- %r", payload[:200])
-        conn.sendall(frame(payload))
+        self._last_sent = frame(payload)
+        conn.sendall(self._last_sent)
 
     # --- running commands on the CPU thread ------------------------------------------------
     def _call(self, fn: Callable[[], Any]) -> Any:
@@ -611,7 +620,10 @@ class GdbServer:
         else:
             types = {2: UC_HOOK_MEM_WRITE, 3: UC_HOOK_MEM_READ, 4: UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE}[hook.kind]
             cb = safe_hook(self._on_memory, m.scheduler.hook_failed)
-            hook.handle = m.uc.hook_add(types, cb, hook, begin=hook.addr, end=end)
+            # Unicorn bounds a memory hook by the access's first byte: a wider access that
+            # starts just below the range and overlaps it is caught too (filtered in _on_memory).
+            begin = max(0, hook.addr - (MAX_ACCESS - 1))
+            hook.handle = m.uc.hook_add(types, cb, hook, begin=begin, end=end)
         m.scheduler.drop_translations()
 
     def _remove(self, hook: _Hook) -> None:
@@ -634,6 +646,8 @@ class GdbServer:
         self._m().scheduler.stop_before(address)
 
     def _on_memory(self, uc: Uc, access: int, address: int, size: int, value: int, hook: _Hook) -> None:
+        if address + size <= hook.addr or address >= hook.addr + hook.length:
+            return
         pc = uc.reg_read(A.UC_ARM64_REG_PC)
         if self._resuming_at(pc) or self._reason:
             return
