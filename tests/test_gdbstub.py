@@ -59,7 +59,7 @@ def test_target_description_names_the_ras_system_registers() -> None:
     xml = gdbstub.target_xml().decode()
     assert '<feature name="org.gnu.gdb.aarch64.core">' in xml and '<feature name="org.gnu.gdb.aarch64.fpu">' in xml
     for name in ("x0", "x30", "sp", "pc", "cpsr", "v31", "fpsr", "fpcr",
-                 "ESR_EL1", "FAR_EL1", "ELR_EL1", "SPSR_EL1", "VBAR_EL1", "DISR_EL1"):
+                 "ESR_EL1", "FAR_EL1", "ELR_EL1", "SPSR_EL1", "VBAR_EL1", "DISR_EL1", "MPIDR_EL1"):
         assert f'name="{name}"' in xml
     assert re.search(r'name="pc" bitsize="64" type="code_ptr" regnum="32"', xml)
     assert re.search(r'name="cpsr" bitsize="32" type="int" regnum="33"', xml)
@@ -357,21 +357,29 @@ def test_linux_registers_and_kernel_memory_through_its_translation(series: str, 
     sock = tmp_path / "ctl.sock"
     # The control socket pauses Linux once /init runs; gdb attaches to the paused guest.
     run = Served(tmp_path, None, "--kernel", str(kernel), "--initrd", str(INITRAMFS), "--append", "console=ttyAMA0",
-                 "--control", str(sock), "--pause-on", "^INIT-OK")
+                 "--control", str(sock), "--pause-on", "^INIT-OK", "--smp", "2")
     try:
         deadline = time.monotonic() + 120
         while "INIT-OK" not in (run.console.read_text() if run.console.exists() else ""):
             assert run.proc.poll() is None and time.monotonic() < deadline, "Linux did not reach /init"
             time.sleep(0.5)
-        r = gdb(gdb_path, run.port, "info registers SCTLR_EL1 VBAR_EL1 TTBR1_EL1", "x/i $VBAR_EL1+0x200",
-                "x/i $VBAR_EL1+0x400", "continue", image=None)
+        r = gdb(gdb_path, run.port, "info threads", "thread 1", "info registers SCTLR_EL1 VBAR_EL1 TTBR1_EL1",
+                "x/i $VBAR_EL1+0x200", "x/i $VBAR_EL1+0x400", "thread 2", "info registers VBAR_EL1 MPIDR_EL1",
+                "x/i $VBAR_EL1+0x200", "continue", image=None)
         status, err = run.wait(120)
     finally:
         run.close()
     out = r.stdout
     assert r.returncode == 0, r.stderr
+    # Both CPUs are threads, both brought up by the kernel (PSCI CPU_ON).
+    assert re.search(r"^\*?\s*1\s+Thread 1 \(CPU0 MPIDR=0x0 (on|in WFI)\)", out, re.M), out
+    assert re.search(r"^\*?\s*2\s+Thread 2 \(CPU1 MPIDR=0x1 (on|in WFI)\)", out, re.M), out
     assert register(out, "SCTLR_EL1") & 1                      # the kernel's MMU is on
     vbar = register(out, "VBAR_EL1")
+    # CPU1's registers (read from its saved context when CPU0 is on the core): the same vectors.
+    assert [int(v, 16) for v in re.findall(r"^VBAR_EL1\s+(0x[0-9a-f]+)", out, re.M)] == [vbar, vbar]
+    assert len(re.findall(rf"{vbar + 0x200:#x}:\s+sub\s+sp, sp, #0x", out)) == 2, out
+    assert register(out, "MPIDR_EL1") == 0x8000_0001          # RES1 bit 31, Aff0 = 1 (Linux's "CPU1 ... 0x1")
     assert vbar >> 48 == 0xFFFF and vbar & 0x7FF == 0             # kernel half, 2 KiB aligned
     # Read through the kernel's TTBR1 tables: arch/arm64/kernel/entry.S kernel_ventry, whose
     # EL1h entry starts by making room for pt_regs and whose EL0 entries start with a branch.

@@ -42,7 +42,7 @@ from unicorn import arm64_const as A
 
 from armras.arch.cpu import SCTLR_EL1, TCR_EL1, safe_hook
 from armras.arch.mmu import translate
-from armras.board.vcpu import Power
+from armras.board.vcpu import VMPIDR_EL2, Power
 from armras.errors import ArmrasError
 
 if TYPE_CHECKING:
@@ -213,6 +213,8 @@ def _registers() -> list[Reg]:
               ("TPIDR_EL1", _uc(A.UC_ARM64_REG_TPIDR_EL1))]
     regs += [Reg(name, 64, *rw, type="uint64", group="system") for name, rw in system]
     regs.append(Reg("DISR_EL1", 64, _disr, None, type="uint64", group="system"))   # RAS (FEAT_RAS): deferred SError
+    # EL1 reads of MPIDR_EL1 return VMPIDR_EL2 (armras.board.vcpu): which CPU this is.
+    regs.append(Reg("MPIDR_EL1", 64, lambda m, _i: m.uc.cpr_read(*VMPIDR_EL2), None, type="uint64", group="system"))
     return regs
 
 
