@@ -456,7 +456,10 @@ class GdbServer:
                             if reply[:1] in b"WX":
                                 detach = False
                                 return
-                    readable, _, _ = select.select([conn, self._wake_r], [], [], POLL)
+                    try:
+                        readable, _, _ = select.select([conn, self._wake_r], [], [], POLL)
+                    except (OSError, ValueError):       # the server closed under us
+                        return
                     if self._wake_r in readable:
                         with contextlib.suppress(OSError):
                             self._wake_r.recv(4096)
