@@ -181,14 +181,17 @@ def test_break_step_and_esr_after_an_injected_sea(tmp_path: Path, gdb_path: str)
 def test_watchpoint_memory_write_and_time_frozen_while_stopped(tmp_path: Path, gdb_path: str) -> None:
     run = Served(tmp_path, REF, "--gdb-wait")
     try:
-        r = gdb(gdb_path, run.port, "break main", "continue", "next", "watch ticks", "continue", "delete",
+        r = gdb(gdb_path, run.port, "hbreak main", "continue", "next", "watch ticks", "continue", "delete",
                 "print ticks", "shell sleep 1", "print ticks",       # 1 s stopped: no 10 ms tick counted
-                "set var ticks = 295", "x/2gx &work", "continue")
+                "set var ticks = 295", "x/2gx &work",
+                "rwatch sea_count", "continue", "info registers pc", "delete",   # read once: for the DONE line
+                "detach")
         status, _ = run.wait()
     finally:
         run.close()
     out = r.stdout
     assert r.returncode == 0, r.stderr
+    assert "Hardware assisted breakpoint 1 at" in out and "Breakpoint 1, main (" in out
     # `next` runs over the first printf (a call: gdb steps in, then runs to the return).
     assert re.search(r"^124\s+printf\(\"PSCI version=", out, re.M), out
     assert "Hardware watchpoint 2: ticks" in out
@@ -197,6 +200,8 @@ def test_watchpoint_memory_write_and_time_frozen_while_stopped(tmp_path: Path, g
     assert values[:2] == ["1", "1"], out
     # work[1] = 1 * 0x9E3779B97F4A7C15, as the guest filled it (ras_ref.c main)
     assert re.search(r"<work>:\s+0x0000000000000000\s+0x9e3779b97f4a7c15", out), out
+    assert re.search(r"Hardware read watchpoint 3: sea_count\n\nValue = 0\n", out), out
+    assert "[Inferior 1 (Remote target) detached]" in out           # and the guest ran on alone
     assert status == 0
     # The guest counted on from the value gdb wrote: its 300 ticks came in 5 more.
     assert "DONE sea=0 gpio=0 ticks=300 invalid=0" in run.console_text()
