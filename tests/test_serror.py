@@ -22,7 +22,7 @@ import sys
 import pytest
 
 import armras.arch
-from armras.arch.cpu import AET_CE, AET_UC, AET_UEO, SERROR_AETS
+from armras.arch.cpu import AET_CE, AET_UC, AET_UEO, AET_UER, SERROR_AETS
 from armras.arch.hooks import ID_AA64PFR0_EL1
 from armras.errors import ArmrasError
 from armras.drive.inject import parse_inject_spec, perform, schedule
@@ -450,3 +450,68 @@ def test_sei_injection_needs_an_sei_source(board) -> None:
     b = board(guest(""))
     with pytest.raises(ArmrasError, match=r"no SEI-notified error source .*describe one with --hest"):
         perform(b.machine, parse_inject_spec(f"sei:pa={SEI_PA:#x}"))
+
+
+# --- ESB: the Error Synchronization Barrier defers a masked SError into DISR_EL1 --------------
+# Arm ARM (DDI 0487) C6.2 ESB and D19 DISR_EL1: executed while a physical SError is pending and
+# masked (PSTATE.A = 1), ESB defers it: DISR_EL1.A (bit 31) = 1, DISR_EL1[24:0] = the SError's
+# syndrome (IDS, AET [12:10], EA, DFSC), and it is no longer pending: clearing PSTATE.A then
+# takes nothing. ESB is HINT #16 (0xd503221f); DISR_EL1 is S3_0_C12_C1_1.
+DISR_DEFERRED = {"uer": 0x80000C11, "ce": 0x80001811, "uc": 0x80000011}
+
+
+@pytest.mark.parametrize("aet", list(DISR_DEFERRED))
+def test_esb_defers_a_masked_serror_into_disr(board, aet: str) -> None:
+    body = """
+ hvc #0x99                  // pending while PSTATE.A masks it
+ mrs x14, s3_0_c12_c1_1     // DISR_EL1 before: 0
+ hint #16                   // ESB
+ mrs x15, s3_0_c12_c1_1     // after: A and the syndrome
+ msr daifclr, #4
+ mov x16, #0
+1: add x16, x16, #1
+ cmp x16, #1000
+ b.lo 1b
+ mov x17, x19               // no SError was taken
+"""
+    b = board(guest(body))
+    m = b.machine
+    inject_on_hvc(m, SERROR_AETS[aet])
+    assert b.run().status == 0
+    assert b.x(14) == 0 and b.x(15) == DISR_DEFERRED[aet]
+    assert b.x(16) == 1000 and b.x(17) == 0 and b.x(19) == 0
+    assert m.vcpus[0].serror is None and m.vcpus[0].serrors_deferred == 1
+    assert not m.esb.active                     # nothing pending: no more per-instruction watch
+
+
+def test_esb_without_a_pending_serror_changes_nothing(board) -> None:
+    body = """
+ hint #16                   // ESB
+ mrs x15, s3_0_c12_c1_1
+ hvc #0x99
+ msr daifclr, #4
+1: cbz x19, 1b
+"""
+    b = board(guest(body))
+    inject_on_hvc(b.machine, AET_CE)
+    assert b.run().status == 0
+    assert b.x(15) == 0 and b.x(19) == 1 and b.x(10) == ESR["ce"]
+    assert b.machine.esb.armed == 1          # watched only while the SError waited (before daifclr)
+
+
+def test_esb_at_el0_with_pstate_a_set_defers_too(board) -> None:
+    body = """
+ hvc #0x99
+ adr x4, el0_code
+ msr elr_el1, x4
+ mov x4, #0x100             // EL0t with PSTATE.A = 1
+ msr spsr_el1, x4
+ eret
+el0_code:
+ hint #16                   // ESB
+ svc #0                     // to EL1: `finish` unmasks A; nothing is left to take
+"""
+    b = board(guest(body).replace("finish:\n", "finish:\n mrs x15, s3_0_c12_c1_1\n msr daifclr, #4\n nop\n"))
+    inject_on_hvc(b.machine, AET_UER)
+    assert b.run().status == 0
+    assert b.x(15) == 0x80000C11 and b.x(19) == 0

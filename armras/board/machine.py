@@ -34,7 +34,8 @@ from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.firmware.acpi import build_acpi_tables, board_platform
-from armras.arch.hooks import CTR_EL0, BlockHook, ExceptionHook, ICacheMaintenance, SysregTrap
+from armras.arch.hooks import (CTR_EL0, DISR_A, DISR_SYNDROME_MASK, BlockHook, EsbWatch, ExceptionHook,
+                               ICacheMaintenance, SysregTrap)
 from armras.arch.cpu import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
@@ -63,6 +64,7 @@ from armras.arch.cpu import (
     serror_syndrome,
 )
 from armras.arch.faults import fault_address
+from armras.devices.erst import ErstDevice
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
 from armras.devices.gicv2 import GicV2
 from armras.devices.pl011 import Pl011
@@ -74,6 +76,7 @@ from armras.timing.guesttime import DeterministicClock, make_counter
 from armras.guests.elf import LoadedImage, Symbolizer, load_elf
 from armras.board.memmap import (
     DEFAULT_RAM_SIZE,
+    ERST_EXCHANGE_SIZE,
     FW_RESERVED_SIZE,
     PPI_NONSEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
@@ -84,6 +87,7 @@ from armras.board.memmap import (
 )
 from armras.board.console import Console
 from armras.board.crash import crash_report
+from armras.board.einj import make_einj
 from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
 from armras.board.persistent import PersistentState
 from armras.board.scheduler import (SEA_HOLD_LIMIT, RunLimits, RunawayGuest, Scheduler)
@@ -196,6 +200,8 @@ class Machine:
                     if self.config.deterministic else None)
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
+        self.erst = ErstDevice(self.persistent.erst, self.mem, self.layout.erst_exchange_base)
+        self.einj = make_einj(self)              # EINJ action registers (armras.board.einj)
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
             "gic_dist": self.gic.distributor,
@@ -203,6 +209,8 @@ class Machine:
             "uart": self.uart,
             "rtc": self.rtc,
             "ged": self.ged,
+            "erst": self.erst,
+            "einj": self.einj,
         }
         for name, dev in self.devices.items():
             self._map_device(name, dev)
@@ -266,6 +274,11 @@ class Machine:
     def reserved_range(self) -> tuple[int, int]:
         return self.layout.reserved_base, FW_RESERVED_SIZE
 
+    @property
+    def erst_exchange(self) -> tuple[int, int]:
+        """(address, size) of the ERST exchange buffer in firmware-reserved RAM."""
+        return self.layout.erst_exchange_base, ERST_EXCHANGE_SIZE
+
     def _install_hooks(self) -> None:
         add = self._hooks.append
         self.exceptions = ExceptionHook(self.uc, self._callback(self._on_intr, intr=True), self.cpu.context_blob,
@@ -285,6 +298,7 @@ class Machine:
         # Unicorn misses some stores to code (see ICacheMaintenance): the guest's IC
         # IVAU/IALLU[IS] drop the translations it made stale.
         self.icache = ICacheMaintenance(self.uc, self.blocks, 4 << (self.cpu.sysreg(CTR_EL0) & 0xF))
+        self.esb = EsbWatch(self.uc, self._fetch_insn, self._on_esb, self._callback)
         self.sysregs.trap_counters(self.det is not None)
         if self.det is not None:
             self.counter.serve_natively(self.sysregs.serve_counters(self.counter.ticks_per_insn))
@@ -639,6 +653,27 @@ class Machine:
         if target.index == self.current and self.cpu.serror_masked:
             log.info("SError (ESR %#010x) pending on CPU %d until the guest clears PSTATE.A", esr, target.index)
         return target, merged
+
+    def watch_esb(self, on: bool) -> None:
+        """While the running CPU has a masked SError pending, an ESB it executes defers it."""
+        self.esb.enable(on)
+
+    def _fetch_insn(self, va: int) -> int | None:
+        pa = translate(self.cpu, self.mem, va)
+        return self.mem.read_u32(pa) if pa is not None and self.mem.contains(pa, 4) else None
+
+    def _on_esb(self, pc: int) -> None:
+        """The running CPU executes ESB: a pending SError that PSTATE.A masks is deferred into
+        DISR_EL1 (A = 1 and the syndrome) and is no longer pending (Arm ARM D19 DISR_EL1)."""
+        v = self.vcpus[self.current]
+        if v.serror is None or not self.cpu.serror_masked:
+            return
+        esr, v.serror = v.serror, None
+        self.sysregs.disr = DISR_A | (esr & DISR_SYNDROME_MASK)
+        v.serrors_deferred += 1
+        log.info("SError (ESR %#010x) deferred by ESB at %#x on CPU %d: DISR_EL1 = %#010x", esr, pc,
+                 self.current, self.sysregs.disr)
+        self.request_stop()          # the run loop stops watching
 
     def take_serror(self, v: VCpu) -> None:
         """The running CPU takes its pending SError at its PC (preferred return address)."""

@@ -118,6 +118,7 @@ class Board(Protocol):
     def enter_sea(self, *, instruction: bool) -> None: ...
     def take_held_sea(self) -> None: ...
     def take_serror(self, v: VCpu) -> None: ...
+    def watch_esb(self, on: bool) -> None: ...
     def handle_bus_error(self, err: UcError) -> None: ...
     def flush_console(self) -> None: ...
 
@@ -498,8 +499,10 @@ class Scheduler:
             cpu.take_exception(VECTOR_IRQ, elr=cpu.pc)
             pending = False
         # An IRQ (SError) the guest has masked is taken the moment it unmasks (the block
-        # hook stops the CPU there), not at the next poll.
+        # hook stops the CPU there), not at the next poll; a masked SError is deferred
+        # instead if the guest executes ESB first.
         b.blocks.watch_unmask(watch | (PSTATE_I if pending else 0))
+        b.watch_esb(bool(watch & PSTATE_A))
 
     # --- idling ---------------------------------------------------------------------------
     def _idle(self) -> None:
