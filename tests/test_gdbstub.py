@@ -203,8 +203,12 @@ def test_watchpoint_memory_write_and_time_frozen_while_stopped(tmp_path: Path, g
     assert re.search(r"Hardware read watchpoint 3: sea_count\n\nValue = 0\n", out), out
     assert "[Inferior 1 (Remote target) detached]" in out           # and the guest ran on alone
     assert status == 0
-    # The guest counted on from the value gdb wrote: its 300 ticks came in 5 more.
-    assert "DONE sea=0 gpio=0 ticks=300 invalid=0" in run.console_text()
+    # The guest counted on from the value gdb wrote to its 300 ticks (a loaded host may
+    # deliver one late tick more between the loop's last check and its irq_disable()).
+    console = run.console_text()
+    done = re.search(r"^DONE sea=0 gpio=0 ticks=(\d+) invalid=0$", console, re.M)
+    assert done and 300 <= int(done.group(1)) <= 301, console
+    assert "POWEROFF status=0" in console
 
 
 def spin_guest(tmp_path: Path) -> Path:
