@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from armras import limits
-from armras.drive import client as inject_client, control, regress
+from armras.drive import client as inject_client, control, gdbstub, regress
 from armras.drive.session import DEFAULT_MAX_REBOOTS, parse_max_reboots
 from armras.errors import ArmrasError
 from armras.guests import userland
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep the ERST's error records (Linux pstore) in FILE across reboots and runs "
                           "(created if absent; default: in memory for the run)")
     control.add_run_options(run)
+    gdbstub.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
     erst = sub.add_parser("erst", help="list and decode the records of an ERST store file (armras run --erst)")
@@ -180,7 +181,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          max_reboots=args.max_reboots, keep_poison=args.keep_poison, erst=erst,
                          first_boot=[first_boot], every_boot=[phases.attach])
     try:
-        with control.attach(session, args):
+        with control.attach(session, args), gdbstub.attach(session, args):
             try:
                 result = session.run()
             finally:

@@ -107,6 +107,13 @@ class BlockHook:
             return st.instructions - (st.block_end - pc) // 4
         return st.instructions
 
+    def stopped_inside_block(self, pc: int) -> None:
+        """The CPU stopped before `pc` inside the block it entered (a debugger's code or
+        memory hook): count only what ran, so the block started at `pc` is counted anew."""
+        st = self.state
+        st.instructions = self.executed(pc)
+        st.block_start = st.block_end = 0
+
     def hold_sea(self, deadline: int) -> None:
         """Stop at the first block start where an injected SEA may be taken (see _native.c
         armras_sea_safe), or once `deadline` instructions have run in any case."""

@@ -57,6 +57,7 @@ MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for
 MAX_HOST_WAIT = 1.0                 # longest single host sleep: guest deadlines can be ~2^64 ticks away
 SEA_HOLD_LIMIT = 1 << 24            # instructions an injected SEA may wait for a safe point
 SLICE_INSNS = 100_000               # instructions a CPU runs before the next runnable one gets its turn
+MAX_STEP_RETRIES = 100            # a debugger's step stopped this often before its instruction: reported as is
 MAX_STOP_MARK = 1 << 62             # instruction stops beyond this are never reached (the native counter is u64)
 
 EXIT_TIMEOUT = 124
@@ -154,6 +155,15 @@ class Scheduler:
         self.tb_flushes = 0                      # translation flushes the guest's IC IALLU/IVAU asked for
         self.external_wakeups: Callable[[], bool] = lambda: False   # can anything outside wake an idle guest?
         self.alarm = Alarm(self.request_stop)
+        # A debugger (armras.drive.gdbstub): run the current CPU for one instruction, or
+        # stop before a hooked instruction; either way the guest is then paused and
+        # `debug_stopped` (if set) is told, on the CPU thread.
+        self.single_step = False
+        self.step_range: tuple[int, int] | None = None   # keep stepping while the PC is in [begin, end)
+        self.debug_stopped: Callable[[], None] | None = None
+        self._debug_stop = False
+        self._stepped = False                    # translations made for a step carry Unicorn's count hook
+        self._step_retries = 0
 
     @property
     def instructions(self) -> int:
@@ -184,6 +194,44 @@ class Scheduler:
         if self.board.det is not None:
             self.board.blocks.stop_at(self._next_instruction_stop())
         self.alarm.arm(self._next_deadline())
+
+    # --- debugger hook points (armras.drive.gdbstub) ------------------------------------
+    def stop_before(self, pc: int) -> None:
+        """From a code or memory hook on the CPU thread: stop with the CPU at `pc`, the
+        instruction there not (or, for a memory hook, not yet wholly) executed, then pause
+        and tell the debugger (a breakpoint or watchpoint hit)."""
+        self.board.blocks.stopped_inside_block(pc)
+        self._debug_stop = self._stop_requested = True
+        self.board.uc.emu_stop()
+
+    def drop_translations(self) -> None:
+        """Forget translated code and the softmmu TLB (code or memory hooks changed, or a
+        debugger wrote guest memory): what runs next is translated with them."""
+        self.board.uc.ctl(UC_CTL_TB_FLUSH, UC_CTL_IO_WRITE)
+        self.board.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+
+    def focus(self, index: int) -> None:
+        """Put CPU `index` on the core now (a debugger steps that thread); CPU thread only."""
+        if index != self.current and 0 <= index < len(self.board.vcpus) and self.runnable(self.board.vcpus[index]):
+            self._switch_to(index)
+            self._slice_end = self.instructions + SLICE_INSNS
+
+    def context_of(self, index: int) -> UcContext:
+        """The saved registers of CPU `index` (not on the core): out of reset if it never ran."""
+        return self.board.vcpus[index].context or self._reset_context
+
+    def _debug_check(self, stepping: bool) -> None:
+        """After a slice: a step or a breakpoint/watchpoint stop pauses the guest for the debugger."""
+        if stepping and not self._debug_stop and self.step_range is not None:
+            begin, end = self.step_range
+            if begin <= self.board.cpu.pc < end and self.board.exit_status is None:
+                return        # range stepping: on, without a round trip to the debugger
+        if stepping or self._debug_stop:
+            self.single_step = self._debug_stop = False
+            self.step_range = None
+            self.pause()
+            if self.debug_stopped is not None:
+                self.debug_stopped()
 
     # --- host-side actions -----------------------------------------------------------
     def defer(self, action: Callable[[], None], description: str) -> None:
@@ -251,22 +299,36 @@ class Scheduler:
         self._wake.clear()
         b.blocks.clear()
         b.blocks.stop_at(self._next_instruction_stop())
+        # A step runs one instruction: Unicorn counts only in code translated with its count
+        # hook, so translations are dropped before a step and once more after the last one.
+        stepping, start = self.single_step, b.cpu.pc
+        if stepping != self._stepped:
+            self.drop_translations()
+            self._stepped = stepping
         try:
-            b.uc.emu_start(b.cpu.pc, RUN_UNTIL)
+            b.uc.emu_start(start, RUN_UNTIL, count=1 if stepping else 0)
         except UcError as e:
             if self._hook_error is not None:
                 raise self._raise_hook_error() from None
             if e.errno in BUS_ERRORS:
                 b.handle_bus_error(e)
+                self._debug_check(stepping)
                 return
             raise GuestFault(f"CPU stopped at {b.cpu.pc:#x}: {e}") from None
         if self._hook_error is not None:
             raise self._raise_hook_error()
+        if stepping and b.blocks.stopped_cpu and b.cpu.pc == start and not self._debug_stop:
+            self._step_retries += 1
+            if self._step_retries < MAX_STEP_RETRIES:
+                return      # stopped before the instruction ran (a host request): step it next turn
+        self._step_retries = 0
         if b.blocks.stopped_for_sea and b.exit_status is None:
             b.take_held_sea()
+            self._debug_check(stepping)
             return
-        # Neither we nor the block hook stopped it: the guest executed WFI.
-        wfi = not self._stop_requested and not b.blocks.stopped_cpu
+        # Neither we nor the block hook stopped it: the guest executed WFI (a stepped WFI
+        # completes at once, which the architecture allows).
+        wfi = not self._stop_requested and not b.blocks.stopped_cpu and not stepping
         if (wfi or self.wfi_requested) and b.exit_status is None:
             if b.blocks.sea_held:
                 # An idle CPU is not inside an exception entry: the held SEA is taken here.
@@ -274,6 +336,8 @@ class Scheduler:
                 b.enter_sea(instruction=False)
             else:
                 b.vcpus[self.current].waiting = True
+        if b.exit_status is None:
+            self._debug_check(stepping)
 
     def _flush_translations(self) -> None:
         """Drop every translated block: the guest invalidated its instruction caches."""
@@ -431,7 +495,8 @@ class Scheduler:
                 watch |= PSTATE_A        # pending, as in hardware, until the guest clears PSTATE.A
             else:
                 b.take_serror(v)
-        pending = b.exit_status is None and b.gic.irq_asserted(self.current)
+        # A debugger's single step holds IRQs back (as QEMU's gdbstub, SSTEP_NOIRQ).
+        pending = b.exit_status is None and b.gic.irq_asserted(self.current) and not self.single_step
         if pending and not cpu.irq_masked:
             cpu.take_exception(VECTOR_IRQ, elr=cpu.pc)
             pending = False
