@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hest", type=Path, default=None, metavar="FILE",
                      help="the board's error sources from a TOML file of [[hest.source]] tables (default: SEA 0, "
                           "GPIO 1, SDEI 2 (event 804), polled 3; see armras.drive.hestfile)")
+    run.add_argument("--efivars", type=Path, default=None, metavar="FILE",
+                     help="keep the guest's non-volatile UEFI variables in FILE (created if missing; a file "
+                          "that is not an armras variable store is refused; default: variables last the run)")
     control.add_run_options(run)
     run.set_defaults(func=cmd_run)
 
@@ -147,7 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             schedule(machine, spec)
 
     session = RunSession(config, Guest(args.image, kernel, args.initrd, args.append or ""),
-                         max_reboots=args.max_reboots, keep_poison=args.keep_poison, first_boot=[first_boot])
+                         max_reboots=args.max_reboots, keep_poison=args.keep_poison, first_boot=[first_boot],
+                         efivars=args.efivars)
     try:
         with control.attach(session, args):
             result = session.run()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from armras.board.persistent import PersistentState
 from armras.errors import ArmrasError
+from armras.firmware.efivars import VariableStore
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine, MachineConfig, RunResult
@@ -65,6 +66,7 @@ class RunSession:
     guest: Guest
     max_reboots: int = DEFAULT_MAX_REBOOTS
     keep_poison: bool = False
+    efivars: Path | None = None                                # --efivars: the variable store's file
     first_boot: list[BootHook] = field(default_factory=list)   # injections, poison, triggers
     every_boot: list[BootHook] = field(default_factory=list)   # e.g. rebinding the control socket
     machine: Machine | None = None                             # the board of the current boot
@@ -74,7 +76,8 @@ class RunSession:
     def run(self) -> RunResult:
         from armras.board.machine import Machine
 
-        persistent = PersistentState(keep_poison=self.keep_poison)
+        persistent = PersistentState(keep_poison=self.keep_poison,
+                                     variables=VariableStore.open(self.efivars) if self.efivars else VariableStore())
         while True:
             machine = Machine(self.config, persistent)
             self.machine = machine

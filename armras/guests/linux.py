@@ -144,7 +144,7 @@ def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str
     if not image.is_pe or image.pe_entry is None:
         raise ImageError(f"{kernel}: the Image has no EFI stub (PE header); armras boots arm64 Linux via UEFI")
     initrd_data = _read(initrd, "initrd") if initrd is not None else None
-    uefi = Uefi(machine, cmdline=cmdline, initrd=initrd_data)
+    uefi = Uefi(machine, cmdline=cmdline, initrd=initrd_data, variables=machine.persistent.variables)
     base = _load_pe(uefi, image)
     uefi.install_loaded_image(base, image.load_size)
     stack = uefi.memmap.allocate(STACK_SIZE // PAGE, MemoryType.BOOT_SERVICES_DATA)
