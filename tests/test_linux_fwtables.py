@@ -119,3 +119,24 @@ def test_no_warning_that_qemu_lacks(series: str, initramfs: Path, tmp_path: Path
     assert "INIT-OK" in out
     extra = [line for line in _warnings(out) if line not in _warnings(reference)]
     assert extra == [], out
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_kaslr_seeded_and_reproducible_under_deterministic(series: str, initramfs: Path,  # noqa: F811
+                                                           tmp_path: Path) -> None:
+    """EFI_RNG_PROTOCOL seeds KASLR ("KASLR enabled", no "KASLR disabled due to lack of seed");
+    under --deterministic the seed is fixed, so the offset the panic notifier prints is the
+    same in two runs (and the crash report symbolizes the PC, see test_kallsyms)."""
+    offsets = []
+    for run in range(2):
+        (tmp_path / str(run)).mkdir()
+        proc, out = _run(series, initramfs, tmp_path / str(run), "--deterministic",
+                         "--append", "console=ttyAMA0 rdinit=/nope")
+        assert proc.returncode == 126, proc.stderr + out[-3000:]
+        assert "EFI stub: EFI_RNG_PROTOCOL unavailable" not in out
+        assert "KASLR disabled" not in out and "KASLR enabled" in out
+        m = re.search(r"Kernel Offset: (0x[0-9a-f]+) from 0x[0-9a-f]+", out)
+        assert m, out[-3000:]
+        offsets.append(int(m[1], 16))
+        assert re.search(r"^--- CPU at EL1, PC 0x[0-9a-f]+ <\w", proc.stdout + proc.stderr, re.MULTILINE)
+    assert offsets[0] == offsets[1] != 0

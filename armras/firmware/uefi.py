@@ -9,7 +9,9 @@ What the arm64 EFI stub uses is implemented: HandleProtocol/OpenProtocol for
 LOADED_IMAGE (LoadOptions = kernel command line), ConOut OutputString, Allocate/Free
 Pages and Pool, GetMemoryMap, ExitBootServices (map-key checked), LocateDevicePath and
 LoadFile2 for LINUX_EFI_INITRD_MEDIA_GUID (the initrd), InstallConfigurationTable,
-LocateProtocol/LocateHandleBuffer (NOT_FOUND: no RNG, TPM, GOP, PCI...), and the runtime
+LocateProtocol for EFI_RNG_PROTOCOL (seeded; a fixed seed under --deterministic, so KASLR
+places the kernel at the same random offset every run), LocateHandleBuffer (NOT_FOUND: no
+TPM, GOP, PCI...), and the runtime
 services GetTime/SetTime (the board's PL031 clock), Get/GetNext/SetVariable and
 QueryVariableInfo (armras.firmware.efivars), ResetSystem. An EFI_RT_PROPERTIES_TABLE
 advertises those runtime services but not SetVirtualAddressMap, so Linux maps the
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import datetime
 import logging
+import random
+import secrets
 import struct
 import uuid
 import zlib
@@ -93,6 +97,7 @@ CON_OUT = ["Reset", "OutputString", "TestString", "QueryMode", "SetMode", "SetAt
            "SetCursorPosition", "EnableCursor"]
 CON_IN = ["Reset", "ReadKeyStroke"]
 LOAD_FILE2 = ["LoadFile"]
+RNG = ["GetInfo", "GetRNG"]
 
 
 def guid(text: str) -> bytes:
@@ -106,6 +111,9 @@ LOADED_IMAGE_PROTOCOL_GUID = guid("5b1b31a1-9562-11d2-8e3f-00a0c969723b")
 LOADED_IMAGE_DEVICE_PATH_GUID = guid("bc62157e-3e33-4fec-9920-2d3b36d750df")
 DEVICE_PATH_PROTOCOL_GUID = guid("09576e91-6d3f-11d2-8e39-00a0c969723b")
 LOAD_FILE2_PROTOCOL_GUID = guid("4006c0c1-fcb3-403e-996d-4a6c8724e06d")
+RNG_PROTOCOL_GUID = guid("3152bca5-eade-433d-862e-c01cdc291f44")        # UEFI 2.10 37.5
+RNG_ALGORITHM_RAW = guid("e43176d7-b6e8-4827-b784-7ffdc4b68561")
+DETERMINISTIC_RNG_SEED = 0x41524D524153     # --deterministic: the same "random" bytes every run
 LINUX_EFI_INITRD_MEDIA_GUID = guid("5568e427-68fc-4f3d-ac74-ca555231cc68")
 
 MEDIA_DEVICE_PATH = 4
@@ -163,6 +171,7 @@ class Uefi:
     cmdline: str = ""
     initrd: bytes | None = None
     variables: VariableStore = field(default_factory=VariableStore)   # per run, see efivars.py
+    rng_seed: int | None = None     # EFI_RNG_PROTOCOL: fixed seed (--deterministic), or the host's entropy
     memmap: EfiMemoryMap = field(init=False)
     exited_boot_services: bool = False
 
@@ -175,6 +184,8 @@ class Uefi:
         self._monotonic = 0
         self.calls: dict[str, int] = {}
         self._cpu: Cpu | None = None            # the CPU whose service call runs (its MMU maps pointers)
+        self._rng = random.Random(self.rng_seed if self.rng_seed is not None else secrets.randbits(128))
+        self.loader_code: list[tuple[int, int]] = []   # (address, pages) the OS loader allocated as code
         self._reserve_platform_firmware()
         self._build_tables()
         m.hvc_handlers.update(self._handlers())
@@ -222,7 +233,7 @@ class Uefi:
         bs = MemoryType.BOOT_SERVICES_DATA
         boot_stubs = self._stub_page(SERVICE_BASE, len(BOOT_SERVICES), MemoryType.BOOT_SERVICES_CODE)
         rt_stubs = self._stub_page(RUNTIME_BASE, len(RUNTIME_SERVICES), MemoryType.RUNTIME_SERVICES_CODE)
-        proto_names = CON_OUT + CON_IN + LOAD_FILE2
+        proto_names = CON_OUT + CON_IN + LOAD_FILE2 + RNG
         proto_stubs = self._stub_page(PROTOCOL_BASE, len(proto_names), MemoryType.BOOT_SERVICES_CODE)
         self._proto_names = proto_names
 
@@ -248,7 +259,11 @@ class Uefi:
                        struct.pack("<Q", 0))
         # LoadFile2 for the initrd, on its own handle with the vendor media device path.
         self.load_file2 = self._alloc(8, bs)
-        self.mem.write(self.load_file2, struct.pack("<Q", proto_stubs[-1]))
+        n_lf2 = n_out + len(CON_IN)
+        self.mem.write(self.load_file2, struct.pack("<Q", proto_stubs[n_lf2]))
+        # EFI_RNG_PROTOCOL: GetInfo, GetRNG. The EFI stub seeds KASLR and Linux's RNG from it.
+        self.rng = self._alloc(16, bs)
+        self.mem.write(self.rng, b"".join(struct.pack("<Q", a) for a in proto_stubs[n_lf2 + 1:n_lf2 + 3]))
         self.initrd_handle = self._alloc(16, bs)
         self.image_handle = self._alloc(16, bs)
 
@@ -309,7 +324,8 @@ class Uefi:
         table: dict[int, Callable[[Cpu], None]] = {}
         groups = [(SERVICE_BASE, BOOT_SERVICES, "bs"), (RUNTIME_BASE, RUNTIME_SERVICES, "rt"),
                   (PROTOCOL_BASE, CON_OUT, "conout"), (PROTOCOL_BASE + len(CON_OUT), CON_IN, "conin"),
-                  (PROTOCOL_BASE + len(CON_OUT) + len(CON_IN), LOAD_FILE2, "lf2")]
+                  (PROTOCOL_BASE + len(CON_OUT) + len(CON_IN), LOAD_FILE2, "lf2"),
+                  (PROTOCOL_BASE + len(CON_OUT) + len(CON_IN) + len(LOAD_FILE2), RNG, "rng")]
         for base, names, prefix in groups:
             for i, name in enumerate(names):
                 table[base + i] = self._make_handler(prefix, name)
@@ -391,6 +407,8 @@ class Uefi:
         except AllocationError:
             return EFI_NOT_FOUND if kind == ALLOCATE_ADDRESS else EFI_OUT_OF_RESOURCES
         self._put64(memory_ptr, addr)
+        if mt == MemoryType.LOADER_CODE:
+            self.loader_code.append((addr, pages))
         return EFI_SUCCESS
 
     def _bs_FreePages(self, memory: int, pages: int, *_: int) -> int:
@@ -492,8 +510,11 @@ class Uefi:
         self._write_system_table()
         return EFI_SUCCESS
 
-    def _bs_LocateProtocol(self, *_: int) -> int:
-        return EFI_NOT_FOUND
+    def _bs_LocateProtocol(self, guid_ptr: int, registration: int, iface_ptr: int, *_: int) -> int:
+        if self._guid_at(guid_ptr) != RNG_PROTOCOL_GUID:
+            return EFI_NOT_FOUND
+        self._put64(iface_ptr, self.rng)
+        return EFI_SUCCESS
 
     def _bs_LocateHandle(self, *_: int) -> int:
         return EFI_NOT_FOUND
@@ -724,6 +745,29 @@ class Uefi:
 
     def _conin_ReadKeyStroke(self, *_: int) -> int:
         return EFI_NOT_READY
+
+    def _rng_GetInfo(self, this: int, size_ptr: int, list_ptr: int, *_: int) -> int:
+        if this != self.rng:
+            return EFI_INVALID_PARAMETER
+        have = self.mem.read_u64(size_ptr)
+        self._put64(size_ptr, len(RNG_ALGORITHM_RAW))
+        if have < len(RNG_ALGORITHM_RAW) or list_ptr == 0:
+            return EFI_BUFFER_TOO_SMALL
+        self.mem.write(list_ptr, RNG_ALGORITHM_RAW)
+        return EFI_SUCCESS
+
+    def _rng_GetRNG(self, this: int, algorithm_ptr: int, length: int, buffer: int, *_: int) -> int:
+        """RNGValueLength bytes of the raw algorithm (the default); the range is checked first,
+        then filled COPY_CHUNK bytes at a time."""
+        if this != self.rng or length == 0 or buffer == 0:
+            return EFI_INVALID_PARAMETER
+        if algorithm_ptr and self._guid_at(algorithm_ptr) != RNG_ALGORITHM_RAW:
+            return EFI_UNSUPPORTED
+        self.mem.region_of(buffer, length)
+        for off in range(0, length, COPY_CHUNK):
+            n = min(COPY_CHUNK, length - off)
+            self.mem.write(buffer + off, self._rng.randbytes(n))
+        return EFI_SUCCESS
 
     def _lf2_LoadFile(self, this: int, file_path: int, boot_policy: int, size_ptr: int, buffer: int,
                       *_: int) -> int:
