@@ -288,3 +288,76 @@ def test_cli_refuses_a_foreign_efivars_file_with_one_line(tmp_path: Path, guest_
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "not an armras variable store" in lines[0], proc.stderr
     assert path.read_text() == "do not touch\n"
+
+
+# ------------------------------------------------------------------ EFI_RNG_PROTOCOL
+
+ST_BOOT_SERVICES = 96
+LOCATE_PROTOCOL = 24 + 8 * 37        # EFI_BOOT_SERVICES.LocateProtocol (UEFI 2.10 4.4.1)
+RNG_PROTOCOL_GUID = uuid.UUID("3152bca5-eade-433d-862e-c01cdc291f44").bytes_le   # 37.5.1
+RNG_ALGORITHM_RAW = uuid.UUID("e43176d7-b6e8-4827-b784-7ffdc4b68561").bytes_le
+RNG_ALGORITHM_SP800_90_CTR_256 = uuid.UUID("44f0de6e-4d8c-4045-a8c7-4dd168856b9e").bytes_le
+
+
+def _rng_program() -> str:
+    """LocateProtocol(RNG) -> GetInfo, GetRNG(NULL, 64), GetRNG(RAW, 32), GetRNG(CTR, 8),
+    GetRNG(NULL, 0), GetRNG(NULL, 1 GiB): statuses at RESULTS, interface at RESULTS+0x100."""
+    def rng_call(slot: int, member: int, args: str) -> str:
+        return f"""
+ ldr x0, [x21, #0x100]
+ ldr x9, [x0, #{8 * member}]
+{args}
+ blr x9
+ str x0, [x21, #{8 * slot}]"""
+    return """
+ mov x20, x1
+ ldr x3, =0x40400000
+ mov sp, x3
+ ldr x21, =""" + hex(RESULTS) + f"""
+ ldr x9, [x20, #{ST_BOOT_SERVICES}]
+ ldr x9, [x9, #{LOCATE_PROTOCOL}]
+ ldr x0, ={DATA:#x}
+ mov x1, #0
+ add x2, x21, #0x100
+ blr x9
+ str x0, [x21, #0]""" + \
+        rng_call(1, 0, f" ldr x1, ={DATA + 0x100:#x}\n ldr x2, ={DATA + 0x200:#x}") + \
+        rng_call(2, 1, f" mov x1, #0\n mov x2, #64\n ldr x3, ={DATA + 0x1000:#x}") + \
+        rng_call(3, 1, f" ldr x1, ={DATA + 0x10:#x}\n mov x2, #32\n ldr x3, ={DATA + 0x2000:#x}") + \
+        rng_call(4, 1, f" ldr x1, ={DATA + 0x20:#x}\n mov x2, #8\n ldr x3, ={DATA + 0x3000:#x}") + \
+        rng_call(5, 1, f" mov x1, #0\n mov x2, #0\n ldr x3, ={DATA + 0x3000:#x}") + \
+        rng_call(6, 1, f" mov x1, #0\n ldr x2, =0x40000000\n ldr x3, ={DATA + 0x3000:#x}") + """
+ ldr x0, =0x84000008
+ mov x1, #0
+ hvc #0
+ .ltorg
+"""
+
+
+def _rng_run(board, seed):  # type: ignore[no-untyped-def]
+    b = board(_rng_program())
+    m = b.machine
+    uefi = Uefi(m, rng_seed=seed)
+    m.cpu.set_x(1, uefi.system_table)
+    m.mem.write(DATA, RNG_PROTOCOL_GUID)
+    m.mem.write(DATA + 0x10, RNG_ALGORITHM_RAW)
+    m.mem.write(DATA + 0x20, RNG_ALGORITHM_SP800_90_CTR_256)
+    m.mem.write_u64(DATA + 0x100, 64)
+    assert b.run().status == 0, b.output
+    st = [m.mem.read_u64(RESULTS + 8 * i) for i in range(7)]
+    return m, st, m.mem.read(DATA + 0x1000, 64), m.mem.read(DATA + 0x2000, 32)
+
+
+def test_rng_protocol(board) -> None:  # type: ignore[no-untyped-def]
+    m, st, bytes64, raw32 = _rng_run(board, 1234)
+    assert st[0] == SUCCESS                                   # LocateProtocol found it
+    assert st[1] == SUCCESS and m.mem.read_u64(DATA + 0x100) == 16
+    assert m.mem.read(DATA + 0x200, 16) == RNG_ALGORITHM_RAW  # the one algorithm GetInfo lists
+    assert st[2] == SUCCESS and st[3] == SUCCESS
+    assert st[4] == UNSUPPORTED                               # an algorithm it does not implement
+    assert st[5] == INVALID_PARAMETER                         # RNGValueLength 0
+    assert st[6] == INVALID_PARAMETER                         # 1 GiB: beyond guest RAM, nothing written
+    assert bytes64 != bytes(64) and raw32 != bytes(32) and bytes64[:32] != raw32
+    # A fixed seed (--deterministic) gives the same bytes every run; another seed others.
+    assert _rng_run(board, 1234)[2:] == (bytes64, raw32)
+    assert _rng_run(board, 4321)[2] != bytes64
