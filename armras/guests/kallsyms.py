@@ -439,6 +439,5 @@ def kallsyms_symbolizer(image: bytes) -> Symbolizer | None:
              lay.num_syms, lay.order, f"{lay.text_va:#x}" if lay.text_va is not None else "?",
              lay.relative_base, (time.perf_counter() - start) * 1e3)
     sym = Symbolizer.from_entries(table.functions())
-    if sym.address_of("_text") is None and lay.text_va is not None:
-        sym.add(lay.text_va, 0, "_text")     # 6.1 lists no _text; KaslrSymbolizer needs it
+    sym.text_va = lay.text_va           # 6.1 lists no _text symbol; KASLR lookups need it
     return sym

@@ -48,7 +48,7 @@ class KaslrSymbolizer(Symbolizer):
 
     def link_address(self, va: int) -> int:
         """The link-time address of kernel virtual address `va` (itself if not in the image)."""
-        text_link = self.inner.address_of("_text")
+        text_link = self.inner.text_address()
         if not va & KERNEL_VA_BIT or text_link is None:
             return va
         pa = translate(self.cpu, self.mem, va)
@@ -68,6 +68,9 @@ class KaslrSymbolizer(Symbolizer):
 
     def address_of(self, name: str) -> int | None:
         return self.inner.address_of(name)
+
+    def text_address(self) -> int | None:
+        return self.inner.text_address()
 
 
 __all__ = ["KaslrSymbolizer"]
