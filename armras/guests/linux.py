@@ -102,6 +102,9 @@ def _identity_map(uefi: Uefi, ram_end: int) -> int:
 
 
 PANIC_GRACE_SECONDS = 1.0   # guest time to let the kernel print its panic report
+# After "Rebooting in N seconds" the kernel spins N seconds on the (host-clocked) counter and
+# resets; a loaded host can stall the emulator past a 1 s margin, so the reset gets more slack.
+REBOOT_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -125,7 +128,7 @@ def _watch_console(machine: Machine, boot: LinuxBoot) -> None:
                 # panic=N: the kernel resets the board after N seconds (PSCI SYSTEM_RESET),
                 # which ends this boot; fail only if that never comes.
                 delay, boot.reboot_delay = boot.reboot_delay, None
-                machine.at_guest_time(machine.counter.guest_seconds() + delay + PANIC_GRACE_SECONDS, fail,
+                machine.at_guest_time(machine.counter.guest_seconds() + delay + REBOOT_GRACE_SECONDS, fail,
                                       "kernel panic (no reset after 'Rebooting in')")
                 return
             raise GuestFault(f"Linux panicked: {reason}")
