@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from armras.board.persistent import PersistentState
 from armras.errors import ArmrasError
 from armras.firmware.efivars import VariableStore
+from armras.ras.erst import ErstStore
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine, MachineConfig, RunResult
@@ -66,6 +67,7 @@ class RunSession:
     guest: Guest
     max_reboots: int = DEFAULT_MAX_REBOOTS
     keep_poison: bool = False
+    erst: ErstStore | None = None                              # the ERST's store (default: in memory)
     efivars: Path | None = None                                # --efivars: the variable store's file
     first_boot: list[BootHook] = field(default_factory=list)   # injections, poison, triggers
     every_boot: list[BootHook] = field(default_factory=list)   # e.g. rebinding the control socket
@@ -76,7 +78,7 @@ class RunSession:
     def run(self) -> RunResult:
         from armras.board.machine import Machine
 
-        persistent = PersistentState(keep_poison=self.keep_poison,
+        persistent = PersistentState(keep_poison=self.keep_poison, erst=self.erst if self.erst is not None else ErstStore(),
                                      variables=VariableStore.open(self.efivars) if self.efivars else VariableStore())
         while True:
             machine = Machine(self.config, persistent)

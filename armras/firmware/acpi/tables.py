@@ -1,5 +1,5 @@
 """The board's ACPI tables for arm64 ACPI boot: RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST,
-SDEI, PPTT, DBG2.
+SDEI, PPTT, ERST, EINJ, DBG2.
 
 ACPI 6.4 5.2 (ACPI System Description Tables): tables are laid out in one blob,
 16-byte aligned, RSDP first; values follow QEMU's hw/arm/virt-acpi-build.c for
@@ -22,6 +22,8 @@ from armras.firmware.acpi.builder import (
     gas_memory,
     pad_id,
 )
+from armras.firmware.acpi.erst import build_erst
+from armras.firmware.acpi.einj import build_einj
 from armras.firmware.acpi.hest import build_hest
 from armras.errors import ArmrasError
 from armras.board.memmap import (
@@ -131,7 +133,7 @@ DBG2_PORT_TYPE_SERIAL = 0x8000
 DBG2_PORT_SUBTYPE_PL011 = 0x0003
 DBG2_UART_NAMESPACE = b"\\_SB.COM0\0"              # the DSDT's PL011, NUL-terminated
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "DBG2")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class AcpiPlatform:
     mpidrs: tuple[int, ...] = (0,)           # one per CPU: MADT GICC entries, PPTT leaves
     sources: tuple[SourceSpec, ...] = BOARD_SOURCES
     bert_region: tuple[int, int] = (0, 0)     # (address, length) of the Boot Error Region
+    erst_base: int = 0                        # the ERST device's register frame (armras.devices.erst)
+    einj_base: int = VIRT_MEMMAP["einj"].base  # the EINJ action registers (armras.devices.einj)
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -184,6 +188,7 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
         mpidrs=mpidrs,
         sources=sources,
         bert_region=(layout.bert_region_base, BERT_REGION_SIZE),
+        erst_base=VIRT_MEMMAP["erst"].base,
     )
 
 
@@ -441,6 +446,8 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "BERT": build_bert(platform),
         "SDEI": _builder(platform, SDEI_SIGNATURE, SDEI_REVISION).finish(),
         "PPTT": build_pptt(platform),
+        "ERST": build_erst(platform.erst_base, platform.oem_id, platform.oem_table_id),
+        "EINJ": build_einj(platform.einj_base, platform.oem_id, platform.oem_table_id),
         "DBG2": build_dbg2(platform),
     }
     sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
