@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--erst", type=Path, default=None, metavar="FILE",
                      help="keep the ERST's error records (Linux pstore) in FILE across reboots and runs "
                           "(created if absent; default: in memory for the run)")
+    run.add_argument("--efivars", type=Path, default=None, metavar="FILE",
+                     help="keep the guest's non-volatile UEFI variables in FILE (created if missing; a file "
+                          "that is not an armras variable store is refused; default: variables last the run)")
     control.add_run_options(run)
     gdbstub.add_run_options(run)
     run.set_defaults(func=cmd_run)
@@ -179,7 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     session = RunSession(config, Guest(args.image, kernel, args.initrd, args.append or ""),
                          max_reboots=args.max_reboots, keep_poison=args.keep_poison, erst=erst,
-                         first_boot=[first_boot], every_boot=[phases.attach])
+                         first_boot=[first_boot], every_boot=[phases.attach], efivars=args.efivars)
     try:
         with control.attach(session, args), gdbstub.attach(session, args):
             try:

@@ -38,7 +38,7 @@ def iasl() -> str:
 
 
 SDT_HEADER = 36              # ACPI 6.4 table 5.29: the System Description Table Header
-SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ")
+SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_xsdt_points_at_tables(tables: AcpiTables) -> None:
     for address in entries:
         start = address - tables.base
         pointed[tables.blob[start:start + 4].decode()] = address
-    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ")}
+    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")}
 
 
 def test_fadt_fields(tables: AcpiTables) -> None:
@@ -440,6 +440,26 @@ def test_iasl_madt_gtdt_spcr(disassembled: dict[str, DataTable | str]) -> None:
     assert s["Interrupt Type"] == "08" and s["Interrupt"] == "00000021"
     assert s["Baud Rate"] == "03" and s["Terminal Type"] == "03"
     assert s["PCI Device ID"] == s["PCI Vendor ID"] == "FFFF"
+
+
+def test_iasl_dbg2(disassembled: dict[str, DataTable | str]) -> None:
+    """DBG2 (Microsoft Debug Port Table 2) as QEMU's build_dbg2: one PL011 serial debug port
+    at the UART's address, 32-bit accesses, its 4 KiB frame, named by its DSDT path."""
+    dbg2 = disassembled["DBG2"]
+    assert isinstance(dbg2, DataTable)
+    d = dbg2.header
+    assert d["Revision"] == "00"
+    assert d["Info Offset"] == "0000002C" and d["Info Count"] == "00000001"
+    assert d["Register Count"] == "01"
+    assert d["Port Type"] == "8000" and d["Port Subtype"] == "0003"     # serial, ARM PL011
+    assert d["Base Address Offset"] == "0016" and d["Address Size Offset"] == "0022"
+    assert d["Base Address Register/Space ID"] == "00 [SystemMemory]"
+    assert d["Base Address Register/Bit Width"] == "20"
+    assert d["Base Address Register/Encoded Access Width"] == "03 [DWord Access:32]"
+    assert d["Base Address Register/Address"] == "0000000009000000"
+    assert d["Address Size"] == "00001000"
+    assert d["Namepath"] == '"\\_SB.COM0"'
+    assert int(d["Length"], 16) == int(d["Namepath Offset"], 16) + int(d["Namepath Length"], 16)
 
 
 # ------------------------------------------------------- QEMU reference

@@ -33,6 +33,14 @@ class Pl031:
         self.ris = 0
         self._alarm: int | None = None   # unwrapped count at which RTCRIS gets set
 
+    def now(self) -> float:
+        """Seconds since 1970 as the RTC counts them (UEFI GetTime reads the same clock)."""
+        return self._now() + self._offset
+
+    def set_now(self, seconds: int) -> None:
+        """Set the count, as a write to RTCLR does (UEFI SetTime)."""
+        self.write(RTCLR, 4, seconds)
+
     def _count(self) -> int:
         return int(self._now()) + self._offset
 

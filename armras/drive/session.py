@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from armras.board.persistent import PersistentState
 from armras.errors import ArmrasError
+from armras.firmware.efivars import VariableStore
 from armras.ras.erst import ErstStore
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class RunSession:
     max_reboots: int = DEFAULT_MAX_REBOOTS
     keep_poison: bool = False
     erst: ErstStore | None = None                              # the ERST's store (default: in memory)
+    efivars: Path | None = None                                # --efivars: the variable store's file
     first_boot: list[BootHook] = field(default_factory=list)   # injections, poison, triggers
     every_boot: list[BootHook] = field(default_factory=list)   # e.g. rebinding the control socket
     machine: Machine | None = None                             # the board of the current boot
@@ -92,7 +94,8 @@ class RunSession:
     def _run(self) -> RunResult:
         from armras.board.machine import Machine
 
-        persistent = PersistentState(keep_poison=self.keep_poison, erst=self.erst if self.erst is not None else ErstStore())
+        persistent = PersistentState(keep_poison=self.keep_poison, erst=self.erst if self.erst is not None else ErstStore(),
+                                     variables=VariableStore.open(self.efivars) if self.efivars else VariableStore())
         events = self.config.events
         while True:
             if events is not None:

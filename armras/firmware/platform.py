@@ -7,11 +7,12 @@ the console, and power-off.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 if TYPE_CHECKING:
     from armras.arch.cpu import Cpu
     from armras.board.memory import PhysicalMemory, Region
+    from armras.devices.pl031 import Pl031
     from armras.firmware.acpi import AcpiTables
     from armras.ras.hw_errors import HardwareErrorsLayout
 
@@ -27,6 +28,9 @@ class FirmwarePlatform(Protocol):
     hw_errors: HardwareErrorsLayout
     hvc_handlers: dict[int, Callable[[Cpu], None]]
     console: ConsoleSink
+    cpu: Cpu                        # the boot CPU (its ID registers describe the part)
+    vcpus: Sequence[object]         # one per CPU of the board
+    rtc: Pl031                      # the board's clock: UEFI GetTime/SetTime use it
 
     @property
     def reserved_range(self) -> tuple[int, int]: ...

@@ -9,23 +9,30 @@ What the arm64 EFI stub uses is implemented: HandleProtocol/OpenProtocol for
 LOADED_IMAGE (LoadOptions = kernel command line), ConOut OutputString, Allocate/Free
 Pages and Pool, GetMemoryMap, ExitBootServices (map-key checked), LocateDevicePath and
 LoadFile2 for LINUX_EFI_INITRD_MEDIA_GUID (the initrd), InstallConfigurationTable,
-GetVariable (no variables), LocateProtocol/LocateHandleBuffer (NOT_FOUND: no RNG, TPM,
-GOP, PCI...), GetTime, ResetSystem. An EFI_RT_PROPERTIES_TABLE advertises no runtime
-services, so the kernel skips SetVirtualAddressMap and never calls into firmware with
-virtual pointers. Every pointer the guest passes is checked; a bad one gets
-EFI_INVALID_PARAMETER, never an emulator crash.
+LocateProtocol for EFI_RNG_PROTOCOL (seeded; a fixed seed under --deterministic, so KASLR
+places the kernel at the same random offset every run), LocateHandleBuffer (NOT_FOUND: no
+TPM, GOP, PCI...), and the runtime
+services GetTime/SetTime (the board's PL031 clock), Get/GetNext/SetVariable and
+QueryVariableInfo (armras.firmware.efivars), ResetSystem. An EFI_RT_PROPERTIES_TABLE
+advertises those runtime services but not SetVirtualAddressMap, so Linux maps the
+runtime regions 1:1 and calls the stubs at their physical addresses, passing pointers in
+its own address space: the handlers translate them through the calling CPU's MMU. The
+SMBIOS 3.0 tables (armras.firmware.smbios) are a configuration table. Every pointer the
+guest passes is checked; a bad one gets EFI_INVALID_PARAMETER, never an emulator crash.
 """
 from __future__ import annotations
 
 import datetime
 import logging
+import random
+import secrets
 import struct
 import uuid
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from armras.arch.cpu import GuestFault, describe_esr
+from armras.arch.cpu import MIDR_EL1, GuestFault, describe_esr
 from armras.errors import ArmrasError
 from armras.firmware.efi_memory import (
     DESCRIPTOR_SIZE,
@@ -35,6 +42,9 @@ from armras.firmware.efi_memory import (
     EfiMemoryMap,
     MemoryType,
 )
+from armras.arch.mmu import translate
+from armras.firmware.efivars import MAX_NAME_CHARS, MAX_VARIABLE_SIZE, VariableError, VariableStore
+from armras.firmware.smbios import SmbiosPlatform, build_entry_point, build_structures
 
 if TYPE_CHECKING:
     from armras.arch.cpu import Cpu
@@ -49,6 +59,8 @@ EFI_INVALID_PARAMETER = _ERR | 2
 EFI_UNSUPPORTED = _ERR | 3
 EFI_BUFFER_TOO_SMALL = _ERR | 5
 EFI_NOT_READY = _ERR | 6
+EFI_DEVICE_ERROR = _ERR | 7
+EFI_WRITE_PROTECTED = _ERR | 8
 EFI_OUT_OF_RESOURCES = _ERR | 9
 EFI_NOT_FOUND = _ERR | 14
 
@@ -85,6 +97,7 @@ CON_OUT = ["Reset", "OutputString", "TestString", "QueryMode", "SetMode", "SetAt
            "SetCursorPosition", "EnableCursor"]
 CON_IN = ["Reset", "ReadKeyStroke"]
 LOAD_FILE2 = ["LoadFile"]
+RNG = ["GetInfo", "GetRNG"]
 
 
 def guid(text: str) -> bytes:
@@ -92,11 +105,15 @@ def guid(text: str) -> bytes:
 
 
 ACPI_20_TABLE_GUID = guid("8868e871-e4f1-11d3-bc22-0080c73c8881")
+SMBIOS3_TABLE_GUID = guid("f2fd1544-9794-4a2c-992e-e5bbcf20e394")
 RT_PROPERTIES_TABLE_GUID = guid("eb66918a-7eef-402a-842e-931d21c38ae9")
 LOADED_IMAGE_PROTOCOL_GUID = guid("5b1b31a1-9562-11d2-8e3f-00a0c969723b")
 LOADED_IMAGE_DEVICE_PATH_GUID = guid("bc62157e-3e33-4fec-9920-2d3b36d750df")
 DEVICE_PATH_PROTOCOL_GUID = guid("09576e91-6d3f-11d2-8e39-00a0c969723b")
 LOAD_FILE2_PROTOCOL_GUID = guid("4006c0c1-fcb3-403e-996d-4a6c8724e06d")
+RNG_PROTOCOL_GUID = guid("3152bca5-eade-433d-862e-c01cdc291f44")        # UEFI 2.10 37.5
+RNG_ALGORITHM_RAW = guid("e43176d7-b6e8-4827-b784-7ffdc4b68561")
+DETERMINISTIC_RNG_SEED = 0x41524D524153     # --deterministic: the same "random" bytes every run
 LINUX_EFI_INITRD_MEDIA_GUID = guid("5568e427-68fc-4f3d-ac74-ca555231cc68")
 
 MEDIA_DEVICE_PATH = 4
@@ -117,6 +134,34 @@ class _ConfigTable:
 
 EFI_RESET_COLD, EFI_RESET_WARM, EFI_RESET_SHUTDOWN = 0, 1, 2   # UEFI 2.x 8.5.1 EFI_RESET_TYPE
 
+# EFI_RT_PROPERTIES_TABLE RuntimeServicesSupported bits (UEFI 2.10 4.6.2). SetVirtualAddressMap
+# is left out: Linux then keeps the runtime regions mapped 1:1 (VA = PA) and calls the stubs
+# there, with its own (kernel virtual) pointers as arguments, which the handlers translate.
+# ResetSystem is left out too: Linux resets and powers off through PSCI, as it does on QEMU.
+RT_SUPPORTED_GET_TIME = 0x0001
+RT_SUPPORTED_SET_TIME = 0x0002
+RT_SUPPORTED_GET_VARIABLE = 0x0010
+RT_SUPPORTED_GET_NEXT_VARIABLE_NAME = 0x0020
+RT_SUPPORTED_SET_VARIABLE = 0x0040
+RT_SUPPORTED_QUERY_VARIABLE_INFO = 0x2000
+RT_SUPPORTED = (RT_SUPPORTED_GET_TIME | RT_SUPPORTED_SET_TIME | RT_SUPPORTED_GET_VARIABLE |
+                RT_SUPPORTED_GET_NEXT_VARIABLE_NAME | RT_SUPPORTED_SET_VARIABLE | RT_SUPPORTED_QUERY_VARIABLE_INFO)
+RT_PROPERTIES_VERSION = 1
+
+# EFI_TIME (UEFI 2.10 8.3.1) and EFI_TIME_CAPABILITIES.
+EFI_TIME_FORMAT = "<HBBBBBBIhBB"
+EFI_TIME_SIZE = 16
+EFI_UNSPECIFIED_TIMEZONE = 0x07FF
+EFI_TIME_ADJUST_DAYLIGHT = 0x01
+EFI_TIME_IN_DAYLIGHT = 0x02
+RTC_RESOLUTION_HZ = 1           # the PL031 counts seconds
+RTC_ACCURACY = 50_000_000       # 50 ppm, in units of 1e-6 ppm (what EDK2 reports)
+RTC_MAX_SECONDS = 0xFFFF_FFFF   # the PL031's 32-bit counter
+
+_VARIABLE_STATUS = {"NOT_FOUND": EFI_NOT_FOUND, "INVALID_PARAMETER": EFI_INVALID_PARAMETER,
+                    "UNSUPPORTED": EFI_UNSUPPORTED, "OUT_OF_RESOURCES": EFI_OUT_OF_RESOURCES,
+                    "WRITE_PROTECTED": EFI_WRITE_PROTECTED}
+
 
 @dataclass
 class Uefi:
@@ -125,6 +170,8 @@ class Uefi:
     machine: "FirmwarePlatform"     # the board, as firmware may see it
     cmdline: str = ""
     initrd: bytes | None = None
+    variables: VariableStore = field(default_factory=VariableStore)   # per run, see efivars.py
+    rng_seed: int | None = None     # EFI_RNG_PROTOCOL: fixed seed (--deterministic), or the host's entropy
     memmap: EfiMemoryMap = field(init=False)
     exited_boot_services: bool = False
 
@@ -136,6 +183,9 @@ class Uefi:
         self._pool: dict[int, int] = {}          # AllocatePool address -> pages
         self._monotonic = 0
         self.calls: dict[str, int] = {}
+        self._cpu: Cpu | None = None            # the CPU whose service call runs (its MMU maps pointers)
+        self._rng = random.Random(self.rng_seed if self.rng_seed is not None else secrets.randbits(128))
+        self.loader_code: list[tuple[int, int]] = []   # (address, pages) the OS loader allocated as code
         self._reserve_platform_firmware()
         self._build_tables()
         m.hvc_handlers.update(self._handlers())
@@ -186,7 +236,7 @@ class Uefi:
         bs = MemoryType.BOOT_SERVICES_DATA
         boot_stubs = self._stub_page(SERVICE_BASE, len(BOOT_SERVICES), MemoryType.BOOT_SERVICES_CODE)
         rt_stubs = self._stub_page(RUNTIME_BASE, len(RUNTIME_SERVICES), MemoryType.RUNTIME_SERVICES_CODE)
-        proto_names = CON_OUT + CON_IN + LOAD_FILE2
+        proto_names = CON_OUT + CON_IN + LOAD_FILE2 + RNG
         proto_stubs = self._stub_page(PROTOCOL_BASE, len(proto_names), MemoryType.BOOT_SERVICES_CODE)
         self._proto_names = proto_names
 
@@ -212,7 +262,11 @@ class Uefi:
                        struct.pack("<Q", 0))
         # LoadFile2 for the initrd, on its own handle with the vendor media device path.
         self.load_file2 = self._alloc(8, bs)
-        self.mem.write(self.load_file2, struct.pack("<Q", proto_stubs[-1]))
+        n_lf2 = n_out + len(CON_IN)
+        self.mem.write(self.load_file2, struct.pack("<Q", proto_stubs[n_lf2]))
+        # EFI_RNG_PROTOCOL: GetInfo, GetRNG. The EFI stub seeds KASLR and Linux's RNG from it.
+        self.rng = self._alloc(16, bs)
+        self.mem.write(self.rng, b"".join(struct.pack("<Q", a) for a in proto_stubs[n_lf2 + 1:n_lf2 + 3]))
         self.initrd_handle = self._alloc(16, bs)
         self.image_handle = self._alloc(16, bs)
 
@@ -221,9 +275,10 @@ class Uefi:
         self.config_tables = self._alloc(24 * MAX_CONFIG_TABLES, rt)
         self.system_table = self._alloc(120, rt)
         props = self._alloc(8, rt)
-        self.mem.write(props, struct.pack("<HHI", 1, 8, 0))   # RT properties: no runtime services
+        self.mem.write(props, struct.pack("<HHI", RT_PROPERTIES_VERSION, 8, RT_SUPPORTED))
         self._config = [_ConfigTable(ACPI_20_TABLE_GUID, self.machine.acpi.rsdp_address),
-                        _ConfigTable(RT_PROPERTIES_TABLE_GUID, props)]
+                        _ConfigTable(RT_PROPERTIES_TABLE_GUID, props),
+                        _ConfigTable(SMBIOS3_TABLE_GUID, self._install_smbios())]
         self._write_system_table()
 
         # Firmware vector table: any exception while the stub runs is reported.
@@ -234,6 +289,18 @@ class Uefi:
         ret = self._alloc(4, MemoryType.BOOT_SERVICES_CODE)
         self.mem.write(ret, struct.pack("<I", 0xD4000002 | (HVC_IMAGE_RETURN << 5)))
         self.return_stub = ret
+
+    def _install_smbios(self) -> int:
+        """SMBIOS structures and their `_SM3_` entry point in runtime data, as EDK2 places them."""
+        m = self.machine
+        structures = build_structures(SmbiosPlatform(ram_base=m.ram.base, ram_size=m.ram.size,
+                                                     cpus=len(m.vcpus), midr=m.cpu.sysreg(MIDR_EL1)))
+        table = self._alloc(len(structures), MemoryType.RUNTIME_SERVICES_DATA)
+        self.mem.write(table, structures)
+        entry = self._alloc(PAGE, MemoryType.RUNTIME_SERVICES_DATA)
+        self.mem.write(entry, build_entry_point(table, len(structures)))
+        self.smbios_entry = entry
+        return entry
 
     def _write_system_table(self) -> None:
         entries = b"".join(t.guid + struct.pack("<Q", t.address) for t in self._config)
@@ -260,7 +327,8 @@ class Uefi:
         table: dict[int, Callable[[Cpu], None]] = {}
         groups = [(SERVICE_BASE, BOOT_SERVICES, "bs"), (RUNTIME_BASE, RUNTIME_SERVICES, "rt"),
                   (PROTOCOL_BASE, CON_OUT, "conout"), (PROTOCOL_BASE + len(CON_OUT), CON_IN, "conin"),
-                  (PROTOCOL_BASE + len(CON_OUT) + len(CON_IN), LOAD_FILE2, "lf2")]
+                  (PROTOCOL_BASE + len(CON_OUT) + len(CON_IN), LOAD_FILE2, "lf2"),
+                  (PROTOCOL_BASE + len(CON_OUT) + len(CON_IN) + len(LOAD_FILE2), RNG, "rng")]
         for base, names, prefix in groups:
             for i, name in enumerate(names):
                 table[base + i] = self._make_handler(prefix, name)
@@ -275,6 +343,7 @@ class Uefi:
         def handler(cpu: "Cpu") -> None:
             self.calls[label] = self.calls.get(label, 0) + 1
             args = cpu.xs(8)
+            self._cpu = cpu
             if prefix == "bs" and self.exited_boot_services:
                 log.warning("UEFI %s called after ExitBootServices", label)
                 status = EFI_UNSUPPORTED
@@ -284,6 +353,9 @@ class Uefi:
             else:
                 try:
                     status = method(*args)
+                except VariableError as e:
+                    log.debug("UEFI %s: %s", label, e)
+                    status = _VARIABLE_STATUS[e.status]
                 except (ArmrasError, AllocationError, UnicodeDecodeError) as e:
                     log.warning("UEFI %s: invalid request from the guest: %s", label, e)
                     status = EFI_INVALID_PARAMETER
@@ -338,6 +410,8 @@ class Uefi:
         except AllocationError:
             return EFI_NOT_FOUND if kind == ALLOCATE_ADDRESS else EFI_OUT_OF_RESOURCES
         self._put64(memory_ptr, addr)
+        if mt == MemoryType.LOADER_CODE:
+            self.loader_code.append((addr, pages))
         return EFI_SUCCESS
 
     def _bs_FreePages(self, memory: int, pages: int, *_: int) -> int:
@@ -439,8 +513,11 @@ class Uefi:
         self._write_system_table()
         return EFI_SUCCESS
 
-    def _bs_LocateProtocol(self, *_: int) -> int:
-        return EFI_NOT_FOUND
+    def _bs_LocateProtocol(self, guid_ptr: int, registration: int, iface_ptr: int, *_: int) -> int:
+        if self._guid_at(guid_ptr) != RNG_PROTOCOL_GUID:
+            return EFI_NOT_FOUND
+        self._put64(iface_ptr, self.rng)
+        return EFI_SUCCESS
 
     def _bs_LocateHandle(self, *_: int) -> int:
         return EFI_NOT_FOUND
@@ -494,19 +571,142 @@ class Uefi:
         return EFI_SUCCESS
 
     # --- runtime services ----------------------------------------------------------------
+    # After ExitBootServices the OS passes its own virtual addresses: every pointer goes
+    # through the calling CPU's stage-1 translation (identity before the OS takes over),
+    # page by page, and an unmapped one is EFI_INVALID_PARAMETER.
+    def _pages(self, va: int, size: int) -> list[tuple[int, int]]:
+        if va == 0:
+            raise ArmrasError("NULL pointer")
+        out: list[tuple[int, int]] = []
+        end = va + size
+        while va < end:
+            n = min(end, (va | (PAGE - 1)) + 1) - va
+            pa = translate(self._cpu, self.mem, va) if self._cpu is not None else va
+            if pa is None:
+                raise ArmrasError(f"unmapped guest address {va:#x}")
+            out.append((pa, n))
+            va += n
+        return out
+
+    def _read_va(self, va: int, size: int) -> bytes:
+        return b"".join(self.mem.read(pa, n) for pa, n in self._pages(va, size))
+
+    def _write_va(self, va: int, data: bytes) -> None:
+        off = 0
+        for pa, n in self._pages(va, len(data)):
+            self.mem.write(pa, data[off:off + n])
+            off += n
+
+    def _read_u64_va(self, va: int) -> int:
+        return int.from_bytes(self._read_va(va, 8), "little")
+
+    def _write_u64_va(self, va: int, value: int) -> None:
+        self._write_va(va, value.to_bytes(8, "little"))
+
+    def _read_name(self, va: int, max_bytes: int = 2 * MAX_NAME_CHARS) -> str:
+        """A NUL-terminated UCS-2 name of at most max_bytes (NUL included)."""
+        raw = bytearray()
+        checked = 0
+        while len(raw) < max_bytes:
+            pos = va + len(raw)
+            raw += self._read_va(pos, min(PAGE - pos % PAGE, max_bytes - len(raw)))
+            while checked + 1 < len(raw):
+                if raw[checked] == 0 and raw[checked + 1] == 0:
+                    return raw[:checked].decode("utf-16-le")
+                checked += 2
+        raise VariableError("INVALID_PARAMETER", "variable name not terminated")
+
     def _rt_GetTime(self, time_ptr: int, caps_ptr: int, *_: int) -> int:
-        now = datetime.datetime.now(datetime.timezone.utc)
-        self.mem.write(time_ptr, struct.pack("<HBBBBBBIhBB", now.year, now.month, now.day, now.hour, now.minute,
-                                             now.second, 0, now.microsecond * 1000, 0, 0, 0))
+        if time_ptr == 0:
+            return EFI_INVALID_PARAMETER
+        seconds = self.machine.rtc.now()
+        now = datetime.datetime.fromtimestamp(int(seconds), datetime.timezone.utc)
+        nanos = min(int((seconds - int(seconds)) * 1e9), 999_999_999)
+        self._write_va(time_ptr, struct.pack(EFI_TIME_FORMAT, now.year, now.month, now.day, now.hour, now.minute,
+                                             now.second, 0, nanos, 0, 0, 0))
         if caps_ptr:
-            self.mem.write(caps_ptr, struct.pack("<IIB", 1, 0, 0))
+            self._write_va(caps_ptr, struct.pack("<IIB", RTC_RESOLUTION_HZ, RTC_ACCURACY, 0))
         return EFI_SUCCESS
 
-    def _rt_GetVariable(self, *_: int) -> int:
-        return EFI_NOT_FOUND
+    def _rt_SetTime(self, time_ptr: int, *_: int) -> int:
+        """The time is taken as UTC (as Linux's rtc-efi writes it, TimeZone unspecified)."""
+        if time_ptr == 0:
+            return EFI_INVALID_PARAMETER
+        (year, month, day, hour, minute, second, _pad, nanos, tz, daylight,
+         _pad2) = struct.unpack(EFI_TIME_FORMAT, self._read_va(time_ptr, EFI_TIME_SIZE))
+        if not (1900 <= year <= 9999 and nanos <= 999_999_999 and
+                (-1440 <= tz <= 1440 or tz == EFI_UNSPECIFIED_TIMEZONE) and
+                not daylight & ~(EFI_TIME_ADJUST_DAYLIGHT | EFI_TIME_IN_DAYLIGHT)):
+            return EFI_INVALID_PARAMETER
+        try:
+            when = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone.utc)
+        except ValueError:          # month 13, February 30th, hour 24...
+            return EFI_INVALID_PARAMETER
+        seconds = int(when.timestamp())
+        if not 0 <= seconds <= RTC_MAX_SECONDS:
+            return EFI_DEVICE_ERROR     # the PL031 cannot hold it
+        self.machine.rtc.set_now(seconds)
+        log.info("UEFI SetTime: the RTC now reads %s", when.isoformat())
+        return EFI_SUCCESS
 
-    def _rt_GetNextVariableName(self, *_: int) -> int:
-        return EFI_NOT_FOUND
+    def _rt_GetVariable(self, name_ptr: int, guid_ptr: int, attr_ptr: int, size_ptr: int, data_ptr: int,
+                        *_: int) -> int:
+        if not (name_ptr and guid_ptr and size_ptr):
+            return EFI_INVALID_PARAMETER
+        var = self.variables.get(self._read_va(guid_ptr, 16), self._read_name(name_ptr),
+                                 runtime=self.exited_boot_services)
+        have = self._read_u64_va(size_ptr)
+        self._write_u64_va(size_ptr, len(var.data))
+        if attr_ptr:
+            self._write_va(attr_ptr, struct.pack("<I", var.attributes))
+        if have < len(var.data):
+            return EFI_BUFFER_TOO_SMALL
+        if var.data:
+            if data_ptr == 0:
+                return EFI_INVALID_PARAMETER
+            self._write_va(data_ptr, var.data)
+        return EFI_SUCCESS
+
+    def _rt_GetNextVariableName(self, size_ptr: int, name_ptr: int, guid_ptr: int, *_: int) -> int:
+        if not (size_ptr and name_ptr and guid_ptr):
+            return EFI_INVALID_PARAMETER
+        size = self._read_u64_va(size_ptr)
+        if size < 2:
+            return EFI_INVALID_PARAMETER
+        name = self._read_name(name_ptr, min(size, 2 * MAX_NAME_CHARS) & ~1)
+        g, next_name = self.variables.next_name(self._read_va(guid_ptr, 16), name,
+                                                runtime=self.exited_boot_services)
+        encoded = self._utf16z(next_name)
+        self._write_u64_va(size_ptr, len(encoded))
+        if size < len(encoded):
+            return EFI_BUFFER_TOO_SMALL
+        self._write_va(name_ptr, encoded)
+        self._write_va(guid_ptr, g)
+        return EFI_SUCCESS
+
+    def _rt_SetVariable(self, name_ptr: int, guid_ptr: int, attributes: int, size: int, data_ptr: int,
+                        *_: int) -> int:
+        if not (name_ptr and guid_ptr) or attributes > 0xFFFF_FFFF:
+            return EFI_INVALID_PARAMETER
+        if size > MAX_VARIABLE_SIZE:        # before reading anything: the guest sizes nothing on the host
+            return EFI_INVALID_PARAMETER
+        if size and data_ptr == 0:
+            return EFI_INVALID_PARAMETER
+        name = self._read_name(name_ptr)
+        data = self._read_va(data_ptr, size) if size else b""
+        self.variables.set(self._read_va(guid_ptr, 16), name, attributes, data,
+                           runtime=self.exited_boot_services)
+        return EFI_SUCCESS
+
+    def _rt_QueryVariableInfo(self, attributes: int, max_ptr: int, remaining_ptr: int, max_var_ptr: int,
+                              *_: int) -> int:
+        if not (max_ptr and remaining_ptr and max_var_ptr) or attributes > 0xFFFF_FFFF:
+            return EFI_INVALID_PARAMETER
+        total, remaining, largest = self.variables.query(attributes)
+        self._write_u64_va(max_ptr, total)
+        self._write_u64_va(remaining_ptr, remaining)
+        self._write_u64_va(max_var_ptr, largest)
+        return EFI_SUCCESS
 
     def _rt_ResetSystem(self, reset_type: int, status: int, *_: int) -> int:
         if reset_type in (EFI_RESET_COLD, EFI_RESET_WARM):
@@ -548,6 +748,29 @@ class Uefi:
 
     def _conin_ReadKeyStroke(self, *_: int) -> int:
         return EFI_NOT_READY
+
+    def _rng_GetInfo(self, this: int, size_ptr: int, list_ptr: int, *_: int) -> int:
+        if this != self.rng:
+            return EFI_INVALID_PARAMETER
+        have = self.mem.read_u64(size_ptr)
+        self._put64(size_ptr, len(RNG_ALGORITHM_RAW))
+        if have < len(RNG_ALGORITHM_RAW) or list_ptr == 0:
+            return EFI_BUFFER_TOO_SMALL
+        self.mem.write(list_ptr, RNG_ALGORITHM_RAW)
+        return EFI_SUCCESS
+
+    def _rng_GetRNG(self, this: int, algorithm_ptr: int, length: int, buffer: int, *_: int) -> int:
+        """RNGValueLength bytes of the raw algorithm (the default); the range is checked first,
+        then filled COPY_CHUNK bytes at a time."""
+        if this != self.rng or length == 0 or buffer == 0:
+            return EFI_INVALID_PARAMETER
+        if algorithm_ptr and self._guid_at(algorithm_ptr) != RNG_ALGORITHM_RAW:
+            return EFI_UNSUPPORTED
+        self.mem.region_of(buffer, length)
+        for off in range(0, length, COPY_CHUNK):
+            n = min(COPY_CHUNK, length - off)
+            self.mem.write(buffer + off, self._rng.randbytes(n))
+        return EFI_SUCCESS
 
     def _lf2_LoadFile(self, this: int, file_path: int, boot_policy: int, size_ptr: int, buffer: int,
                       *_: int) -> int:

@@ -23,6 +23,7 @@ class Symbolizer:
     _addrs: list[int] = field(default_factory=list)
     _entries: list[tuple[int, int, str]] = field(default_factory=list)
     _by_name: dict[str, int] = field(default_factory=dict)
+    text_va: int | None = None          # a kernel's link address of _text, when known otherwise
 
     @classmethod
     def from_system_map(cls, path: Path) -> "Symbolizer":
@@ -72,6 +73,10 @@ class Symbolizer:
     def address_of(self, name: str) -> int | None:
         return self._by_name.get(name)
 
+    def text_address(self) -> int | None:
+        """The link address of a kernel's _text (the image's first byte)."""
+        return self.text_va if self.text_va is not None else self.address_of("_text")
+
 
 class LazySymbolizer(Symbolizer):
     """A Symbolizer built on first use: decoding a kernel's kallsyms costs ~0.2 s, and only
@@ -87,6 +92,7 @@ class LazySymbolizer(Symbolizer):
             loaded = load()
             if loaded is not None:
                 self._addrs, self._entries, self._by_name = loaded._addrs, loaded._entries, loaded._by_name
+                self.text_va = loaded.text_va
 
     def __len__(self) -> int:
         self._ensure()
@@ -103,6 +109,10 @@ class LazySymbolizer(Symbolizer):
     def address_of(self, name: str) -> int | None:
         self._ensure()
         return super().address_of(name)
+
+    def text_address(self) -> int | None:
+        self._ensure()
+        return super().text_address()
 
 
 @dataclass

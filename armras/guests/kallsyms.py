@@ -438,4 +438,6 @@ def kallsyms_symbolizer(image: bytes) -> Symbolizer | None:
     log.info("kallsyms: %d symbols (%s layout, _text %s, relative_base %#x) decoded in %.0f ms",
              lay.num_syms, lay.order, f"{lay.text_va:#x}" if lay.text_va is not None else "?",
              lay.relative_base, (time.perf_counter() - start) * 1e3)
-    return Symbolizer.from_entries(table.functions())
+    sym = Symbolizer.from_entries(table.functions())
+    sym.text_va = lay.text_va           # 6.1 lists no _text symbol; KASLR lookups need it
+    return sym

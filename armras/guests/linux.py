@@ -20,7 +20,8 @@ from unicorn.arm64_const import UC_ARM64_REG_SP, UC_ARM64_REG_VBAR_EL1, UC_ARM64
 from armras.arch.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, GuestFault
 from armras.errors import ImageError
 from armras.firmware.efi_memory import PAGE, AllocationError, MemoryType
-from armras.firmware.uefi import Uefi
+from armras.firmware.uefi import DETERMINISTIC_RNG_SEED, Uefi
+from armras.guests.kaslr import KaslrSymbolizer
 from armras.guests.image import Arm64Image, load_arm64_image
 from armras.guests.kallsyms import kallsyms_symbolizer
 from armras.guests.elf import LazySymbolizer, Symbolizer
@@ -37,6 +38,7 @@ SCTLR_M, SCTLR_C, SCTLR_I = 1 << 0, 1 << 2, 1 << 12
 BLOCK_NORMAL = (1 << 10) | (3 << 8) | (0 << 2) | 1     # AF, inner shareable, attr0, block
 BLOCK_DEVICE = (1 << 10) | (1 << 2) | (1 << 54) | (1 << 53) | 1   # AF, attr1, UXN, PXN, block
 KERNEL_ALIGN = 2 * MiB
+IMAGE_HEADER_SIZE = 64     # the arm64 Image header (Documentation/arch/arm64/booting.rst)
 STACK_SIZE = 256 * 1024
 
 
@@ -151,7 +153,8 @@ def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str
     if not image.is_pe or image.pe_entry is None:
         raise ImageError(f"{kernel}: the Image has no EFI stub (PE header); armras boots arm64 Linux via UEFI")
     initrd_data = _read(initrd, "initrd") if initrd is not None else None
-    uefi = Uefi(machine, cmdline=cmdline, initrd=initrd_data)
+    uefi = Uefi(machine, cmdline=cmdline, initrd=initrd_data, variables=machine.persistent.variables,
+                rng_seed=DETERMINISTIC_RNG_SEED if machine.config.deterministic else None)
     base = _load_pe(uefi, image)
     uefi.install_loaded_image(base, image.load_size)
     stack = uefi.memmap.allocate(STACK_SIZE // PAGE, MemoryType.BOOT_SERVICES_DATA)
@@ -176,6 +179,10 @@ def boot_linux(machine: Machine, kernel: Path, initrd: Path | None, cmdline: str
         # No System.map, or Debian's stub: the Image's own kallsyms tables, decoded
         # (~0.1-0.2 s) only when a crash report or a symbol lookup needs them.
         machine.symbols = LazySymbolizer(lambda: kallsyms_symbolizer(image.data))
+    # KASLR (EFI_RNG_PROTOCOL): the kernel runs at a random offset; look PCs up by image offset.
+    machine.symbols = KaslrSymbolizer(machine.symbols, image.data[:IMAGE_HEADER_SIZE], image.load_size,
+                                      lambda: [base] + [a for a, _pages in uefi.loader_code],
+                                      machine.cpu, machine.mem)
     boot = LinuxBoot(uefi, kernel)
     _watch_console(machine, boot)
     return boot

@@ -72,6 +72,12 @@
  * runs "/bin/sh PATH" as a child with PATH=/usr/sbin:/usr/bin, waits for it and prints
  * "SH exit=N" (or "SH ERROR ...").  Such a script can run the seatest victim on its own:
  * "/init --seatest [CPU]" (not PID 1) runs the seatest above and exits.
+ * With "fwtest" it prints what the firmware tables and UEFI runtime services give
+ * Linux: one "FWTEST dmi <file>=<value>" line per /sys/class/dmi/id file it reads,
+ * "FWTEST rtc0 name=<driver>", "FWTEST time=<seconds since 1970>"; with
+ * "fwtest_settime=S" it then sets /dev/rtc0 to S (ioctl RTC_SET_TIME: rtc-efi calls
+ * UEFI SetTime) and reads it back (RTC_RD_TIME: GetTime), printing
+ * "FWTEST rtc set=<S>" and "FWTEST rtc read=<YYYY-MM-DDTHH:MM:SS>".
  *
  * Finally sync() and reboot(RB_POWER_OFF) (PSCI SYSTEM_OFF).  Every failure
  * prints one "INIT ERROR ..." / "SEATEST ERROR ..." line and still powers off.
@@ -89,6 +95,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/rtc.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
@@ -737,6 +745,52 @@ static void armras_bench(long divisor)
         printf("BENCH DONE\n");
 }
 
+/* fwtest: SMBIOS (DMI) values and the UEFI clock as Linux sees them. */
+static void fwtest(const char *cmdline)
+{
+    static const char *const dmi[] = { "sys_vendor", "product_name", "product_version", "bios_vendor",
+                                       "bios_version", "bios_date", "bios_release", NULL };
+    char path[128], buf[256];
+    for (int i = 0; dmi[i]; i++) {
+        snprintf(path, sizeof path, "/sys/class/dmi/id/%s", dmi[i]);
+        if (read_text(path, buf, sizeof buf) < 0)
+            printf("FWTEST ERROR %s: %s\n", path, strerror(errno));
+        else
+            printf("FWTEST dmi %s=%s\n", dmi[i], buf);
+    }
+    if (read_text("/sys/class/rtc/rtc0/name", buf, sizeof buf) < 0)
+        printf("FWTEST ERROR rtc0 name: %s\n", strerror(errno));
+    else
+        printf("FWTEST rtc0 name=%s\n", buf);
+    printf("FWTEST time=%lld\n", (long long)time(NULL));
+    long set = cmdline_number(cmdline, "fwtest_settime", 0);
+    if (set <= 0)
+        return;
+    int fd = open("/dev/rtc0", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        printf("FWTEST ERROR open /dev/rtc0: %s\n", strerror(errno));
+        return;
+    }
+    time_t t = (time_t)set;
+    struct tm g;
+    struct rtc_time rt;
+    gmtime_r(&t, &g);
+    memset(&rt, 0, sizeof rt);
+    rt.tm_sec = g.tm_sec, rt.tm_min = g.tm_min, rt.tm_hour = g.tm_hour;
+    rt.tm_mday = g.tm_mday, rt.tm_mon = g.tm_mon, rt.tm_year = g.tm_year;
+    if (ioctl(fd, RTC_SET_TIME, &rt) < 0)
+        printf("FWTEST ERROR RTC_SET_TIME: %s\n", strerror(errno));
+    else
+        printf("FWTEST rtc set=%ld\n", set);
+    memset(&rt, 0, sizeof rt);
+    if (ioctl(fd, RTC_RD_TIME, &rt) < 0)
+        printf("FWTEST ERROR RTC_RD_TIME: %s\n", strerror(errno));
+    else
+        printf("FWTEST rtc read=%04d-%02d-%02dT%02d:%02d:%02d\n", rt.tm_year + 1900, rt.tm_mon + 1,
+               rt.tm_mday, rt.tm_hour, rt.tm_min, rt.tm_sec);
+    close(fd);
+}
+
 #define PSTORE_DIR "/sys/fs/pstore"
 #define PSTORE_LINE_MAX 200
 
@@ -885,6 +939,8 @@ int main(int argc, char **argv)
             einjtest(mode);
         printf("EINJTEST DONE\n");
     }
+    if (cmdline_has(cmdline, "fwtest"))
+        fwtest(cmdline);
     if (cmdline_has(cmdline, "armras_bench"))
         armras_bench(cmdline_number(cmdline, "armras_bench", 1));
     run_script(cmdline);

@@ -1,5 +1,5 @@
 """The board's ACPI tables for arm64 ACPI boot: RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST,
-SDEI, PPTT, EINJ.
+SDEI, PPTT, ERST, EINJ, DBG2.
 
 ACPI 6.4 5.2 (ACPI System Description Tables): tables are laid out in one blob,
 16-byte aligned, RSDP first; values follow QEMU's hw/arm/virt-acpi-build.c for
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from armras.firmware.acpi import aml
 from armras.firmware.acpi.builder import (
     ACCESS_DWORD,
+    GAS_SIZE,
     HEADER_SIZE,
     ZERO_GAS,
     TableBuilder,
@@ -122,7 +123,17 @@ SDEI_REVISION = 1
 BERT_SIGNATURE = b"BERT"
 BERT_REVISION = 1
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ")
+# --- DBG2 (Microsoft "Debug Port Table 2", revision 0), laid out as QEMU's build_dbg2 ---
+DBG2_SIGNATURE = b"DBG2"
+DBG2_REVISION = 0
+DBG2_DEVICE_INFO_OFFSET = HEADER_SIZE + 8        # after OffsetDbgDeviceInfo, NumberDbgDeviceInfo
+DBG2_DEVICE_INFO_REVISION = 0
+DBG2_DEVICE_INFO_FIXED = 22                      # Debug Device Information up to its arrays
+DBG2_PORT_TYPE_SERIAL = 0x8000
+DBG2_PORT_SUBTYPE_PL011 = 0x0003
+DBG2_UART_NAMESPACE = b"\\_SB.COM0\0"              # the DSDT's PL011, NUL-terminated
+
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")
 
 
 @dataclass(frozen=True)
@@ -371,6 +382,32 @@ def build_spcr(platform: AcpiPlatform) -> bytes:
     return tb.finish()
 
 
+def build_dbg2(platform: AcpiPlatform) -> bytes:
+    """DBG2: one debug device, the PL011 (one 32-bit GAS, its size, the DSDT path)."""
+    gas_offset = DBG2_DEVICE_INFO_FIXED
+    size_offset = gas_offset + GAS_SIZE
+    name_offset = size_offset + 4
+    tb = _builder(platform, DBG2_SIGNATURE, DBG2_REVISION)
+    tb.u32(DBG2_DEVICE_INFO_OFFSET)
+    tb.u32(1)                                    # NumberDbgDeviceInfo
+    tb.u8(DBG2_DEVICE_INFO_REVISION)
+    tb.u16(name_offset + len(DBG2_UART_NAMESPACE))   # Length of this structure
+    tb.u8(1)                                     # NumberofGenericAddressRegisters
+    tb.u16(len(DBG2_UART_NAMESPACE))             # NamespaceStringLength
+    tb.u16(name_offset)                          # NamespaceStringOffset
+    tb.u16(0)                                    # OemDataLength
+    tb.u16(0)                                    # OemDataOffset: none
+    tb.u16(DBG2_PORT_TYPE_SERIAL)
+    tb.u16(DBG2_PORT_SUBTYPE_PL011)
+    tb.u16(0)                                    # Reserved
+    tb.u16(gas_offset)                           # BaseAddressRegisterOffset
+    tb.u16(size_offset)                          # AddressSizeOffset
+    tb.gas(gas_memory(platform.uart_base, bit_width=32, access_size=ACCESS_DWORD))
+    tb.u32(VIRT_MEMMAP["uart"].size)             # AddressSize[]
+    tb.raw(DBG2_UART_NAMESPACE)
+    return tb.finish()
+
+
 def build_xsdt(platform: AcpiPlatform, addresses: list[int]) -> bytes:
     tb = _builder(platform, b"XSDT", XSDT_REVISION)
     for address in addresses:
@@ -411,6 +448,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "PPTT": build_pptt(platform),
         "ERST": build_erst(platform.erst_base, platform.oem_id, platform.oem_table_id),
         "EINJ": build_einj(platform.einj_base, platform.oem_id, platform.oem_table_id),
+        "DBG2": build_dbg2(platform),
     }
     sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}

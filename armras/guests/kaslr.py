@@ -1,0 +1,76 @@
+"""Kernel symbols under KASLR: symbolize by where an address lands in the kernel image.
+
+With EFI_RNG_PROTOCOL the arm64 EFI stub moves the Image to a random physical address
+and the kernel maps itself at a random virtual offset from its link address, so a PC
+cannot be looked up in the link-time symbol table as it is. The image is physically
+contiguous, though: a kernel virtual address, translated through the CPU's own page
+tables, lands at `text_pa + (link address - _text)`. The image's physical address is
+where the firmware loaded it or, when the stub relocated it, the newest EFI_LOADER_CODE
+allocation that holds a copy of the Image header. This needs neither the offset nor a
+symbol the kernel may not export (6.1's kallsyms has no data symbols), and works for
+any seed; addresses outside the image fall back to the link-time table.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from armras.arch.mmu import translate
+from armras.errors import ArmrasError
+from armras.guests.elf import Symbolizer
+
+if TYPE_CHECKING:
+    from armras.arch.cpu import Cpu
+    from armras.board.memory import PhysicalMemory
+
+KERNEL_VA_BIT = 1 << 63      # TTBR1 half: where a kernel PC lives
+
+
+class KaslrSymbolizer(Symbolizer):
+    def __init__(self, inner: Symbolizer, header: bytes, image_size: int,
+                 candidates: Callable[[], list[int]], cpu: "Cpu", mem: "PhysicalMemory") -> None:
+        super().__init__()
+        self.inner = inner
+        self.header = header
+        self.image_size = image_size
+        self.candidates = candidates
+        self.cpu = cpu
+        self.mem = mem
+
+    def text_pa(self) -> int | None:
+        """The physical address of the running Image (the newest copy of its header)."""
+        for pa in reversed(self.candidates()):
+            try:
+                if self.mem.read(pa, len(self.header)) == self.header:
+                    return pa
+            except ArmrasError:
+                continue
+        return None
+
+    def link_address(self, va: int) -> int:
+        """The link-time address of kernel virtual address `va` (itself if not in the image)."""
+        text_link = self.inner.text_address()
+        if not va & KERNEL_VA_BIT or text_link is None:
+            return va
+        pa = translate(self.cpu, self.mem, va)
+        text_pa = self.text_pa()
+        if pa is None or text_pa is None or not text_pa <= pa < text_pa + self.image_size:
+            return va
+        return text_link + (pa - text_pa)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def add(self, addr: int, size: int, name: str) -> None:
+        self.inner.add(addr, size, name)
+
+    def lookup(self, addr: int) -> str | None:
+        return self.inner.lookup(self.link_address(addr))
+
+    def address_of(self, name: str) -> int | None:
+        return self.inner.address_of(name)
+
+    def text_address(self) -> int | None:
+        return self.inner.text_address()
+
+
+__all__ = ["KaslrSymbolizer"]
