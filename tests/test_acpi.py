@@ -38,7 +38,7 @@ def iasl() -> str:
 
 
 SDT_HEADER = 36              # ACPI 6.4 table 5.29: the System Description Table Header
-SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT")
+SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "MCFG")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_xsdt_points_at_tables(tables: AcpiTables) -> None:
     for address in entries:
         start = address - tables.base
         pointed[tables.blob[start:start + 4].decode()] = address
-    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT")}
+    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "MCFG")}
 
 
 def test_fadt_fields(tables: AcpiTables) -> None:
