@@ -115,16 +115,17 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
         subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
     scenarios = sorted((REPO / "scenarios").glob("linux_*.toml"))
     assert [p.name for p in scenarios] == [
-        "linux_6_12_firmware_first.toml", "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml",
+        "linux_6_12_firmware_first.toml", "linux_6_12_pcie_aer.toml", "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml",
         "linux_6_1_firmware_first.toml", "linux_6_1_sea.toml", "linux_6_1_serror_ce.toml", "linux_6_1_smp.toml"]
     proc = subprocess.run([sys.executable, "-m", "armras", "regress", *map(str, scenarios),
                            "--log-dir", str(tmp_path / "logs")],
                           capture_output=True, text=True, timeout=1300, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp", "linux-6.1-serror-ce",
-                 "linux-6.12-serror-uc", "linux-6.1-firmware-first", "linux-6.12-firmware-first"):
+                 "linux-6.12-serror-uc", "linux-6.1-firmware-first", "linux-6.12-firmware-first",
+                 "linux-6.12-pcie-aer"):
         assert f"[PASS] {name} (" in proc.stdout, proc.stdout
-    assert "8 passed, 0 failed, 0 skipped" in proc.stdout
+    assert "9 passed, 0 failed, 0 skipped" in proc.stdout
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
