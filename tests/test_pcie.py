@@ -175,8 +175,10 @@ def test_pcie_cper_section_layout() -> None:
     ("aer:dev=1:0", "BB:DD.F"),
     ("aer:dev=00:01.0", "no error to inject"),
     ("aer:dev=00:01.0,status=bogus", "unknown status"),
-    ("aer:dev=00:01.0,status=cor,uncor=1", "not both"),
+    ("aer:dev=00:01.0,status=cor,uncor=0x10", "not both"),
     ("aer:dev=00:01.0,cor=-1", "32-bit"),
+    ("aer:dev=00:01.0,cor=0x3", "bits 0x2 that are reserved"),
+    ("aer:dev=00:01.0,uncor=0x1", "bits 0x1 that are reserved"),
     ("aer:dev=00:01.0,cor=nan", "not a number"),
     ("aer:dev=00:01.0,status=cor,source=1", "not source="),
     ("gpio:pa=0x40000000,dev=00:01.0", "PCIe error"),
@@ -194,3 +196,26 @@ def test_inject_at_a_missing_function_is_one_line() -> None:
             perform(m, parse_inject_spec("aer:dev=01:00.0,status=cor"))
     finally:
         m.close()
+
+
+def test_control_socket_inject_aer_and_pcie(tmp_path, guest_images) -> None:
+    """The control socket takes the --inject grammar's keys; refusals are one line."""
+    from test_control import Run, one_line_error
+    r = Run(tmp_path, guest_images / "ras_ref.elf", "--pause-on", "^READY")
+    try:
+        r.wait_console("^READY$")
+        r.wait_status("paused")
+        # The bare-metal guest enabled nothing: the root port logs its own error but sends no
+        # message (Device Control enables are 0), so Root Error Status stays 0.
+        reply = r.ok("aer", "--dev", "00:01.0", "--status", "cor")
+        assert reply == {"dev": "00:01.0", "sent": [], "not_sent": ["ERR_COR"], "root_error_status": 0,
+                         "error_source_id": 0}
+        reply = r.ok("pcie", "--dev", "00:01.0", "--status", "uncor-nonfatal")
+        assert reply["source_id"] == 1 and reply["records_written"] == 1
+        one_line_error(r.inject("aer", "--dev", "01:00.0", "--status", "cor"), "no PCIe function at 01:00.0")
+        one_line_error(r.inject("aer", "--dev", "00:01.0", "--cor", "0x2"), "reserved or not implemented")
+        one_line_error(r.inject("aer", "--dev", "00:01.0,cor=1", "--status", "cor"), "plain string")
+        assert r.ok("quit") == {}
+        assert r.finish() == 0
+    finally:
+        r.kill()

@@ -63,7 +63,7 @@ from armras.ras import cper
 from armras.ras.sources import Notify, notify_name
 from armras.arch.cpu import SERROR_AETS
 from armras.devices import pcie as pcie_dev
-from armras.drive.inject import InjectSpec, parse_inject_spec, perform
+from armras.drive.inject import InjectSpec, parse_inject_spec, perform, perform_aer
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine
@@ -472,11 +472,15 @@ class ControlServer:
         m = self.machine
 
         def act() -> dict[str, Any]:
-            source = perform(m, spec)
-            if source is not None:
+            if kind == "pcie":
+                source = perform(m, spec)
+                assert source is not None
                 return {"source_id": source.source_id, "dev": spec.dev, "records_written": source.records_written}
+            result = perform_aer(m, spec)
             rp = m.pcie.root_port
-            return {"dev": spec.dev, "root_error_status": rp.reg(pcie_dev.AER_CAP + pcie_dev.AER_ROOT_STATUS),
+            return {"dev": spec.dev, "sent": [msg.value for msg in result.messages],
+                    "not_sent": [msg.value for msg in result.unreported],
+                    "root_error_status": rp.reg(pcie_dev.AER_CAP + pcie_dev.AER_ROOT_STATUS),
                     "error_source_id": rp.reg(pcie_dev.AER_CAP + pcie_dev.AER_ERROR_SOURCE)}
 
         return self.on_cpu(act, spec.describe())

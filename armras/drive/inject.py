@@ -194,8 +194,12 @@ def parse_inject_spec(text: str) -> InjectSpec:
             fields["status"] = value.lower()
         elif key in ("cor", "uncor"):
             number = _int(text, key, value)
+            implemented = pcie.COR_IMPLEMENTED if key == "cor" else pcie.UNCOR_IMPLEMENTED
             if not 0 <= number <= 0xFFFF_FFFF:
                 raise ArmrasError(f"--inject {text!r}: {key}={value} is not a 32-bit status mask")
+            if number & ~implemented:
+                raise ArmrasError(f"--inject {text!r}: {key}={value} sets bits {number & ~implemented:#x} that are "
+                                  f"reserved or not implemented (implemented: {implemented:#x}, PCIe Base 4.0 7.8.4)")
             fields[key] = number
         elif key == "aet":
             if value.lower() not in SERROR_AETS:
@@ -263,27 +267,34 @@ def _check_pcie_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
     if spec.status is not None and (spec.cor is not None or spec.uncor is not None):
         raise ArmrasError(f"--inject {text!r}: give status= or cor=/uncor=, not both")
     error = spec.pcie_error()
-    if not error.cor & pcie.COR_IMPLEMENTED and not error.uncor & pcie.UNCOR_IMPLEMENTED:
+    if not error.cor and not error.uncor:
         raise ArmrasError(f"--inject {text!r}: no error to inject: give status=({' | '.join(pcie_errors.STATUS_NAMES)}) "
-                          f"or cor=/uncor= with implemented bits (cor {pcie.COR_IMPLEMENTED:#x}, "
+                          f"or a non-zero cor=/uncor= (implemented bits: cor {pcie.COR_IMPLEMENTED:#x}, "
                           f"uncor {pcie.UNCOR_IMPLEMENTED:#x})")
 
 
 def _perform_pcie(machine: Machine, spec: InjectSpec) -> GhesSource | None:
     assert spec.dev is not None
+    if spec.kind == "aer":
+        perform_aer(machine, spec)
+        return None
+    severity = spec.severity if spec.severity_given else None
+    record = pcie_errors.firmware_first_record(machine.pcie, pcie_errors.parse_bdf(spec.dev), spec.pcie_error(),
+                                               severity)
+    return machine.report(record, notify=None if spec.source is not None else Notify.GPIO, source_id=spec.source)
+
+
+def perform_aer(machine: Machine, spec: InjectSpec) -> pcie.AerLog:
+    """A native AER error (`aer:`): logged at the function, its messages delivered to the root port."""
+    assert spec.kind == "aer" and spec.dev is not None
     requester_id = pcie_errors.parse_bdf(spec.dev)
     error = spec.pcie_error()
-    if spec.kind == "pcie":
-        severity = spec.severity if spec.severity_given else None
-        record = pcie_errors.firmware_first_record(machine.pcie, requester_id, error, severity)
-        return machine.report(record, notify=None if spec.source is not None else Notify.GPIO,
-                              source_id=spec.source)
     pcie_errors.function_at(machine.pcie, requester_id)
     result = machine.pcie.inject_aer(requester_id, error.cor, error.uncor)
     if result.unreported:
         log.warning("inject aer dev=%s: %s not sent: disabled in the function's Device Control register",
                     spec.dev, ", ".join(m.value for m in result.unreported))
-    return None
+    return result
 
 
 def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None) -> int | None:
