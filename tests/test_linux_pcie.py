@@ -124,3 +124,23 @@ def test_firmware_first_pcie_errors(series: str, initramfs: Path) -> None:  # no
     # Native AER saw nothing: firmware took these errors.
     assert "error message received" not in out
     assert [m.sources.by_id(1).read_ack()] == [1]
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_unsupported_request_with_header_log(series: str, initramfs: Path) -> None:  # noqa: F811
+    """An Unsupported Request (a TLP-logging error) with its Header Log, natively and firmware-first:
+    Linux prints the logged TLP header (aer.c __print_tlp_header) from the registers and from the CPER."""
+    header = "0x4a000001:0x0100000f:0x10000000:0"
+    m, out, status = _boot(series, initramfs, [
+        f"aer:dev=01:00.0,uncor=0x100000,header={header},on=^SLEEP ms=",
+        f"pcie:dev=01:00.0,uncor=0x100000,header={header},on=AER: device recovery failed",
+    ])
+    assert status == 0, out[-4000:]
+    nonfatal = SEVERITY[series][1]
+    rest = _after(out, f"pcieport {ROOT_PORT}: AER: {nonfatal} error message received from {ENDPOINT}")
+    rest = _after(rest, f"pci {ENDPOINT}:   device [1b36:0005] error status/mask=00100000/00000000")
+    rest = _after(rest, f"pci {ENDPOINT}:    [20] UnsupReq               (First)")
+    rest = _after(rest, f"pci {ENDPOINT}: AER:   TLP Header: 4a000001 0100000f 10000000 00000000")
+    rest = _after(rest, "section_type: PCIe error")
+    rest = _after(rest, f"pci {ENDPOINT}: AER: aer_status: 0x00100000, aer_mask: 0x00000000")
+    _after(rest, f"pci {ENDPOINT}: AER:   TLP Header: 4a000001 0100000f 10000000 00000000")

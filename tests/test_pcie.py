@@ -219,3 +219,23 @@ def test_control_socket_inject_aer_and_pcie(tmp_path, guest_images) -> None:
         assert r.finish() == 0
     finally:
         r.kill()
+
+
+def test_header_log_from_the_inject_grammar() -> None:
+    spec = parse_inject_spec("aer:dev=00:01.0,uncor=0x100000,header=0x4a000001:0x0100000f:0x10000000:0")
+    m = Machine()
+    try:
+        m.pcie.root_port.cfg.set(0x48, 2, 0x7)                # DEVCTL: reporting enabled
+        from armras.drive.inject import perform_aer
+        result = perform_aer(m, spec)
+        assert [msg.value for msg in result.messages] == ["ERR_NONFATAL"]   # UR is non-fatal by default
+        rp = m.pcie.root_port
+        assert [rp.reg(AER + 0x1C + 4 * i) for i in range(4)] == [0x4A00_0001, 0x0100_000F, 0x1000_0000, 0]
+        assert rp.reg(AER + PCI_ERR_CAP) & 0x1F == 20                       # First Error Pointer: UR
+    finally:
+        m.close()
+    for bad, needle in (("aer:dev=00:01.0,cor=1,header=1:2:3:4", "goes with an uncorrectable"),
+                        ("aer:dev=00:01.0,uncor=0x10,header=1:2:3", "four 32-bit words"),
+                        ("aer:dev=00:01.0,uncor=0x10,header=1:2:3:0x100000000", "32-bit")):
+        with pytest.raises(ArmrasError, match=needle):
+            parse_inject_spec(bad)

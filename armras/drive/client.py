@@ -171,6 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         sub.add_argument("--status", help="cor | uncor-nonfatal | uncor-fatal")
         sub.add_argument("--cor", type=_integer, help="Correctable Error Status bits")
         sub.add_argument("--uncor", type=_integer, help="Uncorrectable Error Status bits")
+        sub.add_argument("--header", help="Header Log: four 32-bit words joined by ':'")
         if name == "pcie":
             sub.add_argument("--severity", choices=SEVERITY_NAMES, help="default: from the error's class")
             sub.add_argument("--source", type=_integer, help="the HEST source id (default: the GPIO one)")
@@ -216,7 +217,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     if name == "serror":
         return "inject-serror", {"aet": args.aet, **arguments}
     if name in ("aer", "pcie"):
-        for key in ("dev", "status", "cor", "uncor", "source"):
+        for key in ("dev", "status", "cor", "uncor", "header", "source"):
             if getattr(args, key, None) is not None:
                 arguments[key] = getattr(args, key)
         return f"inject-{name}", arguments

@@ -18,9 +18,9 @@ Commands (arguments in braces, `?` optional; addresses are JSON numbers or strin
     inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?, source?}
     inject-serror {aet, cpu?}                   an SError with RAS syndrome `aet` (uc|ue|uer|ueo|ce),
                                                 pending on CPU `cpu` until PSTATE.A allows it
-    inject-aer {dev, status | cor?, uncor?}     a native PCIe AER error at function dev ("01:00.0"),
+    inject-aer {dev, status | cor?, uncor?, header?}  a native PCIe AER error at function dev ("01:00.0"),
                                                 signalled to the root port (as --inject aer:...)
-    inject-pcie {dev, status | cor?, uncor?, severity?, source?}
+    inject-pcie {dev, status | cor?, uncor?, header?, severity?, source?}
                                                 a firmware-first CPER PCIe error section (--inject pcie:...)
     poison {pa}                                 take the 4 KiB page away from the guest
     query-hest   query-ack   query-status       the error sources / their ack state / the run
@@ -453,7 +453,7 @@ class ControlServer:
 
     def _inject_pcie(self, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
         """inject-aer / inject-pcie: the arguments are the keys of `--inject aer:` / `pcie:` (one grammar)."""
-        keys = ("dev", "status", "cor", "uncor") + (("severity", "source") if kind == "pcie" else ())
+        keys = ("dev", "status", "cor", "uncor", "header") + (("severity", "source") if kind == "pcie" else ())
         command = f"inject-{kind}"
         _Args(command, raw, keys)
         parts = []

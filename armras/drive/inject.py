@@ -24,6 +24,8 @@ Spec grammar (the value of `armras run --inject`):
     status=     aer/pcie: cor | uncor-nonfatal | uncor-fatal (Receiver Error, Completion
                 Timeout, Data Link Protocol Error), or give raw AER status bits:
     cor=, uncor= aer/pcie: Correctable / Uncorrectable Error Status bits (PCIe Base 4.0 7.8.4)
+    header=     aer/pcie with an uncorrectable error: the TLP header for the Header Log,
+                four 32-bit words joined by ':' (e.g. 0x4a000001:0x0100000f:0x10000000:0)
     source=N  the HEST source id to use instead (sea/gpio/sdei/polled: one notified that
               way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
@@ -92,11 +94,12 @@ class InjectSpec:
     cor: int | None = None                   # aer/pcie: raw Correctable Error Status bits
     uncor: int | None = None                 # aer/pcie: raw Uncorrectable Error Status bits
     severity_given: bool = False             # pcie: severity= overrides the error's class
+    header: tuple[int, int, int, int] | None = None   # aer/pcie: the Header Log's four dwords
 
     def pcie_error(self) -> pcie_errors.PcieError:
-        if self.status is not None:
-            return pcie_errors.STATUS_NAMES[self.status]
-        return pcie_errors.PcieError(cor=self.cor or 0, uncor=self.uncor or 0)
+        error = (pcie_errors.STATUS_NAMES[self.status] if self.status is not None
+                 else pcie_errors.PcieError(cor=self.cor or 0, uncor=self.uncor or 0))
+        return dataclasses.replace(error, header_log=self.header)
 
     def describe(self) -> str:
         what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "") + (f" aet={self.aet}" if self.aet else "")
@@ -201,6 +204,14 @@ def parse_inject_spec(text: str) -> InjectSpec:
                 raise ArmrasError(f"--inject {text!r}: {key}={value} sets bits {number & ~implemented:#x} that are "
                                   f"reserved or not implemented (implemented: {implemented:#x}, PCIe Base 4.0 7.8.4)")
             fields[key] = number
+        elif key == "header":
+            words = value.split(":")
+            if len(words) != pcie.AER_HEADER_LOG_DWORDS:
+                raise ArmrasError(f"--inject {text!r}: header= is four 32-bit words joined by ':'")
+            numbers = tuple(_int(text, key, w) for w in words)
+            if not all(0 <= n <= 0xFFFF_FFFF for n in numbers):
+                raise ArmrasError(f"--inject {text!r}: header= words must be 32-bit")
+            fields["header"] = numbers
         elif key == "aet":
             if value.lower() not in SERROR_AETS:
                 raise ArmrasError(f"--inject {text!r}: unknown aet {value!r} (expected {' | '.join(SERROR_AETS)})")
@@ -247,7 +258,7 @@ def _check_serror_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
                           "(an SError carries no error record)")
 
 
-PCIE_KEYS = {"dev", "status", "cor", "uncor"}
+PCIE_KEYS = {"dev", "status", "cor", "uncor", "header"}
 
 
 def _check_pcie_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
@@ -267,6 +278,8 @@ def _check_pcie_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
     if spec.status is not None and (spec.cor is not None or spec.uncor is not None):
         raise ArmrasError(f"--inject {text!r}: give status= or cor=/uncor=, not both")
     error = spec.pcie_error()
+    if spec.header is not None and not error.uncor:
+        raise ArmrasError(f"--inject {text!r}: header= goes with an uncorrectable error (the Header Log)")
     if not error.cor and not error.uncor:
         raise ArmrasError(f"--inject {text!r}: no error to inject: give status=({' | '.join(pcie_errors.STATUS_NAMES)}) "
                           f"or a non-zero cor=/uncor= (implemented bits: cor {pcie.COR_IMPLEMENTED:#x}, "
@@ -290,7 +303,7 @@ def perform_aer(machine: Machine, spec: InjectSpec) -> pcie.AerLog:
     requester_id = pcie_errors.parse_bdf(spec.dev)
     error = spec.pcie_error()
     pcie_errors.function_at(machine.pcie, requester_id)
-    result = machine.pcie.inject_aer(requester_id, error.cor, error.uncor)
+    result = machine.pcie.inject_aer(requester_id, error.cor, error.uncor, error.header_log)
     if result.unreported:
         log.warning("inject aer dev=%s: %s not sent: disabled in the function's Device Control register",
                     spec.dev, ", ".join(m.value for m in result.unreported))

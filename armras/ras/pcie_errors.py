@@ -21,6 +21,7 @@ class PcieError:
 
     cor: int = 0
     uncor: int = 0
+    header_log: tuple[int, int, int, int] | None = None   # the TLP header of an uncorrectable error
 
     def severity(self, fn: pcie.Function) -> cper.Severity:
         """The CPER severity of these errors at `fn` (its Uncorrectable Error Severity register)."""
@@ -68,7 +69,7 @@ def firmware_first_record(host: pcie.PcieHost, requester_id: int, error: PcieErr
     fn = function_at(host, requester_id)
     saved = bytes(fn.cfg.data)
     try:
-        fn.aer_error(error.cor, error.uncor)
+        fn.aer_error(error.cor, error.uncor, error.header_log)
         info = cper.PcieErrorInfo(
             port_type=int(fn.port_type),
             command=fn.reg(pcie.PCI_COMMAND, 2),
