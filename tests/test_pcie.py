@@ -263,3 +263,8 @@ def test_any_guest_access_is_defined(accesses: list[tuple[bool, int, int, int]])
     bus = host.root_port.secondary_bus
     if bus:
         assert host.read(bus << 20, 4) == 0x0005_1B36
+
+
+def test_access_straddling_an_absent_and_a_present_function(host: PcieHost) -> None:
+    # The last two bytes of 00:00.7 (absent) and the first two of 00:01.0 (the root port).
+    assert host.read(RP - 2, 4) == 0x1B36_FFFF

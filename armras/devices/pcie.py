@@ -528,10 +528,8 @@ class PcieHost:
 
     def read(self, offset: int, size: int) -> int:
         fn, reg = self._decode(offset)
-        if fn is None and size <= 8:
-            return ALL_ONES & ((1 << (8 * size)) - 1)
-        if fn is not None and reg + size <= CONFIG_SPACE_SIZE:
-            return fn.cfg.get(reg, size)
+        if reg + size <= CONFIG_SPACE_SIZE:     # within one function's config space
+            return fn.cfg.get(reg, size) if fn is not None else ALL_ONES & ((1 << (8 * size)) - 1)
         value = 0                   # an access that straddles functions: byte by byte
         for i in range(size):
             f, r = self._decode(offset + i)
