@@ -122,9 +122,9 @@ def test_ghes_v1_and_v2_entries_byte_for_byte() -> None:
 def _combinations() -> list[tuple[SourceSpec, ...]]:
     kinds = [SourceSpec(0, Notify.SEA), SourceSpec(0, Notify.GPIO),
              SourceSpec(0, Notify.SDEI, event=77, priority=SdeiPriority.CRITICAL, shared=True),
-             SourceSpec(0, Notify.POLLED, poll_interval_ms=10)]
+             SourceSpec(0, Notify.POLLED, poll_interval_ms=10), SourceSpec(0, Notify.SEI)]
     combos = []
-    for n in (1, 2, 4):
+    for n in (1, 2, 5):
         for chosen in itertools.combinations(kinds, n):
             for version in (1, 2):
                 combos.append(tuple(SourceSpec(i + 10, s.notify, version, 1024 + 8 * i, s.poll_interval_ms,
@@ -142,6 +142,7 @@ def test_iasl_accepts_every_combination(tmp_path: Path) -> None:
         dsl = data.with_suffix(".dsl").read_text()
         assert proc.returncode == 0 and "Error" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
         assert dsl.count("Subtable Type") == len(sources)
+        assert dsl.count("Notify Type : 09 [SEI]") == sum(s.notify is Notify.SEI for s in sources)
         assert dsl.count("Generic Hardware Error Source V2") == sum(s.ghes_version == 2 for s in sources)
 
 

@@ -17,6 +17,7 @@ import pytest
 from armras.board.machine import Machine, MachineConfig
 from armras.drive.inject import parse_inject_spec, schedule
 from armras.guests.linux import boot_linux
+from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec
 from conftest import debian_kernel
 from test_smp import initramfs  # noqa: F401  (fixture)
 
@@ -28,10 +29,11 @@ SDEI_PA, POLLED_PA = 0x4800_0000, 0x4800_3000
 
 
 def _boot(series: str, initrd: Path, append: str, injections: list[str], cpus: int = 1,
-          states: dict[int, list[int]] | None = None) -> tuple[Machine, str, int]:
+          states: dict[int, list[int]] | None = None,
+          hest: tuple[SourceSpec, ...] = BOARD_SOURCES) -> tuple[Machine, str, int]:
     """Boot to power-off; `states` gets event 804's SDEI state per CPU when /init starts sleeping."""
     console = io.BytesIO()
-    m = Machine(MachineConfig(console=console, cpus=cpus, timeout=300.0))
+    m = Machine(MachineConfig(console=console, cpus=cpus, timeout=300.0, hest=hest))
     try:
         boot_linux(m, debian_kernel(series), initrd, append)
         if states is not None:
@@ -108,3 +110,21 @@ def test_sdei_injection_before_the_kernel_registers_is_refused(initramfs: Path) 
         assert m.sources.by_id(2).records_written == 0 and m.sources.by_id(2).read_ack() == 1
     finally:
         m.close()
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_sei_source_is_refused_by_linux_and_its_serror_graded_by_severity(series: str,
+                                                                         initramfs: Path) -> None:  # noqa: F811
+    # A server HEST with an ARMv8 SEI source (notification type 9): Linux's ghes_probe() has no
+    # SEI support and says so at boot ("Unknown notification type: %u for generic hardware error
+    # source: %d", drivers/acpi/apei/ghes.c). The SError firmware raises alongside a corrected
+    # record carries AET = CE, which arm64_is_fatal_ras_serror() survives silently.
+    hest = (*BOARD_SOURCES, SourceSpec(4, Notify.SEI))
+    m, out, status = _boot(series, initramfs, "console=ttyAMA0 armras_sleep_ms=1000",
+                           [f"sei:pa={SDEI_PA:#x},severity=corrected,on=^SLEEP ms="], hest=hest)
+    assert status == 0, out[-3000:]
+    assert "[Firmware Warn]: GHES: Unknown notification type: 9 for generic hardware error source: 4" in out
+    sei = m.sources.by_id(4)
+    assert sei.records_written == 1 and sei.block_status() == 0x2     # correctable, never consumed
+    assert m.vcpus[0].serrors_taken == 1
+    assert "SLEEP DONE" in out and "SError Interrupt" not in out and "Kernel panic" not in out

@@ -371,9 +371,9 @@ def test_psci_calls(board):
 def test_frequent_stops_never_repeat_an_mmio_access(board, monkeypatch):
     # Unicorn 2.1.4 executes an MMIO store twice when a stop arrives from another
     # thread next to it; the block hook must make every stop land on a block boundary.
-    import armras.board.machine
+    import armras.board.scheduler
 
-    monkeypatch.setattr(armras.board.machine, "POLL_QUANTUM", 0.0002)
+    monkeypatch.setattr(armras.board.scheduler, "POLL_QUANTUM", 0.0002)
     b = board("""
  ldr x1, =0x09000000
  mov x2, #0

@@ -22,10 +22,13 @@ import sys
 import pytest
 
 import armras.arch
-from armras.arch.cpu import AET_CE, AET_UC, AET_UEO, SERROR_AETS
+from armras.arch.cpu import AET_CE, AET_UC, AET_UEO, AET_UER, SERROR_AETS
 from armras.arch.hooks import ID_AA64PFR0_EL1
 from armras.errors import ArmrasError
-from armras.drive.inject import parse_inject_spec, schedule
+from armras.drive.inject import parse_inject_spec, perform, schedule
+from armras.firmware.acpi.hest import parse_hest_entries
+from armras.ras.cper import memory_error_record
+from armras.ras.sources import Notify, SourceSpec
 from conftest import LOAD_ADDRESS
 
 ESR = {"uc": 0xBE000011, "ue": 0xBE000411, "ueo": 0xBE000811, "uer": 0xBE000C11, "ce": 0xBE001811}
@@ -382,3 +385,133 @@ def test_serror_goes_to_the_named_cpu_and_disr_is_per_cpu(board) -> None:
     assert mem.read_u64(RES + 0x08) == 0xA0        # each CPU kept its own DISR_EL1
     assert mem.read_u64(RES + 0x50) == 0xB1
     assert [v.serrors_taken for v in m.vcpus] == [0, 1]
+
+
+# --- an SError with a GHES record: HEST notification type 9 (ARMv8 SEI) ---------------------
+# Values from the specs, written out: ACPI 6.4 Table 18.14 (notification type 9 = ARMv8 SEI),
+# ACPI 6.4 18.3.2.7.1 Generic Error Status Block (Block Status u32 at 0: bit 0 uncorrectable,
+# bit 1 correctable; Error Severity u32 at 16: 0 recoverable, 1 fatal, 2 corrected), a v3
+# Generic Error Data Entry of 72 bytes after it, and the UEFI N.2.5 memory error section's
+# Physical Address at its offset 16 (so at 20 + 72 + 16 = 108 in the block).
+SEI_HEST = (SourceSpec(0, Notify.SEA), SourceSpec(7, Notify.SEI))
+SEI_PA = 0x4050_0000
+# CPER severity -> (Error Severity, Block Status, the SError's AET).
+SEI_GRADES = {"recoverable": (0, 0x1, "uer"), "fatal": (1, 0x1, "uc"), "corrected": (2, 0x2, "ce")}
+
+
+def sei_block(m) -> bytes:
+    """The SEI source's error status block, found as the guest finds it: HEST -> register -> block."""
+    hest = [e for e in parse_hest_entries(m.acpi.table("HEST")) if e.source_id == 7][0]
+    assert hest.notify_type == 9
+    register = hest.error_status_address.address
+    block = int.from_bytes(m.mem.read(register, 8), "little")
+    return m.mem.read(block, 128)
+
+
+@pytest.mark.parametrize("severity", list(SEI_GRADES))
+def test_sei_source_record_accompanies_the_serror(board, severity: str) -> None:
+    body = """
+ msr daifclr, #4
+1: cbz x19, 1b
+"""
+    b = board(guest(body), hest=SEI_HEST)
+    schedule(b.machine, parse_inject_spec(f"sei:pa={SEI_PA:#x},severity={severity},insn=5000"))
+    assert b.run().status == 0
+    error_severity, block_status, aet = SEI_GRADES[severity]
+    assert b.x(10) == ESR[aet] and b.x(19) == 1 and b.x(13) == 0x380
+    block = sei_block(b.machine)
+    assert int.from_bytes(block[0:4], "little") == block_status
+    assert int.from_bytes(block[16:20], "little") == error_severity
+    assert int.from_bytes(block[108:116], "little") == SEI_PA
+
+
+def test_sei_record_is_written_before_a_masked_serror_is_taken(board) -> None:
+    # Firmware records first: the block is already full while the SError waits for PSTATE.A.
+    body = """
+ hvc #0x98                  // the host injects here, with A still masked
+ mov x16, x19
+ msr daifclr, #4
+1: cbz x19, 1b
+"""
+    b = board(guest(body), hest=SEI_HEST)
+    m = b.machine
+    seen: list[bytes] = []
+
+    def inject(_cpu) -> None:
+        m.defer(lambda: (m.report(memory_error_record(SEI_PA), notify=Notify.SEI), seen.append(sei_block(m))),
+                "test SEI")
+    m.hvc_handlers[0x98] = inject
+    assert b.run().status == 0
+    assert b.x(16) == 0 and b.x(19) == 1 and b.x(10) == ESR["uer"]
+    assert int.from_bytes(seen[0][108:116], "little") == SEI_PA
+
+
+def test_sei_injection_needs_an_sei_source(board) -> None:
+    b = board(guest(""))
+    with pytest.raises(ArmrasError, match=r"no SEI-notified error source .*describe one with --hest"):
+        perform(b.machine, parse_inject_spec(f"sei:pa={SEI_PA:#x}"))
+
+
+# --- ESB: the Error Synchronization Barrier defers a masked SError into DISR_EL1 --------------
+# Arm ARM (DDI 0487) C6.2 ESB and D19 DISR_EL1: executed while a physical SError is pending and
+# masked (PSTATE.A = 1), ESB defers it: DISR_EL1.A (bit 31) = 1, DISR_EL1[24:0] = the SError's
+# syndrome (IDS, AET [12:10], EA, DFSC), and it is no longer pending: clearing PSTATE.A then
+# takes nothing. ESB is HINT #16 (0xd503221f); DISR_EL1 is S3_0_C12_C1_1.
+DISR_DEFERRED = {"uer": 0x80000C11, "ce": 0x80001811, "uc": 0x80000011}
+
+
+@pytest.mark.parametrize("aet", list(DISR_DEFERRED))
+def test_esb_defers_a_masked_serror_into_disr(board, aet: str) -> None:
+    body = """
+ hvc #0x99                  // pending while PSTATE.A masks it
+ mrs x14, s3_0_c12_c1_1     // DISR_EL1 before: 0
+ hint #16                   // ESB
+ mrs x15, s3_0_c12_c1_1     // after: A and the syndrome
+ msr daifclr, #4
+ mov x16, #0
+1: add x16, x16, #1
+ cmp x16, #1000
+ b.lo 1b
+ mov x17, x19               // no SError was taken
+"""
+    b = board(guest(body))
+    m = b.machine
+    inject_on_hvc(m, SERROR_AETS[aet])
+    assert b.run().status == 0
+    assert b.x(14) == 0 and b.x(15) == DISR_DEFERRED[aet]
+    assert b.x(16) == 1000 and b.x(17) == 0 and b.x(19) == 0
+    assert m.vcpus[0].serror is None and m.vcpus[0].serrors_deferred == 1
+    assert not m.esb.active                     # nothing pending: no more per-instruction watch
+
+
+def test_esb_without_a_pending_serror_changes_nothing(board) -> None:
+    body = """
+ hint #16                   // ESB
+ mrs x15, s3_0_c12_c1_1
+ hvc #0x99
+ msr daifclr, #4
+1: cbz x19, 1b
+"""
+    b = board(guest(body))
+    inject_on_hvc(b.machine, AET_CE)
+    assert b.run().status == 0
+    assert b.x(15) == 0 and b.x(19) == 1 and b.x(10) == ESR["ce"]
+    assert b.machine.esb.armed == 1          # watched only while the SError waited (before daifclr)
+
+
+def test_esb_at_el0_with_pstate_a_set_defers_too(board) -> None:
+    body = """
+ hvc #0x99
+ adr x4, el0_code
+ msr elr_el1, x4
+ mov x4, #0x100             // EL0t with PSTATE.A = 1
+ msr spsr_el1, x4
+ eret
+el0_code:
+ hint #16                   // ESB
+ svc #0                     // to EL1: `finish` unmasks A; nothing is left to take
+"""
+    b = board(guest(body).replace("finish:\n", "finish:\n mrs x15, s3_0_c12_c1_1\n msr daifclr, #4\n nop\n"))
+    inject_on_hvc(b.machine, AET_UER)
+    assert b.run().status == 0
+    assert b.x(15) == 0x80000C11 and b.x(19) == 0

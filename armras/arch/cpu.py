@@ -133,6 +133,12 @@ AET_NAMES = {AET_UC: "UC", AET_UEU: "UEU", AET_UEO: "UEO", AET_UER: "UER", AET_C
 SERROR_AETS = {"uc": AET_UC, "ue": AET_UEU, "uer": AET_UER, "ueo": AET_UEO, "ce": AET_CE}
 
 
+# The AET an SError carries for a record of each CPER error severity (UEFI N.2.1) when
+# firmware raises it alongside a GHES record (HEST notification type 9, ARMv8 SEI): the
+# three gradings both know. UEU and UEO have no CPER severity; inject them with serror:aet=.
+AET_FOR_CPER_SEVERITY = {0: AET_UER, 1: AET_UC, 2: AET_CE, 3: AET_CE}   # recoverable, fatal, corrected, info
+
+
 def serror_syndrome(aet: int) -> int:
     """ESR for a physical SError interrupt with RAS syndrome `aet` (an AET_* value).
 
@@ -440,6 +446,7 @@ def safe_hook(fn: Callable[..., object], on_error: HookErrorSink) -> Callable[..
 
 
 __all__ = [
+    "AET_FOR_CPER_SEVERITY",
     "Cpu", "ExceptionInfo", "GuestFault", "bus_error_syndrome", "describe_esr", "safe_hook", "sea_syndrome",
     "serror_syndrome",
 ]

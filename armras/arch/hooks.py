@@ -13,7 +13,8 @@ import ctypes
 import logging
 from typing import Callable
 
-from unicorn import UC_HOOK_BLOCK, Uc, UcError
+from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc, UcError
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
@@ -185,6 +186,9 @@ ID_AA64PFR0_EL1 = (3, 0, 0, 4, 0)
 ID_AA64PFR0_RAS_SHIFT = 28            # RAS, bits [31:28]: 1 = the RAS extension (FEAT_RAS)
 _RAS_ID, _RAS_DISR, _RAS_ERRIDR, _RAS_RAZ_WI = range(4)
 DISR_EL1_MASK = 0x81FF_FFFF           # A (bit 31), IDS (bit 24), syndrome [23:0]; the rest RES0
+DISR_A = 1 << 31                      # DISR_EL1.A: an SError was deferred by an ESB
+DISR_SYNDROME_MASK = 0x01FF_FFFF      # DISR_EL1 [24:0] hold the deferred SError's ESR ISS (IDS, AET, EA, DFSC)
+ESB = 0xD503_221F                     # ESB, the Error Synchronization Barrier (HINT #16)
 
 
 def _ras_register(crn: int, crm: int, op2: int) -> int | None:
@@ -412,6 +416,50 @@ class ICacheMaintenance:
     def flushes(self) -> int:
         """Full flushes the guest's IC asked for."""
         return self.state.flushes
+
+
+class EsbWatch:
+    """Executed ESB instructions, seen while a masked SError is pending (and only then).
+
+    Arm ARM (DDI 0487) C6.2 ESB / D19 DISR_EL1: an ESB executed while a physical SError is
+    pending and masked defers it: DISR_EL1.A is set, DISR_EL1 takes its syndrome and the
+    SError is no longer pending. Unicorn translates ESB as a NOP and has no hook for hint
+    instructions, so while enabled a code hook compares every executed instruction with
+    ESB (`fetch` reads it through the guest's translation). That costs a Python call per
+    instruction, so the board enables it only for the rare spans in which an injected
+    SError waits for PSTATE.A; enabling and disabling drop the translated blocks (they carry
+    the hook calls, or must stop carrying them).
+    """
+
+    def __init__(self, uc: Uc, fetch: Callable[[int], int | None], on_esb: Callable[[int], None],
+                 wrap: Callable[[Callable[..., object]], Callable[..., object]] = lambda f: f) -> None:
+        self._uc = uc
+        self._fetch = fetch
+        self._on_esb = on_esb
+        self._callback = wrap(self._on_code)
+        self._hook: int | None = None
+        self.armed = 0                       # times it was enabled (for tests and logs)
+
+    @property
+    def active(self) -> bool:
+        return self._hook is not None
+
+    def enable(self, on: bool) -> None:
+        """Watch (or stop watching) for ESB; call only while the CPU is stopped."""
+        if on == self.active:
+            return
+        if on:
+            self._hook = self._uc.hook_add(UC_HOOK_CODE, self._callback)
+            self.armed += 1
+        else:
+            assert self._hook is not None
+            self._uc.hook_del(self._hook)
+            self._hook = None
+        self._uc.ctl(UC_CTL_TB_FLUSH, UC_CTL_IO_WRITE)
+
+    def _on_code(self, uc: Uc, address: int, size: int, _ud: object) -> None:
+        if size == 4 and self._fetch(address) == ESB:
+            self._on_esb(address)
 
 
 _INTR_CB = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p)

@@ -1,20 +1,17 @@
-"""The virt board: memory map, devices, firmware tables, RAS error sources, run loop.
+"""The virt board: memory map, devices, firmware tables, RAS error sources and policy.
 
 The board is wired from armras.board.memmap.VIRT_MEMMAP the way QEMU's hw/arm/virt.c wires
-its memmap: one table, one device per entry. The run loop is a single long emu_start;
-synchronous exceptions and firmware calls are handled inside Unicorn hooks, and one
-alarm thread stops the CPU at the next deadline (timer, scheduled injection, poll
-quantum, wall-clock limit) so IRQs and host-side actions happen between slices.
+its memmap: one table, one device per entry. Synchronous exceptions and firmware calls
+are handled inside Unicorn hooks; the run loop that time-shares the core between the
+vCPUs and runs host-side actions between slices is armras.board.scheduler.
 """
 from __future__ import annotations
 
-import collections
 import ctypes
 import logging
 import mmap
 import re
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -23,7 +20,6 @@ from unicorn import (
     UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_READ_PROT,
-    UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_PROT,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_MEM_PROT,
@@ -35,12 +31,11 @@ from unicorn import (
     UcError,
 )
 from unicorn.arm64_const import UC_ARM64_REG_ELR_EL1
-from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH, UC_CTL_TLB_FLUSH
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.firmware.acpi import build_acpi_tables, board_platform
-from armras.arch.hooks import CTR_EL0, BlockHook, ExceptionHook, ICacheMaintenance, SysregTrap
-from armras.timing.clock import Alarm
+from armras.arch.hooks import (CTR_EL0, DISR_A, DISR_SYNDROME_MASK, BlockHook, EsbWatch, ExceptionHook,
+                               ICacheMaintenance, SysregTrap)
 from armras.arch.cpu import (
     EXCP_BKPT,
     EXCP_DATA_ABORT,
@@ -49,14 +44,14 @@ from armras.arch.cpu import (
     EXCP_SMC,
     EXCP_SWI,
     EXCP_UDEF,
-    PSTATE_A,
     PSTATE_EL_MASK,
     PSTATE_EL_SHIFT,
     PSTATE_I,
     PSTATE_SP,
+    AET_FOR_CPER_SEVERITY,
+    AET_UC,
     SERROR_AETS,
     SPSR_EL1,
-    VECTOR_IRQ,
     VECTOR_SERROR,
     VECTOR_SYNC,
     Cpu,
@@ -95,6 +90,7 @@ from armras.board.console import Console
 from armras.board.crash import crash_report
 from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
 from armras.board.persistent import PersistentState
+from armras.board.scheduler import (SEA_HOLD_LIMIT, RunLimits, RunawayGuest, Scheduler)
 from armras.board.vcpu import MAX_CPUS, MPIDR_RES1, VMPIDR_EL2, Power, VCpu, mpidr_of
 from armras.firmware import psci as psci_codes
 from armras.ras import cper
@@ -109,26 +105,7 @@ from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec
 log = logging.getLogger(__name__)
 
 ADDRESS_MAX = 0xFFFF_FFFF_FFFF_FFFF
-RUN_UNTIL = 0xFFFF_FFFF_FFFF_FFFC   # never reached: emu_start runs until stopped
-POLL_QUANTUM = 0.05                 # host seconds between stops when nothing is due
-MASKED_IRQ_POLL = 0.0005            # re-check this often while an IRQ waits for PSTATE.I
-MAX_HOST_WAIT = 1.0                 # longest single host sleep: guest deadlines can be ~2^64 ticks away
-SEA_HOLD_LIMIT = 1 << 24            # instructions an injected SEA may wait for a safe point
-SLICE_INSNS = 100_000               # instructions a CPU runs before the next runnable one gets its turn
-MAX_STOP_MARK = 1 << 62             # instruction stops beyond this are never reached (the native counter is u64)
-
-EXIT_TIMEOUT = 124
-EXIT_INSN_LIMIT = 125
-
-
-# Unicorn's errors for an access the board cannot complete: an external abort in the guest.
-_BUS_ERRORS = (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED,
-               UC_ERR_READ_PROT, UC_ERR_WRITE_PROT, UC_ERR_FETCH_PROT)
 _FETCH_ERRORS = (UC_ERR_FETCH_UNMAPPED, UC_ERR_FETCH_PROT)
-
-
-class RunawayGuest(ArmrasError):
-    """The guest hit a time or instruction limit without powering off."""
 
 
 @dataclass
@@ -150,14 +127,6 @@ class RunResult:
     guest_seconds: float
     instructions: int
     reset: bool = False           # the guest asked for a warm reset (armras.drive.session reboots)
-
-
-@dataclass
-class _Pending:
-    """A host-side action waiting for the CPU to stop (run between slices)."""
-
-    action: Callable[[], None]
-    description: str
 
 
 @dataclass(frozen=True)
@@ -198,43 +167,23 @@ class Machine:
             raise ArmrasError(f"{self.config.cpus} CPUs: the board has 1 to {MAX_CPUS} (GICv2)")
         self.cpu = Cpu()                         # the running vCPU's registers, exception entry
         self.uc: Uc = self.cpu.uc
-        self._reset_context = self.uc.context_save()   # how a CPU comes out of reset (PSCI CPU_ON)
-        self.current = 0                         # index of the vCPU on the core
-        self._slice_end = SLICE_INSNS            # instruction count at which it yields the core
-        self._woke_from_wfi = False              # the CPU just picked was waiting in WFI
+        self.scheduler = Scheduler(self, RunLimits(self.config.timeout, self.config.max_insns),
+                                   reset_context=self.uc.context_save())
         self.exit_status: int | None = None
         self.exit_reason = ""
         self.reset_requested = False
-        self._stop_requested = False
-        self._hook_error: BaseException | None = None
-        # The thread running an exception/firmware hook (UC_HOOK_INTR), while it runs: only
-        # there may the CPU be stopped directly. A uc_emu_stop() anywhere else (another
-        # thread, an MMIO or MRS/MSR hook) is taken at Unicorn's next exit check, which
-        # follows a load/store: the CPU then restarts that instruction after its access
-        # was done, replaying MMIO and breaking LDXR/STXR atomics (a second STXR fails,
-        # so the loop adds twice). Everything else asks the block hook (armras.arch.hooks).
-        self._intr_thread: int | None = None
-        self._pending: collections.deque[_Pending] = collections.deque()
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
         self._unmapped: _Unmapped | None = None
         self.poisoned: set[int] = set()
         self.symbols = Symbolizer()
-        self._insn_events: list[tuple[int, _Pending]] = []
-        self._time_events: list[tuple[float, _Pending]] = []
         self._hooks: list[int] = []
-        self._deadline_wall: float | None = None  # --timeout, as a time.monotonic() value
-        self._started = False
-        self._wfi_requested = False              # PSCI CPU_SUSPEND: idle as for WFI
-        self.paused = False                      # stopped from the control socket (pause/resume)
-        self.tb_flushes = 0                      # translation flushes the guest's IC IALLU/IVAU asked for
         self.control: object | None = None       # the open control socket server, if any
+        self.scheduler.external_wakeups = lambda: self.control is not None
         # Warnings a guest can trigger again and again (unserviced calls, bus errors).
         self.warnings = RateLimiter(log)
 
         self._map_memory()
         self.blocks = BlockHook(self.uc)
-        self.blocks.sea_safe = self._sea_safe_at
+        self.blocks.sea_safe = self.sea_safe_at
         self.counter = make_counter(self.uc, self.blocks, self.config.deterministic)
         self.console = Console(self.config.console)
         self.gic = GicV2(on_change=self._irq_changed, num_cpus=self.config.cpus,
@@ -269,7 +218,6 @@ class Machine:
         self.hvc_handlers: dict[int, Callable[[Cpu], None]] = {0: self._smccc_call}
         self._install_firmware()
         self._install_hooks()
-        self.alarm = Alarm(self._alarm_fired)
         for page in sorted(self.persistent.poisoned):   # kept across a warm reset (keep_poison)
             self.poison(page)
 
@@ -318,6 +266,7 @@ class Machine:
             Notify.GPIO: _BoardNotification(_always, lambda spec, cpu: self.ged.raise_event(ACPI_GED_ERROR_EVT)),
             Notify.SDEI: _BoardNotification(self._check_sdei, self._notify_sdei),
             Notify.POLLED: _BoardNotification(_always, self._notify_polled),
+            Notify.SEI: _BoardNotification(self._check_cpu, self._notify_sei),
         })
 
     @property
@@ -343,6 +292,7 @@ class Machine:
         # Unicorn misses some stores to code (see ICacheMaintenance): the guest's IC
         # IVAU/IALLU[IS] drop the translations it made stale.
         self.icache = ICacheMaintenance(self.uc, self.blocks, 4 << (self.cpu.sysreg(CTR_EL0) & 0xF))
+        self.esb = EsbWatch(self.uc, self._fetch_insn, self._on_esb, self._callback)
         self.sysregs.trap_counters(self.det is not None)
         if self.det is not None:
             self.counter.serve_natively(self.sysregs.serve_counters(self.counter.ticks_per_insn))
@@ -383,19 +333,19 @@ class Machine:
         if not intr:
             return inner
 
+        scheduler = self.scheduler
+
         def wrapper(*args: object) -> object:
-            self._intr_thread = threading.get_ident()
+            scheduler.intr_thread = threading.get_ident()
             try:
                 return inner(*args)
             finally:
-                self._intr_thread = None
+                scheduler.intr_thread = None
 
         return wrapper
 
     def _hook_failed(self, error: BaseException) -> None:
-        if self._hook_error is None:
-            self._hook_error = error
-        self.request_stop()
+        self.scheduler.hook_failed(error)
 
     def _on_intr(self, uc: Uc, intno: int, _ud: object) -> None:
         cpu = self.cpu
@@ -442,31 +392,65 @@ class Machine:
             self.uc.reg_write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
         return 1
 
-    # --- stopping and waking ---------------------------------------------------------
+    # --- running (armras.board.scheduler) ----------------------------------------------
+    def run(self) -> RunResult:
+        """Run the guest until it powers off or asks for a reset (or a limit/fault raises)."""
+        try:
+            wall = self.scheduler.run()
+        except (GuestFault, RunawayGuest) as e:
+            e.args = (f"{e.args[0]}\n{self.crash_report()}",)
+            raise
+        return RunResult(self.exit_status, self.exit_reason, wall,
+                         self.counter.guest_seconds(), self.instructions, self.reset_requested)
+
+    @property
+    def current(self) -> int:
+        """Index of the vCPU on the core."""
+        return self.scheduler.current
+
     def request_stop(self) -> None:
-        """Stop the CPU at the next instruction boundary (any thread, any hook).
+        """Stop the CPU at the next instruction boundary (any thread, any hook)."""
+        self.scheduler.request_stop()
 
-        From an exception/firmware hook the CPU stops right there (PSCI SYSTEM_OFF must
-        not run on); otherwise the block hook stops it at the next block boundary.
-        """
-        self._stop_requested = True
-        self._wake.set()
-        if self._intr_thread == threading.get_ident():
-            self.uc.emu_stop()
-        else:
-            self.blocks.request_stop()
+    def defer(self, action: Callable[[], None], description: str) -> None:
+        """Run `action` at the next stop of the CPU (thread-safe)."""
+        self.scheduler.defer(action, description)
 
-    def _alarm_fired(self) -> None:
-        self.request_stop()
+    def at_guest_time(self, seconds: float, action: Callable[[], None], description: str) -> None:
+        self.scheduler.at_guest_time(seconds, action, description)
+
+    def at_instruction(self, count: int, action: Callable[[], None], description: str) -> None:
+        self.scheduler.at_instruction(count, action, description)
+
+    def pause(self) -> None:
+        """Stop running the guest until resume(); its virtual time is frozen meanwhile."""
+        self.scheduler.pause()
+
+    def resume(self) -> None:
+        self.scheduler.resume()
+
+    @property
+    def paused(self) -> bool:
+        return self.scheduler.paused
+
+    @property
+    def tb_flushes(self) -> int:
+        """Translation flushes the guest's IC IALLU/IVAU asked for."""
+        return self.scheduler.tb_flushes
+
+    def flush_console(self) -> None:
+        self.console.flush()
+
+    def close(self) -> None:
+        self.warnings.flush()
+        self.scheduler.close()
 
     def _irq_changed(self) -> None:
         if any(v.power is Power.ON and self.gic.irq_asserted(v.index) for v in self.vcpus):
             self.request_stop()
 
     def _rearm(self) -> None:
-        if self.det is not None:
-            self.blocks.stop_at(self._next_instruction_stop())
-        self.alarm.arm(self._next_deadline())
+        self.scheduler.rearm()
 
     def power_off(self, status: int, reason: str) -> None:
         self.exit_status = status
@@ -480,7 +464,7 @@ class Machine:
 
     def wait_for_interrupt(self) -> None:
         """PSCI CPU_SUSPEND (standby): the CPU idles as if it had executed WFI."""
-        self._wfi_requested = True
+        self.scheduler.wfi_requested = True
         self.request_stop()
 
     # --- PSCI CPU power management (armras.firmware.psci.PowerControl) ---------------
@@ -554,21 +538,6 @@ class Machine:
         """CPU `index` has an SDEI event to take: let the scheduler run it soon."""
         self.request_stop()
 
-    # --- host-side actions -----------------------------------------------------------
-    def defer(self, action: Callable[[], None], description: str) -> None:
-        """Run `action` at the next stop of the CPU (thread-safe)."""
-        with self._lock:
-            self._pending.append(_Pending(action, description))
-        self.request_stop()
-
-    def at_guest_time(self, seconds: float, action: Callable[[], None], description: str) -> None:
-        self._time_events.append((seconds, _Pending(action, description)))
-        self._time_events.sort(key=lambda e: e[0])
-
-    def at_instruction(self, count: int, action: Callable[[], None], description: str) -> None:
-        self._insn_events.append((count, _Pending(action, description)))
-        self._insn_events.sort(key=lambda e: e[0])
-
     def on_console(self, pattern: str, action: Callable[[re.Match[str]], None], description: str) -> None:
         """Run `action(match)` (once) when a console line matches `pattern`."""
         try:
@@ -627,8 +596,8 @@ class Machine:
         target = self.vcpu(cpu)
         if target.index != self.current:
             target.sea_held = True                 # taken when that CPU next runs
-        elif self._sea_safe_at(self.cpu.pc):
-            self._enter_sea(instruction=False)
+        elif self.sea_safe_at(self.cpu.pc):
+            self.enter_sea(instruction=False)
         else:
             log.info("SEA held at %#x until the guest is out of its exception entry", self.cpu.pc)
             self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
@@ -646,6 +615,13 @@ class Machine:
     def _notify_polled(self, spec: SourceSpec, cpu: int | None) -> None:
         log.info("error source %d is polled: the guest reads it within %d ms of guest time",
                  spec.source_id, spec.poll_interval_ms)
+
+    def _notify_sei(self, spec: SourceSpec, cpu: int | None) -> None:
+        """Firmware raises an SError alongside the record (HEST notification type 9, ARMv8 SEI);
+        its AET grades the error as the record's severity does (AET_FOR_CPER_SEVERITY)."""
+        block = self.sources.by_id(spec.source_id).block_address()
+        severity = self.mem.read_u32(block + cper.ESTATUS_SEVERITY_OFFSET)
+        self.inject_serror(AET_FOR_CPER_SEVERITY.get(severity, AET_UC), cpu)
 
     def inject_serror(self, aet: int, cpu: int | None = None) -> tuple[VCpu, bool]:
         """Make a physical SError with RAS syndrome `aet` (an AET_* of armras.arch.cpu)
@@ -672,7 +648,28 @@ class Machine:
             log.info("SError (ESR %#010x) pending on CPU %d until the guest clears PSTATE.A", esr, target.index)
         return target, merged
 
-    def _take_serror(self, v: VCpu) -> None:
+    def watch_esb(self, on: bool) -> None:
+        """While the running CPU has a masked SError pending, an ESB it executes defers it."""
+        self.esb.enable(on)
+
+    def _fetch_insn(self, va: int) -> int | None:
+        pa = translate(self.cpu, self.mem, va)
+        return self.mem.read_u32(pa) if pa is not None and self.mem.contains(pa, 4) else None
+
+    def _on_esb(self, pc: int) -> None:
+        """The running CPU executes ESB: a pending SError that PSTATE.A masks is deferred into
+        DISR_EL1 (A = 1 and the syndrome) and is no longer pending (Arm ARM D19 DISR_EL1)."""
+        v = self.vcpus[self.current]
+        if v.serror is None or not self.cpu.serror_masked:
+            return
+        esr, v.serror = v.serror, None
+        self.sysregs.disr = DISR_A | (esr & DISR_SYNDROME_MASK)
+        v.serrors_deferred += 1
+        log.info("SError (ESR %#010x) deferred by ESB at %#x on CPU %d: DISR_EL1 = %#010x", esr, pc,
+                 self.current, self.sysregs.disr)
+        self.request_stop()          # the run loop stops watching
+
+    def take_serror(self, v: VCpu) -> None:
         """The running CPU takes its pending SError at its PC (preferred return address)."""
         esr, v.serror = v.serror, None
         assert esr is not None
@@ -692,7 +689,7 @@ class Machine:
             raise ArmrasError(f"cpu={index}: CPU {index} is {v.power.name.lower().replace('_', ' ')}")
         return v
 
-    def _sea_safe_at(self, pc: int) -> bool:
+    def sea_safe_at(self, pc: int) -> bool:
         """May an injected SEA be taken at `pc` (a block start)? Twin of _native.c armras_sea_safe."""
         pstate = self.cpu.pstate
         if (pstate >> PSTATE_EL_SHIFT) & 3 == 0 or not pstate & PSTATE_I:
@@ -702,14 +699,14 @@ class Machine:
         elr, spsr = self.cpu.uc.reg_read(UC_ARM64_REG_ELR_EL1), self.cpu.sysreg(SPSR_EL1)
         return pc == elr and (spsr ^ pstate) & (PSTATE_EL_MASK | PSTATE_SP) == 0   # just returned
 
-    def _take_held_sea(self) -> None:
+    def take_held_sea(self) -> None:
         """The block hook stopped the CPU for a held SEA (a safe point, or the hold limit)."""
-        if not self._sea_safe_at(self.cpu.pc):
+        if not self.sea_safe_at(self.cpu.pc):
             log.warning("injected SEA held for %d instructions without reaching a point where the guest "
                         "has saved its exception state; taking it at %#x", SEA_HOLD_LIMIT, self.cpu.pc)
-        self._enter_sea(instruction=False)
+        self.enter_sea(instruction=False)
 
-    def _enter_sea(self, *, instruction: bool, bus_error: tuple[bool, int | None] | None = None) -> None:
+    def enter_sea(self, *, instruction: bool, bus_error: tuple[bool, int | None] | None = None) -> None:
         """Take a synchronous external abort on the running CPU at its PC.
 
         Injected SEAs and poisoned pages get KVM's syndrome (FnV: no FAR); a genuine bus
@@ -751,7 +748,7 @@ class Machine:
         self.poisoned.add(page)
         log.info("poisoned page %#x", page)
 
-    def _handle_unmapped_access(self, err: UcError) -> None:
+    def handle_bus_error(self, err: UcError) -> None:
         info, self._unmapped = self._unmapped, None
         if info is None:
             raise GuestFault(f"guest memory access failed at {self.cpu.pc:#x}: {err}")
@@ -777,282 +774,9 @@ class Machine:
             # address (the fetch's is the PC itself), as QEMU TCG reports it.
             far = self.cpu.pc if fetch else fault_address(self.cpu, self.mem, info.address)
             write = err.errno in (UC_ERR_WRITE_UNMAPPED, UC_ERR_WRITE_PROT)
-            self._enter_sea(instruction=fetch, bus_error=(write, far))
+            self.enter_sea(instruction=fetch, bus_error=(write, far))
             return
-        self._enter_sea(instruction=fetch)
-
-    # --- the run loop ----------------------------------------------------------------
-    def _next_deadline(self) -> float:
-        now = time.monotonic()
-        if self.det is not None:   # deadlines are instruction counts (stop_at); only --timeout is wall time
-            return self._deadline_wall if self._deadline_wall is not None else now + 3600.0
-        quantum = MASKED_IRQ_POLL if self.gic.irq_asserted(self.current) else POLL_QUANTUM
-        deadline = now + quantum
-        for ticks in self._timer_ticks():
-            deadline = min(deadline, now + self.counter.seconds(ticks))
-        if self._time_events:
-            wait = self._time_events[0][0] - self.counter.guest_seconds()
-            deadline = min(deadline, now + max(wait, 0.0))
-        if self._deadline_wall is not None:
-            deadline = min(deadline, self._deadline_wall)
-        return deadline
-
-    def _timer_ticks(self, virtual: bool | None = None) -> list[int]:
-        """Ticks until each armed timer of every powered CPU fires (both kinds by default)."""
-        kinds = (True, False) if virtual is None else (virtual,)
-        return [t for v in self.vcpus if v.power is not Power.OFF for k in kinds
-                if (t := v.timer.ticks_until_next(k)) is not None]
-
-    def run(self) -> RunResult:
-        start = time.monotonic()
-        self._deadline_wall = start + self.config.timeout if self.config.timeout else None
-        if not self._started:
-            self._started = True
-            self.counter.restart()   # guest time starts at the first instruction
-            self._slice_end = SLICE_INSNS
-        try:
-            while self.exit_status is None:
-                self._service()
-                if self.exit_status is not None:
-                    break
-                self._check_limits()
-                if self.paused:
-                    self._wait_while_paused()
-                    continue
-                if not self._pick_cpu():
-                    self._idle()     # every CPU waits for an interrupt (or is off)
-                    continue
-                if self.blocks.tb_flush_pending:
-                    self._flush_translations()
-                self._deliver()
-                self.alarm.arm(self._next_deadline())
-                self._stop_requested = self._wfi_requested = False
-                self._wake.clear()
-                self.blocks.clear()
-                self.blocks.stop_at(self._next_instruction_stop())
-                try:
-                    self.uc.emu_start(self.cpu.pc, RUN_UNTIL)
-                except UcError as e:
-                    if self._hook_error is not None:
-                        raise self._raise_hook_error() from None
-                    if e.errno in _BUS_ERRORS:
-                        self._handle_unmapped_access(e)
-                        continue
-                    raise GuestFault(f"CPU stopped at {self.cpu.pc:#x}: {e}") from None
-                if self._hook_error is not None:
-                    raise self._raise_hook_error()
-                if self.blocks.stopped_for_sea and self.exit_status is None:
-                    self._take_held_sea()
-                    continue
-                # Neither we nor the block hook stopped it: the guest executed WFI.
-                wfi = not self._stop_requested and not self.blocks.stopped_cpu
-                if (wfi or self._wfi_requested) and self.exit_status is None:
-                    if self.blocks.sea_held:
-                        # An idle CPU is not inside an exception entry: the held SEA is taken here.
-                        self.blocks.clear_sea()
-                        self._enter_sea(instruction=False)
-                    else:
-                        self.vcpus[self.current].waiting = True
-        except GuestFault as e:
-            e.args = (f"{e.args[0]}\n{self.crash_report()}",)
-            raise
-        except RunawayGuest as e:
-            e.args = (f"{e.args[0]}\n{self.crash_report()}",)
-            raise
-        finally:
-            self.alarm.disarm()
-            self.console.flush()
-        return RunResult(self.exit_status, self.exit_reason, time.monotonic() - start,
-                         self.counter.guest_seconds(), self.instructions, self.reset_requested)
-
-    def _flush_translations(self) -> None:
-        """Drop every translated block: the guest invalidated its instruction caches."""
-        self.blocks.tb_flushed()
-        self.uc.ctl(UC_CTL_TB_FLUSH, UC_CTL_IO_WRITE)
-        self.tb_flushes += 1
-
-    def _next_instruction_stop(self) -> int | None:
-        marks = [c for c in (self.config.max_insns, self._insn_events[0][0] if self._insn_events else None)
-                 if c is not None]
-        if len(self.vcpus) > 1 and any(self._runnable(v) for v in self.vcpus if v.index != self.current):
-            marks.append(self._slice_end)     # another CPU waits for the core (a waking one stops it)
-        if self.det is not None:
-            marks += self.det.stop_marks(self.instructions, self._time_events[0][0] if self._time_events else None)
-        return min(min(marks), MAX_STOP_MARK) if marks else None
-
-    def _raise_hook_error(self) -> BaseException:
-        error, self._hook_error = self._hook_error, None
-        assert error is not None
-        return error
-
-    def _check_limits(self) -> None:
-        if self._deadline_wall is not None and time.monotonic() >= self._deadline_wall:
-            err = RunawayGuest(f"guest did not power off within {self.config.timeout:g} s (wall clock)")
-            err.exit_code = EXIT_TIMEOUT
-            raise err
-        if self.config.max_insns is not None and self.instructions >= self.config.max_insns:
-            err = RunawayGuest(f"guest did not power off within {self.config.max_insns} instructions")
-            err.exit_code = EXIT_INSN_LIMIT
-            raise err
-
-    def close(self) -> None:
-        self.warnings.flush()
-        self.alarm.close()
-
-    def _service(self) -> None:
-        """Between slices: due events, host actions, the timers' interrupt lines."""
-        while self._insn_events and self.instructions >= self._insn_events[0][0]:
-            self._run_action(self._insn_events.pop(0)[1])
-        if self._time_events:
-            now = self.counter.guest_seconds()
-            while self._time_events and self._time_events[0][0] <= now:
-                self._run_action(self._time_events.pop(0)[1])
-        while True:
-            with self._lock:
-                if not self._pending:
-                    break
-                item = self._pending.popleft()
-            self._run_action(item)
-        for v in self.vcpus:
-            v.timer.update()
-
-    def _runnable(self, v: VCpu) -> bool:
-        if v.power is Power.OFF:
-            return False
-        # WFI ends on an interrupt the GIC signals to the CPU, whether or not PSTATE.I masks it,
-        # on an SDEI event (firmware's interrupt), and on a pending SError, masked or not
-        # (Arm ARM: WFI wake-up events).
-        return (v.start is not None or v.sea_held or v.serror is not None or not v.waiting
-                or self.gic.irq_asserted(v.index) or self.sdei.deliverable(v.index) is not None)
-
-    def _pick_cpu(self) -> bool:
-        """Put the CPU that runs next on the core (round-robin in slices); False if none can run."""
-        n = len(self.vcpus)
-        order = [(self.current + k) % n for k in range(n)]
-        if n > 1 and self.instructions >= self._slice_end:
-            order = order[1:] + order[:1]          # the running CPU's slice is over
-            self._slice_end = self.instructions + SLICE_INSNS
-        for index in order:
-            v = self.vcpus[index]
-            if self._runnable(v):
-                if index != self.current:
-                    self._switch_to(index)
-                    self._slice_end = self.instructions + SLICE_INSNS
-                self._woke_from_wfi, v.waiting = v.waiting, False
-                return True
-        return False
-
-    def _switch_to(self, index: int) -> None:
-        """Save the running CPU's registers, load CPU `index`'s (see armras.board.vcpu)."""
-        out, into = self.vcpus[self.current], self.vcpus[index]
-        if self.blocks.sea_held:                   # a held SEA belongs to the CPU, not the core
-            out.sea_held = True
-            self.blocks.clear_sea()
-        if out.context is None:
-            out.context = self.uc.context_save()
-        else:
-            self.uc.context_update(out.context)
-        out.disr, self.sysregs.disr = self.sysregs.disr, into.disr
-        if into.start is not None:                 # first run after PSCI CPU_ON: out of reset
-            entry, context_id = into.start
-            into.start = None
-            self.uc.context_restore(self._reset_context)
-            self.uc.cpr_write(*VMPIDR_EL2, MPIDR_RES1 | into.mpidr)
-            self.cpu.set_x(0, context_id)
-            self.cpu.pc = entry
-            self.cpu.enter_el1_reset_state()
-            into.power = Power.ON
-        else:
-            assert into.context is not None
-            self.uc.context_restore(into.context)
-        # The softmmu TLB and the jump cache are not tagged by CPU (each CPU has its own
-        # translation tables); translated code is shared and stays.
-        self.uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
-        self.current = index
-        self.counter.load_cpu()
-
-    def _deliver(self) -> None:
-        """The running CPU's held SEA, pending SError and pending IRQ, before it runs again."""
-        v = self.vcpus[self.current]
-        if v.sea_held:
-            v.sea_held = False
-            # A CPU in WFI is not inside an exception entry: it takes the SEA where it idled.
-            if self._woke_from_wfi or self._sea_safe_at(self.cpu.pc):
-                self._enter_sea(instruction=False)
-            else:
-                self.blocks.hold_sea(self.instructions + SEA_HOLD_LIMIT)
-        # SDEI events are firmware (EL3) interrupts: PSTATE.I/F at EL1 do not mask them.
-        self.sdei.dispatch_pending(self.cpu, self.current)
-        watch = 0
-        if v.serror is not None and self.exit_status is None:
-            if self.cpu.serror_masked:
-                watch |= PSTATE_A        # pending, as in hardware, until the guest clears PSTATE.A
-            else:
-                self._take_serror(v)
-        pending = self.exit_status is None and self.gic.irq_asserted(self.current)
-        if pending and not self.cpu.irq_masked:
-            self.cpu.take_exception(VECTOR_IRQ, elr=self.cpu.pc)
-            pending = False
-        # An IRQ (SError) the guest has masked is taken the moment it unmasks (the block
-        # hook stops the CPU there), not at the next poll.
-        self.blocks.watch_unmask(watch | (PSTATE_I if pending else 0))
-
-    def _run_action(self, item: _Pending) -> None:
-        log.info("%s", item.description)
-        item.action()
-
-    def _idle(self) -> None:
-        """Every CPU is in WFI: jump time to the next deadline, or wait for the host."""
-        if self._pending:
-            return
-        if self.det is not None and self.det.skip_to_next_deadline(
-                self._time_events[0][0] if self._time_events else None):
-            return
-        candidates = self._timer_ticks(virtual=True)
-        if self._time_events:
-            ahead = self._time_events[0][0] - self.counter.guest_seconds()
-            candidates.append(max(0, int(ahead * self.counter.frequency)))
-        physical = self._timer_ticks(virtual=False)
-        pt = min(physical) if physical else None
-        if candidates and (pt is None or min(candidates) <= pt):
-            self.counter.skip(min(candidates))
-            return
-        if pt is not None:
-            self._wake.wait(min(self.counter.seconds(pt), MAX_HOST_WAIT))
-            return
-        # The counter moved on since the last update: a timer may have fired in between.
-        for v in self.vcpus:
-            v.timer.update()
-        if any(self._runnable(v) for v in self.vcpus):
-            return
-        if not self._external_wakeups():
-            timers = "; ".join(f"CPU{v.index}: {v.timer.describe()}" for v in self.vcpus if v.power is Power.ON)
-            raise GuestFault("guest is waiting for an interrupt (WFI) with no timer armed and nothing "
-                             f"that could wake it ({timers}; {self.gic.describe()})")
-        # Only something from outside (a control command) can wake the guest now.
-        self._wake.wait(POLL_QUANTUM)
-
-    def _external_wakeups(self) -> bool:
-        return self.control is not None
-
-    # --- pausing (control socket stop/cont) -------------------------------------------
-    def pause(self) -> None:
-        """Stop running the guest until resume(); its virtual time is frozen meanwhile."""
-        if not self.paused:
-            self.paused = True
-            self.counter.freeze()
-
-    def resume(self) -> None:
-        if self.paused:
-            self.paused = False
-            self.counter.thaw()
-        self._wake.set()
-
-    def _wait_while_paused(self) -> None:
-        """Paused: only host-side actions (deferred, e.g. control commands) run."""
-        self._wake.clear()
-        if not self._pending:
-            self._wake.wait(POLL_QUANTUM)
+        self.enter_sea(instruction=fetch)
 
     # --- reports -----------------------------------------------------------------------
     def crash_report(self) -> str:

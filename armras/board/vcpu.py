@@ -49,6 +49,7 @@ class VCpu:
     seas_taken: int = 0                     # SEAs this CPU took (injected or from poisoned pages)
     serror: int | None = None               # the syndrome of an SError pending for this CPU
     serrors_taken: int = 0
+    serrors_deferred: int = 0               # deferred into DISR_EL1 by an ESB
     disr: int = 0                           # DISR_EL1 while another CPU runs (RAS; not in Unicorn's context)
 
 

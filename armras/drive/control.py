@@ -15,6 +15,8 @@ Commands (arguments in braces, `?` optional; addresses are JSON numbers or strin
                                                 a CPER in the GPIO source (1) + GED interrupt
     inject-sdei {pa, severity?, cpu?, source?} memory-error CPER in the SDEI source (2) + its event
     inject-polled {pa, severity?, source?}     memory-error CPER in the polled source (3)
+    inject-sei {pa, severity?, cpu?, source?}  memory-error CPER in an SEI source (HEST type 9) + an
+                                                SError graded by the severity
     inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?, source?}
     inject-serror {aet, cpu?}                   an SError with RAS syndrome `aet` (uc|ue|uer|ueo|ce),
                                                 pending on CPU `cpu` until PSTATE.A allows it
@@ -189,6 +191,7 @@ class ControlServer:
             "inject-gpio": self._inject_gpio,
             "inject-sdei": lambda a: self._inject_memory("sdei", a),
             "inject-polled": lambda a: self._inject_memory("polled", a),
+            "inject-sei": lambda a: self._inject_memory("sei", a),
             "inject-arm-processor": self._inject_arm,
             "inject-serror": self._inject_serror,
             "inject-aer": lambda a: self._inject_pcie("aer", a),
@@ -399,7 +402,7 @@ class ControlServer:
         return self._inject_memory("sea", raw)
 
     def _inject_memory(self, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
-        """inject-sea / inject-sdei / inject-polled: a memory error at pa, notified as the kind says."""
+        """inject-sea / inject-sdei / inject-polled / inject-sei: a memory error at pa, notified as the kind says."""
         takes_cpu = kind != "polled"
         args = _Args(f"inject-{kind}", raw, ("pa", "severity", "source") + (("cpu",) if takes_cpu else ()))
         pa = args.address("pa")

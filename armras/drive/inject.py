@@ -8,6 +8,9 @@ Spec grammar (the value of `armras run --inject`):
               gpio   memory error in the GPIO-notified source (1) + GED interrupt
               sdei   memory error in the SDEI-notified source (2) + its SDEI event
               polled memory error in the polled source (3); the guest finds it when it polls
+              sei    memory error in an SEI-notified source (HEST notification type 9; none
+                     on the default board: describe one with --hest) + an SError whose AET
+                     grades it as the severity does (recoverable UER, fatal UC, corrected CE)
               arm    ARM processor error in the GPIO-notified source (1) + GED interrupt
               bert   a record in the Boot Error Region (the BERT): a memory error at pa=,
                      or with type= an ARM processor error; severity fatal by default. The
@@ -26,8 +29,8 @@ Spec grammar (the value of `armras run --inject`):
     cor=, uncor= aer/pcie: Correctable / Uncorrectable Error Status bits (PCIe Base 4.0 7.8.4)
     header=     aer/pcie with an uncorrectable error: the TLP header for the Header Log,
                 four 32-bit words joined by ':' (e.g. 0x4a000001:0x0100000f:0x10000000:0)
-    source=N  the HEST source id to use instead (sea/gpio/sdei/polled: one notified that
-              way; arm: any, notified as that source says)
+    source=N  the HEST source id to use instead (sea/gpio/sdei/polled/sei: one notified
+              that way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
     severity= recoverable (default) | fatal | corrected | none (pcie: from the error's class)
@@ -66,7 +69,7 @@ from armras.ras.sources import NOTIFY_BY_NAME, Notify
 if TYPE_CHECKING:
     from armras.board.machine import Machine
 
-MEMORY_KINDS = ("sea", "gpio", "sdei", "polled")     # a memory error, notified as the kind says
+MEMORY_KINDS = ("sea", "gpio", "sdei", "polled", "sei")   # a memory error, notified as the kind says
 PCIE_KINDS = ("aer", "pcie")
 KINDS = (*MEMORY_KINDS, "arm", "bert", "serror", *PCIE_KINDS)
 NO_CPU_KINDS = ("gpio", "polled")                   # nothing a CPU takes

@@ -60,8 +60,9 @@ def severity_label(value: int) -> str:
 
 
 # Generic Error Status Block
-ESTATUS_FORMAT = "<IIIII"
+ESTATUS_FORMAT = "<IIIII"     # Block Status, Raw Data Offset, Raw Data Length, Data Length, Error Severity
 ESTATUS_SIZE = struct.calcsize(ESTATUS_FORMAT)
+ESTATUS_SEVERITY_OFFSET = 16
 BLOCK_STATUS_UNCORRECTABLE = 1 << 0
 BLOCK_STATUS_CORRECTABLE = 1 << 1
 BLOCK_STATUS_MULTIPLE_UNCORRECTABLE = 1 << 2

@@ -54,9 +54,9 @@ class Notify(enum.IntEnum):
 
 # The notification kinds the board can deliver, by the name users write.
 NOTIFY_BY_NAME: dict[str, Notify] = {
-    "polled": Notify.POLLED, "gpio": Notify.GPIO, "sea": Notify.SEA, "sdei": Notify.SDEI,
+    "polled": Notify.POLLED, "gpio": Notify.GPIO, "sea": Notify.SEA, "sdei": Notify.SDEI, "sei": Notify.SEI,
 }
-_DISPLAY = {Notify.POLLED: "polled", Notify.GPIO: "GPIO", Notify.SEA: "SEA", Notify.SDEI: "SDEI"}
+_DISPLAY = {Notify.POLLED: "polled", Notify.GPIO: "GPIO", Notify.SEA: "SEA", Notify.SDEI: "SDEI", Notify.SEI: "SEI"}
 
 
 def notify_name(notify: int) -> str:
