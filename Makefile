@@ -14,6 +14,7 @@ guests:
 # bookworm-backports source (needs root; what .ci/run's fresh machine needs).
 kernels:
 	$(PYTHON) -m armras fetch-kernel --setup-apt 6.1 6.12
+	$(MAKE) -C guest_images/linux PYTHON=$(PYTHON) einj
 
 test: guests
 	$(PYTHON) -m pytest -q

@@ -71,8 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hest", type=Path, default=None, metavar="FILE",
                      help="the board's error sources from a TOML file of [[hest.source]] tables (default: SEA 0, "
                           "GPIO 1, SDEI 2 (event 804), polled 3; see armras.drive.hestfile)")
+    run.add_argument("--erst", type=Path, default=None, metavar="FILE",
+                     help="keep the ERST's error records (Linux pstore) in FILE across reboots and runs "
+                          "(created if absent; default: in memory for the run)")
     control.add_run_options(run)
     run.set_defaults(func=cmd_run)
+
+    erst = sub.add_parser("erst", help="list and decode the records of an ERST store file (armras run --erst)")
+    erst.add_argument("file", type=Path, help="the store file")
+    erst.add_argument("--lines", type=limits.as_argument(_parse_lines), default=None, metavar="N",
+                      help="print only the last N lines of each dmesg record")
+    erst.set_defaults(func=cmd_erst)
 
     hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
     hest.add_argument("-m", "--memory", type=parse_memory, default=None)
@@ -129,6 +138,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = [("guest image", args.image), ("kernel", kernel), ("initrd", args.initrd)]
     refuse_overwriting_inputs([("--console", args.console)] if args.console is not None else [],
                               [(what, path) for what, path in inputs if path is not None])
+    erst = None
+    if args.erst is not None:
+        from armras.ras.erst import ErstStore
+
+        refuse_overwriting_inputs([("--erst", args.erst)], [(what, path) for what, path in inputs if path is not None]
+                                  + ([("console file", args.console)] if args.console is not None else []))
+        erst = ErstStore.open(args.erst)
     config = _machine_config(args)
     console = None
     if args.console is not None:
@@ -147,7 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             schedule(machine, spec)
 
     session = RunSession(config, Guest(args.image, kernel, args.initrd, args.append or ""),
-                         max_reboots=args.max_reboots, keep_poison=args.keep_poison, first_boot=[first_boot])
+                         max_reboots=args.max_reboots, keep_poison=args.keep_poison, erst=erst,
+                         first_boot=[first_boot])
     try:
         with control.attach(session, args):
             result = session.run()
@@ -161,6 +178,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("guest powered off (%s) with status %d after %.3f s wall, %.3f s guest time",
              result.reason, result.status, result.wall_seconds, result.guest_seconds)
     return result.status
+
+
+def _parse_lines(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise ArmrasError(f"{text!r} is not a number of lines") from None
+    if not 1 <= value <= 1_000_000:
+        raise ArmrasError(f"{text!r} is not a number of lines in 1..1000000")
+    return value
+
+
+def cmd_erst(args: argparse.Namespace) -> int:
+    from armras.ras.cper_record import describe
+    from armras.ras.erst import ErstStore, read_store_file
+
+    store = ErstStore.decode(read_store_file(args.file), str(args.file))
+    print(f"{args.file}: {len(store)} record(s) of at most {store.record_size} bytes, capacity {store.capacity}")
+    for record_id, record in store.records.items():
+        print(describe(record_id, record, args.lines))
+    return 0
 
 
 def cmd_hest(args: argparse.Namespace) -> int:

@@ -64,6 +64,7 @@ from armras.arch.cpu import (
     serror_syndrome,
 )
 from armras.arch.faults import fault_address
+from armras.devices.erst import ErstDevice
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
 from armras.devices.pcie import ROOT_PORT_DEVFN, PcieHost
 from armras.firmware.acpi.pci import intx_gsi
@@ -78,6 +79,7 @@ from armras.timing.guesttime import DeterministicClock, make_counter
 from armras.guests.elf import LoadedImage, Symbolizer, load_elf
 from armras.board.memmap import (
     DEFAULT_RAM_SIZE,
+    ERST_EXCHANGE_SIZE,
     FW_RESERVED_SIZE,
     PPI_NONSEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
@@ -88,6 +90,7 @@ from armras.board.memmap import (
 )
 from armras.board.console import Console
 from armras.board.crash import crash_report
+from armras.board.einj import make_einj
 from armras.board.memory import PAGE_MASK, PAGE_SIZE, PhysicalMemory, Region
 from armras.board.persistent import PersistentState
 from armras.board.scheduler import (SEA_HOLD_LIMIT, RunLimits, RunawayGuest, Scheduler)
@@ -200,6 +203,8 @@ class Machine:
                     if self.config.deterministic else None)
         self.rtc = Pl031(now=self.det.rtc_now) if self.det is not None else Pl031()
         self.ged = Ged(self.gic, intid("ged"))
+        self.erst = ErstDevice(self.persistent.erst, self.mem, self.layout.erst_exchange_base)
+        self.einj = make_einj(self)              # EINJ action registers (armras.board.einj)
         # PCIe: root port 00:01.0 (INTA routed by the DSDT's _PRT) and an endpoint below it.
         self.pcie = PcieHost(self.gic, intx_gsi(board_pci_host_bridge(), ROOT_PORT_DEVFN >> 3, 0))
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
@@ -209,6 +214,8 @@ class Machine:
             "uart": self.uart,
             "rtc": self.rtc,
             "ged": self.ged,
+            "erst": self.erst,
+            "einj": self.einj,
             "pcie_ecam": self.pcie,
         }
         for name, dev in self.devices.items():
@@ -272,6 +279,11 @@ class Machine:
     @property
     def reserved_range(self) -> tuple[int, int]:
         return self.layout.reserved_base, FW_RESERVED_SIZE
+
+    @property
+    def erst_exchange(self) -> tuple[int, int]:
+        """(address, size) of the ERST exchange buffer in firmware-reserved RAM."""
+        return self.layout.erst_exchange_base, ERST_EXCHANGE_SIZE
 
     def _install_hooks(self) -> None:
         add = self._hooks.append

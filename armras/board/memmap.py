@@ -25,6 +25,8 @@ VIRT_MEMMAP: dict[str, MapEntry] = {
     "uart":     MapEntry(0x0900_0000, 0x1000),
     "rtc":      MapEntry(0x0901_0000, 0x1000),
     "ged":      MapEntry(0x0908_0000, 0x1000),   # ACPI Generic Event Device (GHES GPIO notify)
+    "erst":     MapEntry(0x0910_0000, 0x1000),   # ERST action/value registers (armras.devices.erst)
+    "einj":     MapEntry(0x0912_0000, 0x1000),   # EINJ action registers (armras.devices.einj)
     "pcie_mmio": MapEntry(0x1000_0000, 0x2eff_0000),  # PCIe host bridge 32-bit memory window
     "pcie_pio": MapEntry(0x3eff_0000, 0x1_0000),      # PCIe I/O window (port I/O 0-0xffff)
     "pcie_ecam": MapEntry(0x3f00_0000, 0x100_0000),   # PCIe ECAM config space, buses 0-15
@@ -59,6 +61,8 @@ HW_ERRORS_OFFSET = 1 * MiB        # from the start of the reserved region
 HW_ERRORS_SIZE = 64 * KiB
 BERT_REGION_OFFSET = HW_ERRORS_OFFSET + HW_ERRORS_SIZE   # the Boot Error Region (ACPI 6.4 18.3.1)
 BERT_REGION_SIZE = 64 * KiB
+ERST_EXCHANGE_OFFSET = BERT_REGION_OFFSET + BERT_REGION_SIZE   # the ERST exchange buffer (ACPI 6.4 18.5)
+ERST_EXCHANGE_SIZE = 64 * KiB
 
 
 def intid(name: str) -> int:
@@ -88,3 +92,7 @@ class FirmwareLayout:
     @property
     def bert_region_base(self) -> int:
         return self.reserved_base + BERT_REGION_OFFSET
+
+    @property
+    def erst_exchange_base(self) -> int:
+        return self.reserved_base + ERST_EXCHANGE_OFFSET

@@ -3,11 +3,14 @@
 RAM, CPUs and devices are rebuilt for every boot (armras.drive.session makes a new
 Machine); the platform firmware keeps what real firmware keeps in flash or reserved
 memory: the error records for the next boot's BERT (a fatal error that ended this boot,
-or records the user put there), and, if the user asks, the poisoned pages.
+or records the user put there), the ERST's record store (armras.ras.erst: in memory, or
+a host file that outlives the run), and, if the user asks, the poisoned pages.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from armras.ras.erst import ErstStore
 
 MAX_BERT_RECORDS = 64            # a reboot loop with fatal errors must not grow without bound
 
@@ -19,6 +22,7 @@ class PersistentState:
     next_bert: list[bytes] = field(default_factory=list)      # fatal records of this boot
     poisoned: set[int] = field(default_factory=set)           # carried only with keep_poison
     keep_poison: bool = False
+    erst: ErstStore = field(default_factory=ErstStore)        # the same store object every boot
 
     def record_fatal(self, estatus: bytes) -> None:
         if len(self.next_bert) < MAX_BERT_RECORDS:
@@ -28,7 +32,7 @@ class PersistentState:
         """The state the next boot starts from."""
         return PersistentState(boot=self.boot + 1, bert_records=list(self.next_bert),
                                poisoned=set(poisoned) if self.keep_poison else set(),
-                               keep_poison=self.keep_poison)
+                               keep_poison=self.keep_poison, erst=self.erst)
 
 
 __all__ = ["MAX_BERT_RECORDS", "PersistentState"]

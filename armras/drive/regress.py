@@ -11,6 +11,8 @@ A scenario file::
     smp = 4                              # optional: number of CPUs (1-8, default 1)
     max_reboots = 1                      # optional: warm resets that boot the guest again (default 3)
     keep_poison = false                  # optional: poisoned pages survive a warm reset
+    erst = "pstore.erst"                 # optional: the ERST's store file, relative to this file
+                                         # (created if absent; default: in memory for the run)
     [[hest.source]]                      # optional: the error sources (armras.drive.hestfile)
     id = 0
     notify = "sea"
@@ -81,7 +83,7 @@ else:  # pragma: no cover - Python 3.10
 
 STEP_KINDS = ("wait", "inject", "poison", "expect", "expect_not", "exit")
 TOP_KEYS = ("name", "description", "image", "kernel", "initrd", "append", "memory", "timeout",
-            "deterministic", "smp", "hest", "max_reboots", "keep_poison", "step")
+            "deterministic", "smp", "hest", "max_reboots", "keep_poison", "erst", "step")
 DEFAULT_TIMEOUT = 60.0
 WORKER_GRACE = 60.0            # extra seconds a worker gets beyond the scenario's timeout
 _GROUP_REF = re.compile(r"\$(\w+)")
@@ -112,6 +114,7 @@ class Scenario:
     hest: tuple[SourceSpec, ...] | None = None
     max_reboots: int = DEFAULT_MAX_REBOOTS
     keep_poison: bool = False
+    erst: Path | None = None
     steps: tuple[Step, ...] = ()
 
     @property
@@ -187,7 +190,7 @@ def load_scenario(path: Path) -> Scenario:
     for key in ("initrd", "append"):
         if key in data and "kernel" not in data:
             raise ArmrasError(f"{path}: {key} needs kernel")
-    for key in ("name", "description", "image", "kernel", "initrd", "append"):
+    for key in ("name", "description", "image", "kernel", "initrd", "append", "erst"):
         if key in data and not isinstance(data[key], str):
             raise ArmrasError(f"{path}: {key} must be a string")
     base = path.parent
@@ -223,6 +226,8 @@ def load_scenario(path: Path) -> Scenario:
         fields["hest"] = sources_from_document(data, f"{path}: hest", allow_other_keys=True)
     if "max_reboots" in data:
         fields["max_reboots"] = check_max_reboots(data["max_reboots"], f"{path}: max_reboots")
+    if "erst" in data:
+        fields["erst"] = base / data["erst"]
     if "keep_poison" in data:
         if not isinstance(data["keep_poison"], bool):
             raise ArmrasError(f"{path}: keep_poison must be true or false")
@@ -393,8 +398,13 @@ def run_scenario(scenario: Scenario, log_path: Path) -> Outcome:
             else:
                 guest = Guest(image=scenario.image)
             driver = StepDriver(None, scenario.steps)
+            erst = None
+            if scenario.erst is not None:
+                from armras.ras.erst import ErstStore
+
+                erst = ErstStore.open(scenario.erst)
             session = RunSession(config, guest, max_reboots=scenario.max_reboots, keep_poison=scenario.keep_poison,
-                                 every_boot=[driver.attach])
+                                 erst=erst, every_boot=[driver.attach])
             result = session.run()
             status, guest_seconds = result.status, result.guest_seconds
         except ArmrasError as e:
@@ -575,6 +585,7 @@ def _refuse_overwriting_inputs(config: RegressConfig, scenarios: Sequence[Scenar
         if s.kernel is not None and not s.kernel.startswith("debian:"):
             inputs.append((f"kernel of {s.path}", Path(s.kernel)))
     outputs = [("--log-dir", log) for log in logs]
+    outputs += [(f"erst of {s.path}", s.erst) for s in scenarios if s.erst is not None]
     if config.junit is not None:
         outputs.insert(0, ("--junit", config.junit))
         clash = next((log for log in logs if same_file(config.junit, log)), None)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from armras.board.persistent import PersistentState
 from armras.errors import ArmrasError
+from armras.ras.erst import ErstStore
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine, MachineConfig, RunResult
@@ -65,6 +66,7 @@ class RunSession:
     guest: Guest
     max_reboots: int = DEFAULT_MAX_REBOOTS
     keep_poison: bool = False
+    erst: ErstStore | None = None                              # the ERST's store (default: in memory)
     first_boot: list[BootHook] = field(default_factory=list)   # injections, poison, triggers
     every_boot: list[BootHook] = field(default_factory=list)   # e.g. rebinding the control socket
     machine: Machine | None = None                             # the board of the current boot
@@ -74,7 +76,7 @@ class RunSession:
     def run(self) -> RunResult:
         from armras.board.machine import Machine
 
-        persistent = PersistentState(keep_poison=self.keep_poison)
+        persistent = PersistentState(keep_poison=self.keep_poison, erst=self.erst if self.erst is not None else ErstStore())
         while True:
             machine = Machine(self.config, persistent)
             self.machine = machine

@@ -153,6 +153,9 @@ class Uefi:
         hw = m.hw_errors
         hw_pages = -(-hw.size // PAGE)
         self.memmap.set_type(hw.base, hw_pages * PAGE, MemoryType.ACPI_NVS)
+        # The ERST exchange buffer, as the GHES blob (Linux ioremap_cache()s it).
+        erst_base, erst_size = m.erst_exchange
+        self.memmap.set_type(erst_base, erst_size, MemoryType.ACPI_NVS)
 
     def _alloc(self, size: int, mtype: MemoryType) -> int:
         addr = self.memmap.allocate(-(-size // PAGE), mtype)

@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from armras.errors import ImageError
+from armras.errors import ArmrasError, ImageError
 
 NEWC_MAGIC = b"070701"
 NEWC_CRC_MAGIC = b"070702"
@@ -202,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gzip", action="store_true", help="gzip-compress the archive")
     parser.add_argument("--add", action="append", default=[], metavar="DEST=SRC",
                         help="also add host file SRC as DEST (e.g. /bin/tool=build/tool)")
+    parser.add_argument("--module", action="append", default=[], metavar="NAME",
+                        help="also add kernel module NAME and its dependencies from --kernel's Debian package "
+                             "under /lib/modules/<release>/, with a modules.dep (e.g. --module einj)")
+    parser.add_argument("--kernel", metavar="SERIES|IMAGE",
+                        help="the cached kernel (6.1, 6.12 or the path of its Image) whose modules --module takes")
     parser.add_argument("--list", action="store_true", help="print the entries written")
     args = parser.parse_args(argv)
     try:
@@ -212,11 +217,16 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not dest or not src:
                 parser.error(f"--add wants DEST=SRC, got {item!r}")
             extra[dest] = Path(src).read_bytes()
+        if args.module:
+            if args.kernel is None:
+                parser.error("--module needs --kernel")
+            from armras.guests.modules import module_files
+            extra.update(module_files(args.kernel, args.module))
         write_initramfs(args.output, init, extra, compress=args.gzip)
     except OSError as exc:
         print(f"armras: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, ArmrasError) as exc:
         print(f"armras: {exc}", file=sys.stderr)
         return 1
     if args.list:

@@ -8,6 +8,7 @@ temporary directory and keep the Image (and the kernel config) in the cache::
 
     cache_dir()/kernels/<package>_<version>/vmlinuz
     cache_dir()/kernels/<package>_<version>/config
+    cache_dir()/kernels/<package>_<version>/package.deb   (its modules: armras.guests.modules)
 
 Series supported: ``6.1`` (bookworm: ``linux-image-6.1.0-N-arm64-unsigned``)
 and ``6.12`` (bookworm-security ships ``linux-image-6.12.N+deb12-arm64-unsigned``;
@@ -51,8 +52,12 @@ _SERIES_PATTERNS: dict[str, str] = {
     "6.12": r"^linux-image-6\.12\.(\d+)(?:\+[a-z0-9]+)?-arm64-unsigned$",
 }
 
+SERIES = tuple(_SERIES_PATTERNS)
+
 EXTRA_SOURCE_FILE = Path("/etc/apt/sources.list.d/armras-kernels.sources")
 EXTRA_PREFS_FILE = Path("/etc/apt/preferences.d/armras-kernels.pref")
+
+DEB_FILE = "package.deb"     # the downloaded package, kept for its kernel modules
 
 # Cache directory names are "<package>_<version>"; "+" and "~" are kept
 # as they are (both are legal in file names).
@@ -337,20 +342,34 @@ def cached_kernel(series: str) -> Path | None:
     return max(found, key=order)[1]
 
 
+def _download_deb(spec: KernelSpec, tmp: Path) -> Path:
+    """apt-get download the package's .deb into ``tmp``; its path."""
+    log.info("downloading %s:%s=%s", spec.package, ARCH, spec.version)
+    cmd = ["apt-get", "download", f"{spec.package}:{ARCH}={spec.version}"]
+    proc = _run(cmd, cwd=tmp, check=False)
+    if proc.returncode != 0:
+        raise ArmrasError(
+            f"apt-get download {spec.package}:{ARCH}={spec.version} failed: {_last_error_line(proc)}"
+        )
+    debs = sorted(tmp.glob("*.deb"))
+    if not debs:
+        raise ArmrasError(f"apt-get download {spec.package} produced no .deb file")
+    return debs[0]
+
+
+def _add_deb(spec: KernelSpec, dest: Path) -> None:
+    """Add the package's .deb to a cache entry made before the .deb was kept (the Image
+    stays in place: another process may be booting it)."""
+    with tempfile.TemporaryDirectory(prefix="armras-kernel-", dir=dest) as tmp_name:
+        deb = _download_deb(spec, Path(tmp_name))
+        os.replace(deb, dest / DEB_FILE)
+
+
 def _download_and_extract(spec: KernelSpec, dest: Path) -> None:
-    """apt-get download the .deb, unpack /boot/vmlinuz-* (and config-*) into ``dest``."""
+    """apt-get download the .deb, unpack /boot/vmlinuz-* (and config-*) into ``dest``; keep the .deb."""
     with tempfile.TemporaryDirectory(prefix="armras-kernel-") as tmp_name:
         tmp = Path(tmp_name)
-        log.info("downloading %s:%s=%s", spec.package, ARCH, spec.version)
-        cmd = ["apt-get", "download", f"{spec.package}:{ARCH}={spec.version}"]
-        proc = _run(cmd, cwd=tmp, check=False)
-        if proc.returncode != 0:
-            raise ArmrasError(
-                f"apt-get download {spec.package}:{ARCH}={spec.version} failed: {_last_error_line(proc)}"
-            )
-        debs = sorted(tmp.glob("*.deb"))
-        if not debs:
-            raise ArmrasError(f"apt-get download {spec.package} produced no .deb file")
+        debs = [_download_deb(spec, tmp)]
         root = tmp / "root"
         log.info("extracting %s", debs[0].name)
         _run(["dpkg-deb", "-x", str(debs[0]), str(root)])
@@ -368,6 +387,7 @@ def _download_and_extract(spec: KernelSpec, dest: Path) -> None:
         maps = sorted((root / "boot").glob("System.map-*"))
         if maps:  # symbolizes kernel PCs in crash reports (Debian's is a stub pointing at -dbg)
             shutil.copyfile(maps[0], staging / "System.map")
+        shutil.copyfile(debs[0], staging / DEB_FILE)
         (staging / "SOURCE").write_text(
             f"package={spec.package}\nversion={spec.version}\narch={ARCH}\n"
             f"file=/boot/{images[0].name}\ndeb={debs[0].name}\n"
@@ -399,6 +419,11 @@ def fetch_kernel(series: str, force: bool = False, setup_apt: bool = False) -> P
     image = dest / "vmlinuz"
     if image.is_file() and not force:
         log.info("using cached %s", image)
+        if not (dest / DEB_FILE).is_file():
+            try:
+                _add_deb(spec, dest)
+            except ArmrasError as exc:     # the Image is still usable; only its modules are missing
+                log.warning("%s; %s's kernel modules are not available", exc, spec.package)
         return image
     try:
         _download_and_extract(spec, dest)

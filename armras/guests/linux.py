@@ -99,7 +99,14 @@ def _identity_map(uefi: Uefi, ram_end: int) -> int:
     return table
 
 
-PANIC_GRACE_SECONDS = 1.0   # guest time to let the kernel print its panic report
+PANIC_GRACE_SECONDS = 2.0   # guest time to let the kernel print its panic report (and run kmsg dumpers)
+# With panic=N, guest time beyond the N seconds before a missing reset is a failure: the
+# kernel's kmsg dumpers (pstore on the ERST compresses and saves the log) run first, and
+# a loaded host stretches its mdelay() loop (WFE wake-ups come late).
+REBOOT_GRACE_SECONDS = 5.0
+# The kernel's own panic line: at the start of a console line, after the printk time if any
+# (user space echoing a saved log, e.g. /sys/fs/pstore, is not a panic).
+PANIC_LINE = r"^(?:\[\s*\d+\.\d+\] )?Kernel panic - not syncing: (.*)"
 
 
 @dataclass
@@ -123,7 +130,7 @@ def _watch_console(machine: Machine, boot: LinuxBoot) -> None:
                 # panic=N: the kernel resets the board after N seconds (PSCI SYSTEM_RESET),
                 # which ends this boot; fail only if that never comes.
                 delay, boot.reboot_delay = boot.reboot_delay, None
-                machine.at_guest_time(machine.counter.guest_seconds() + delay + PANIC_GRACE_SECONDS, fail,
+                machine.at_guest_time(machine.counter.guest_seconds() + delay + REBOOT_GRACE_SECONDS, fail,
                                       "kernel panic (no reset after 'Rebooting in')")
                 return
             raise GuestFault(f"Linux panicked: {reason}")
@@ -134,7 +141,7 @@ def _watch_console(machine: Machine, boot: LinuxBoot) -> None:
         boot.reboot_delay = float(m.group(1))
 
     machine.on_console(r"Run /init as init process", init_started, "Linux reached /init")
-    machine.on_console(r"Kernel panic - not syncing: (.*)", panicked, "Linux kernel panic")
+    machine.on_console(PANIC_LINE, panicked, "Linux kernel panic")
     machine.on_console(r"Rebooting in (\d{1,4}) seconds", rebooting, "Linux reboots after its panic")
 
 

@@ -30,6 +30,21 @@
  *      BUSTEST read va=0x... SIGBUS si_code=N si_addr=0x...
  *      BUSTEST write va=0x... SIGBUS si_code=N si_addr=0x...
  *
+ * With "einjtest=uc|ce|fatal" it injects a memory error into a page of its own through
+ * the platform's EINJ table with Debian's own einj.ko (packed into the initramfs with
+ * `python -m armras.guests.initramfs --kernel K --module einj`):
+ *   1. loads einj.ko and what /lib/modules/<release>/modules.dep says it depends on
+ *      (finit_module), mounts debugfs and prints each line of
+ *      apei/einj/available_error_type as "EINJTEST available: <line>";
+ *   2. maps and dirties a page, finds its physical address (pagemap) and writes
+ *      error_type (uc 0x10, ce 0x8, fatal 0x20), param1 (the address), param2
+ *      (0xfffffffffffff000, one page) and error_inject, printing
+ *         EINJTEST inject type=0x10 PADDR=0x...
+ *         EINJTEST error_inject ok   /   EINJTEST error_inject failed: <errno text>
+ *   3. uc: reads the page back as seatest does ("EINJTEST SIGBUS si_code=N ...");
+ *      ce: waits 500 ms for the kernel's report; fatal: the kernel panics first.
+ *   "einjtest=ce,uc" runs the modes in turn (a fresh page each), then "EINJTEST DONE".
+ *
  * With "armras_bench" on the kernel command line it runs user-space workloads
  * (benchmarks/bench_userspace.py), each timed with clock_gettime(CLOCK_MONOTONIC)
  * and reported as one line
@@ -39,6 +54,15 @@
  * execve of /init itself with BENCH_CHILD_ARG, which exits at once + waitpid),
  * then "BENCH DONE" (or "BENCH ERROR ...").  "armras_bench=D" divides every
  * iteration count by D (quick development runs; the lines always say n=).
+ *
+ * With "pstoretest" it mounts pstore on /sys/fs/pstore and prints each file there,
+ * and the lines of each dmesg-* file that tell why it was written:
+ *      PSTORE file=<name> size=<bytes>
+ *      PSTORE <name>: <line with "Panic#", "Kernel panic" or "sysrq">
+ *      PSTORE files=<n> dmesg=<dmesg files>
+ * With "pstore_crash" as well, and no dmesg file yet, it then prints "PSTORE crash" and
+ * writes 'c' to /proc/sysrq-trigger: the kernel panics (pstore saves its dmesg) and,
+ * with panic=N, resets; the next boot lists the saved dmesg.
  *
  * With "armras_sleep_ms=N" it then prints "SLEEP ms=N", sleeps N ms (so the host can
  * inject while the kernel runs idle, e.g. a record in a polled error source, which the
@@ -50,6 +74,7 @@
  * Build: python -m ziglang cc -target aarch64-linux-musl -static -Os -o init init.c
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <sched.h>
 #include <fcntl.h>
@@ -64,6 +89,7 @@
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -507,6 +533,196 @@ static int bench_fork(int exec_init, long n)
     return 0;
 }
 
+/* The value of "word=VALUE" on the command line into buf; 0 if found. */
+static int cmdline_value(const char *cmdline, const char *word, char *buf, size_t size)
+{
+    size_t wl = strlen(word);
+    for (const char *p = strstr(cmdline, word); p; p = strstr(p + 1, word))
+        if ((p == cmdline || p[-1] == ' ') && p[wl] == '=') {
+            size_t n = strcspn(p + wl + 1, " ");
+            if (n >= size)
+                n = size - 1;
+            memcpy(buf, p + wl + 1, n);
+            buf[n] = '\0';
+            return 0;
+        }
+    return -1;
+}
+
+#define EINJ_DIR "/sys/kernel/debug/apei/einj"
+#define EINJ_ONE_PAGE "0xfffffffffffff000"
+#define EINJ_CE_WAIT_MS 500
+
+static int load_module_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        printf("EINJTEST ERROR open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    long rc = syscall(SYS_finit_module, fd, "", 0);
+    int e = errno;
+    close(fd);
+    if (rc < 0 && e != EEXIST) {
+        printf("EINJTEST ERROR finit_module %s: %s\n", path, strerror(e));
+        return -1;
+    }
+    printf("EINJTEST loaded %s\n", path);
+    return 0;
+}
+
+/* Load module `name` and its dependencies as modules.dep lists them (the last first). */
+static int load_module(const char *name)
+{
+    struct utsname u;
+    if (uname(&u) < 0) {
+        printf("EINJTEST ERROR uname: %s\n", strerror(errno));
+        return -1;
+    }
+    char root[256], dep_path[300];
+    snprintf(root, sizeof root, "/lib/modules/%s", u.release);
+    snprintf(dep_path, sizeof dep_path, "%s/modules.dep", root);
+    FILE *f = fopen(dep_path, "r");
+    if (!f) {
+        printf("EINJTEST ERROR open %s: %s\n", dep_path, strerror(errno));
+        return -1;
+    }
+    char line[4096], want[128];
+    snprintf(want, sizeof want, "/%s.ko:", name);
+    int rc = -1;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        size_t wl = strlen(want);
+        if ((size_t)(colon + 1 - line) < wl || strncmp(colon + 1 - wl, want, wl) != 0)
+            continue;
+        *colon = '\0';
+        char *deps[64];
+        int n = 0;
+        for (char *tok = strtok(colon + 1, " "); tok && n < 64; tok = strtok(NULL, " "))
+            deps[n++] = tok;
+        rc = 0;
+        char path[600];
+        for (int i = n - 1; i >= 0 && rc == 0; i--) {
+            snprintf(path, sizeof path, "%s/%s", root, deps[i]);
+            rc = load_module_file(path);
+        }
+        if (rc == 0) {
+            snprintf(path, sizeof path, "%s/%s", root, line);
+            rc = load_module_file(path);
+        }
+        break;
+    }
+    fclose(f);
+    if (rc < 0 && errno == 0)
+        printf("EINJTEST ERROR no %s.ko in %s\n", name, dep_path);
+    return rc;
+}
+
+static int write_debugfs(const char *dir, const char *file, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+static void einjtest(const char *mode)
+{
+    unsigned type = strcmp(mode, "uc") == 0 ? 0x10 : strcmp(mode, "ce") == 0 ? 0x8
+                    : strcmp(mode, "fatal") == 0 ? 0x20 : 0;
+    if (!type) {
+        printf("EINJTEST ERROR unknown mode %s (uc, ce or fatal)\n", mode);
+        return;
+    }
+    errno = 0;
+    if (load_module("einj") < 0)
+        return;
+    do_mount("debugfs", "/sys/kernel/debug", "debugfs");
+    FILE *avail = fopen(EINJ_DIR "/available_error_type", "r");
+    if (!avail) {
+        printf("EINJTEST ERROR open " EINJ_DIR "/available_error_type: %s\n", strerror(errno));
+        return;
+    }
+    char line[256];
+    while (fgets(line, sizeof line, avail))
+        printf("EINJTEST available: %s", line);
+    fclose(avail);
+
+    long page_size = sysconf(_SC_PAGESIZE);
+    if (page_size <= 0)
+        page_size = 4096;
+    unsigned char *page = mmap(NULL, (size_t)page_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        printf("EINJTEST ERROR mmap: %s\n", strerror(errno));
+        return;
+    }
+    memset(page, FILL_BYTE, (size_t)page_size);
+    if (mlock(page, (size_t)page_size) < 0)
+        printf("EINJTEST note: mlock: %s\n", strerror(errno));
+    volatile unsigned char *victim = page + VICTIM_OFFSET;
+    uint64_t pa = virt_to_phys((uintptr_t)victim, page_size);
+    if (pa == 0)
+        return;
+
+    char value[32];
+    printf("EINJTEST inject type=0x%x PADDR=0x%lx\n", type, (unsigned long)pa);
+    snprintf(value, sizeof value, "0x%x", type);
+    if (write_debugfs(EINJ_DIR, "error_type", value) < 0) {
+        printf("EINJTEST ERROR write error_type %s: %s\n", value, strerror(errno));
+        return;
+    }
+    snprintf(value, sizeof value, "0x%lx", (unsigned long)pa);
+    if (write_debugfs(EINJ_DIR, "param1", value) < 0 || write_debugfs(EINJ_DIR, "param2", EINJ_ONE_PAGE) < 0) {
+        printf("EINJTEST ERROR write param1/param2: %s\n", strerror(errno));
+        return;
+    }
+    if (write_debugfs(EINJ_DIR, "error_inject", "1") < 0) {
+        printf("EINJTEST error_inject failed: %s\n", strerror(errno));
+        return;
+    }
+    printf("EINJTEST error_inject ok\n");
+    if (type == 0x8) {
+        sleep_ms(EINJ_CE_WAIT_MS);
+        return;
+    }
+    if (type == 0x20) {
+        sleep_ms(EINJ_CE_WAIT_MS);
+        printf("EINJTEST ERROR the kernel survived a fatal error\n");
+        return;
+    }
+    if (catch_faults(SIGBUS, SIGALRM) < 0) {
+        printf("EINJTEST ERROR sigaction: %s\n", strerror(errno));
+        return;
+    }
+    if (!sigsetjmp(fault_env, 1)) {
+        fault_armed = 1;
+        alarm(ACCESS_TIMEOUT_S);
+        unsigned char got = *victim; /* the access that consumes the poison */
+        alarm(0);
+        fault_armed = 0;
+        printf("EINJTEST no SIGBUS (read 0x%02x, expected 0x%02x)\n", got, FILL_BYTE);
+    } else {
+        fault_armed = 0;
+        alarm(0);
+        if (fault_signo == SIGBUS)
+            printf("EINJTEST SIGBUS si_code=%d (BUS_MCEERR_AR=%d) si_addr=0x%lx\n",
+                   (int)fault_code, BUS_MCEERR_AR, (unsigned long)(uintptr_t)fault_addr);
+        else
+            printf("EINJTEST ERROR no SIGBUS and the access did not complete within %d s (signal %d)\n",
+                   ACCESS_TIMEOUT_S, (int)fault_signo);
+    }
+    print_hw_corrupted();
+}
+
 static void armras_bench(long divisor)
 {
     if (divisor < 1)
@@ -514,6 +730,63 @@ static void armras_bench(long divisor)
     if (bench_getpid(BENCH_GETPID_N / divisor ?: 1) == 0 && bench_pagefault(BENCH_FAULT_PAGES / divisor ?: 1) == 0
         && bench_fork(0, BENCH_FORK_N / divisor ?: 1) == 0 && bench_fork(1, BENCH_FORKEXEC_N / divisor ?: 1) == 0)
         printf("BENCH DONE\n");
+}
+
+#define PSTORE_DIR "/sys/fs/pstore"
+#define PSTORE_LINE_MAX 200
+
+static void pstore_print_reasons(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof path, PSTORE_DIR "/%s", name);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        printf("PSTORE ERROR open %s: %s\n", path, strerror(errno));
+        return;
+    }
+    char line[4096];
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strstr(line, "Panic#") || strstr(line, "Kernel panic") || strstr(line, "sysrq"))
+            printf("PSTORE %s: %.*s\n", name, PSTORE_LINE_MAX, line);
+    }
+    fclose(f);
+}
+
+static void pstoretest(int crash)
+{
+    if (mount("pstore", PSTORE_DIR, "pstore", 0, NULL) < 0 && errno != EBUSY) {
+        printf("PSTORE ERROR mount pstore on %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    DIR *d = opendir(PSTORE_DIR);
+    if (!d) {
+        printf("PSTORE ERROR opendir %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    int files = 0, dmesg = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[512];
+        struct stat st;
+        snprintf(path, sizeof path, PSTORE_DIR "/%s", e->d_name);
+        long size = stat(path, &st) == 0 ? (long)st.st_size : -1;
+        printf("PSTORE file=%s size=%ld\n", e->d_name, size);
+        files++;
+        if (strncmp(e->d_name, "dmesg-", 6) == 0) {
+            dmesg++;
+            pstore_print_reasons(e->d_name);
+        }
+    }
+    closedir(d);
+    printf("PSTORE files=%d dmesg=%d\n", files, dmesg);
+    if (crash && dmesg == 0) {
+        printf("PSTORE crash\n");
+        if (write_text("/proc/sysrq-trigger", "c") < 0)
+            printf("PSTORE ERROR write /proc/sysrq-trigger: %s\n", strerror(errno));
+    }
 }
 
 int main(int argc, char **argv)
@@ -547,6 +820,14 @@ int main(int argc, char **argv)
     if (cmdline_has(cmdline, "seatest")) {
         seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
+    }
+    if (cmdline_has(cmdline, "pstoretest"))
+        pstoretest(cmdline_has(cmdline, "pstore_crash"));
+    char einj_modes[64];
+    if (cmdline_value(cmdline, "einjtest", einj_modes, sizeof einj_modes) == 0) {
+        for (char *mode = strtok(einj_modes, ","); mode; mode = strtok(NULL, ","))
+            einjtest(mode);
+        printf("EINJTEST DONE\n");
     }
     if (cmdline_has(cmdline, "armras_bench"))
         armras_bench(cmdline_number(cmdline, "armras_bench", 1));

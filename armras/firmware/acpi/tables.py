@@ -1,5 +1,5 @@
 """The board's ACPI tables for arm64 ACPI boot: RSDP, XSDT, FADT, MADT, GTDT, SPCR, DSDT, HEST,
-SDEI, PPTT.
+SDEI, PPTT, EINJ.
 
 ACPI 6.4 5.2 (ACPI System Description Tables): tables are laid out in one blob,
 16-byte aligned, RSDP first; values follow QEMU's hw/arm/virt-acpi-build.c for
@@ -21,6 +21,8 @@ from armras.firmware.acpi.builder import (
     gas_memory,
     pad_id,
 )
+from armras.firmware.acpi.erst import build_erst
+from armras.firmware.acpi.einj import build_einj
 from armras.firmware.acpi.hest import build_hest
 from armras.firmware.acpi.pci import PciHostBridge, build_mcfg, pci_host_bridge_devices
 from armras.errors import ArmrasError
@@ -123,7 +125,7 @@ SDEI_REVISION = 1
 BERT_SIGNATURE = b"BERT"
 BERT_REVISION = 1
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "MCFG")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "MCFG")
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ class AcpiPlatform:
     mpidrs: tuple[int, ...] = (0,)           # one per CPU: MADT GICC entries, PPTT leaves
     sources: tuple[SourceSpec, ...] = BOARD_SOURCES
     bert_region: tuple[int, int] = (0, 0)     # (address, length) of the Boot Error Region
+    erst_base: int = 0                        # the ERST device's register frame (armras.devices.erst)
+    einj_base: int = VIRT_MEMMAP["einj"].base  # the EINJ action registers (armras.devices.einj)
     pci: PciHostBridge | None = None          # the PCIe host bridge (MCFG, DSDT PCI0)
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
@@ -177,6 +181,7 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
         mpidrs=mpidrs,
         sources=sources,
         bert_region=(layout.bert_region_base, BERT_REGION_SIZE),
+        erst_base=VIRT_MEMMAP["erst"].base,
         pci=board_pci_host_bridge(),
     )
 
@@ -416,6 +421,8 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "BERT": build_bert(platform),
         "SDEI": _builder(platform, SDEI_SIGNATURE, SDEI_REVISION).finish(),
         "PPTT": build_pptt(platform),
+        "ERST": build_erst(platform.erst_base, platform.oem_id, platform.oem_table_id),
+        "EINJ": build_einj(platform.einj_base, platform.oem_id, platform.oem_table_id),
     }
     order_in_xsdt = XSDT_ORDER
     if platform.pci is not None:
