@@ -38,7 +38,8 @@ def iasl() -> str:
 
 
 SDT_HEADER = 36              # ACPI 6.4 table 5.29: the System Description Table Header
-SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")
+SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ",
+                  "DBG2", "MCFG")
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,8 @@ def test_xsdt_points_at_tables(tables: AcpiTables) -> None:
     for address in entries:
         start = address - tables.base
         pointed[tables.blob[start:start + 4].decode()] = address
-    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")}
+    assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI",
+                                                             "PPTT", "ERST", "EINJ", "DBG2", "MCFG")}
 
 
 def test_fadt_fields(tables: AcpiTables) -> None:
@@ -398,6 +400,38 @@ def test_iasl_dsdt(disassembled: dict[str, DataTable | str]) -> None:
                      r"\s*\{\s*0x00000021,", dsl)
     assert re.search(r"Interrupt \(ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, \)"
                      r"\s*\{\s*0x00000029,", dsl)
+
+
+def test_iasl_pci_host_bridge(disassembled: dict[str, DataTable | str]) -> None:
+    """QEMU virt's PCIe host bridge (hw/arm/virt.c base_memmap, hw/pci-host/gpex-acpi.c): ECAM
+    0x3f000000 (16 MiB, buses 0-15), 32-bit window 0x10000000-0x3efeffff, I/O 0x3eff0000, INTx
+    on SPIs 3..6 (GSIV 35..38) swizzled by slot, and the _OSC that grants the OS five controls."""
+    mcfg = disassembled["MCFG"]
+    assert isinstance(mcfg, DataTable)
+    h = mcfg.header
+    assert (h["Revision"], h["Table Length"]) == ("01", "0000003C")
+    assert h["Base Address"] == "000000003F000000" and h["Segment Group Number"] == "0000"
+    assert (h["Start Bus Number"], h["End Bus Number"]) == ("00", "0F")
+    dsl = disassembled["DSDT"]
+    assert isinstance(dsl, str)
+    pci0 = dsl[dsl.index("Device (PCI0)"):]
+    for needle in ('Name (_HID, "PNP0A08"', 'Name (_CID, "PNP0A03"', "Name (_SEG, Zero)", "Name (_CCA, One)",
+                   "Method (_OSC, 4, NotSerialized)", "CreateDWordField (Arg3, Zero, CDW1)",
+                   'ToUUID ("33db4d5b-1ff7-401c-9657-7441c03dd766")', "CTRL &= 0x1F", "CDW1 |= 0x10",
+                   "CDW1 |= 0x04", "Device (RES0)", '"PNP0C02"'):
+        assert needle in pci0, needle
+    assert re.search(r"WordBusNumber \(ResourceProducer, MinFixed, MaxFixed, PosDecode,\s+0x0000,[^\n]*\n"
+                     r"\s+0x0000,[^\n]*\n\s+0x000F,", pci0)
+    assert re.search(r"DWordMemory \(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,"
+                     r"\s+0x00000000,[^\n]*\n\s+0x10000000,[^\n]*\n\s+0x3EFEFFFF,", pci0)
+    assert re.search(r"DWordIO \(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,"
+                     r"\s+0x00000000,[^\n]*\n\s+0x00000000,[^\n]*\n\s+0x0000FFFF,[^\n]*\n\s+0x3EFF0000,", pci0)
+    assert re.search(r"Memory32Fixed \(ReadWrite,\s+0x3F000000,[^\n]*\n\s+0x01000000", pci0)
+    prt = re.findall(r"Package \(0x04\)\s*\{\s*(\w+),\s*(\w+),\s*(\w+),\s*(\w+)\s*\}", pci0)
+    assert len(prt) == 32 * 4
+    assert prt[0] == ("0xFFFF", "Zero", "Zero", "0x23")            # slot 0 INTA -> SPI 3
+    assert prt[4] == ("0x0001FFFF", "Zero", "Zero", "0x24")        # slot 1 INTA -> SPI 4 (the root port)
+    assert prt[7] == ("0x0001FFFF", "0x03", "Zero", "0x23")        # slot 1 INTD wraps to SPI 3
 
 
 def test_iasl_fadt(disassembled: dict[str, DataTable | str], tables: AcpiTables) -> None:

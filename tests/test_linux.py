@@ -119,7 +119,7 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     scenarios = sorted((REPO / "scenarios").glob("linux_*.toml"))
     assert [p.name for p in scenarios] == [
         "linux_6_12_einj.toml", "linux_6_12_erst_pstore.toml", "linux_6_12_firmware_first.toml",
-        "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml",
+        "linux_6_12_pcie_aer.toml", "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml",
         "linux_6_1_einj.toml", "linux_6_1_erst_pstore.toml", "linux_6_1_firmware_first.toml", "linux_6_1_sea.toml",
         "linux_6_1_serror_ce.toml", "linux_6_1_smp.toml"]
     proc = subprocess.run([sys.executable, "-m", "armras", "regress", *map(str, scenarios),
@@ -128,9 +128,10 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp", "linux-6.1-serror-ce",
                  "linux-6.12-serror-uc", "linux-6.1-firmware-first", "linux-6.12-firmware-first",
-                 "linux-6.1-erst-pstore", "linux-6.12-erst-pstore", "linux-6.1-einj", "linux-6.12-einj"):
+                 "linux-6.1-erst-pstore", "linux-6.12-erst-pstore", "linux-6.1-einj", "linux-6.12-einj",
+                 "linux-6.12-pcie-aer"):
         assert f"[PASS] {name} (" in proc.stdout, proc.stdout
-    assert "12 passed, 0 failed, 0 skipped" in proc.stdout
+    assert "13 passed, 0 failed, 0 skipped" in proc.stdout
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])

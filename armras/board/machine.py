@@ -66,6 +66,9 @@ from armras.arch.cpu import (
 from armras.arch.faults import fault_address
 from armras.devices.erst import ErstDevice
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
+from armras.devices.pcie import ROOT_PORT_DEVFN, PcieHost
+from armras.firmware.acpi.pci import intx_gsi
+from armras.firmware.acpi.tables import board_pci_host_bridge
 from armras.devices.gicv2 import GicV2
 from armras.devices.pl011 import Pl011
 from armras.devices.pl031 import Pl031
@@ -208,6 +211,8 @@ class Machine:
         self.ged = Ged(self.gic, intid("ged"))
         self.erst = ErstDevice(self.persistent.erst, self.mem, self.layout.erst_exchange_base)
         self.einj = make_einj(self)              # EINJ action registers (armras.board.einj)
+        # PCIe: root port 00:01.0 (INTA routed by the DSDT's _PRT) and an endpoint below it.
+        self.pcie = PcieHost(self.gic, intx_gsi(board_pci_host_bridge(), ROOT_PORT_DEVFN >> 3, 0))
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
             "gic_dist": self.gic.distributor,
@@ -217,6 +222,7 @@ class Machine:
             "ged": self.ged,
             "erst": self.erst,
             "einj": self.einj,
+            "pcie_ecam": self.pcie,
         }
         for name, dev in self.devices.items():
             self._map_device(name, dev)

@@ -27,6 +27,9 @@ VIRT_MEMMAP: dict[str, MapEntry] = {
     "ged":      MapEntry(0x0908_0000, 0x1000),   # ACPI Generic Event Device (GHES GPIO notify)
     "erst":     MapEntry(0x0910_0000, 0x1000),   # ERST action/value registers (armras.devices.erst)
     "einj":     MapEntry(0x0912_0000, 0x1000),   # EINJ action registers (armras.devices.einj)
+    "pcie_mmio": MapEntry(0x1000_0000, 0x2eff_0000),  # PCIe host bridge 32-bit memory window
+    "pcie_pio": MapEntry(0x3eff_0000, 0x1_0000),      # PCIe I/O window (port I/O 0-0xffff)
+    "pcie_ecam": MapEntry(0x3f00_0000, 0x100_0000),   # PCIe ECAM config space, buses 0-15
     "ram":      MapEntry(0x4000_0000, 0),        # size comes from the machine config
 }
 
@@ -35,7 +38,9 @@ VIRT_IRQMAP: dict[str, int] = {
     "uart": 1,
     "rtc": 2,
     "ged": 9,
+    "pcie": 3,         # INTA..INTD of the root bus: SPIs 3..6 (swizzled by slot in the _PRT)
 }
+PCIE_INTX_LINES = 4
 
 SPI_BASE = 32
 

@@ -5,6 +5,8 @@
     armras inject --control PATH arm --mpidr 0x80000000 --type cache [--pa ADDR] [--va ADDR]
     armras inject --control PATH poison --pa ADDR
     armras inject --control PATH serror --aet uc|ue|uer|ueo|ce [--cpu N]
+    armras inject --control PATH aer --dev 01:00.0 --status cor|uncor-nonfatal|uncor-fatal | --cor M | --uncor M
+    armras inject --control PATH pcie --dev 01:00.0 --status ... [--severity S] [--source N]
     armras inject --control PATH query-ack | query-hest | query-status | stop | cont | quit
 
 The reply's return value is printed as JSON; an error reply is one line
@@ -162,6 +164,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     serror.add_argument("--aet", required=True, choices=tuple(SERROR_AETS), help="uc, ue (UEU), uer, ueo or ce")
     serror.add_argument("--cpu", type=_integer, help="the CPU that takes the SError (default: the running one)")
 
+    for name, text in (("aer", "a native PCIe AER error at a function, signalled to the root port"),
+                       ("pcie", "a firmware-first CPER PCIe error section in the GPIO source (1)")):
+        sub = cmds.add_parser(name, help=text)
+        sub.add_argument("--dev", required=True, help="the function, BB:DD.F (00:01.0 root port, 01:00.0 endpoint)")
+        sub.add_argument("--status", help="cor | uncor-nonfatal | uncor-fatal")
+        sub.add_argument("--cor", type=_integer, help="Correctable Error Status bits")
+        sub.add_argument("--uncor", type=_integer, help="Uncorrectable Error Status bits")
+        sub.add_argument("--header", help="Header Log: four 32-bit words joined by ':'")
+        if name == "pcie":
+            sub.add_argument("--severity", choices=SEVERITY_NAMES, help="default: from the error's class")
+            sub.add_argument("--source", type=_integer, help="the HEST source id (default: the GPIO one)")
+
     for name in QUERIES:
         cmds.add_parser(name, help={"query-ack": "GHES read-ack state of each source",
                                     "query-hest": "the HEST error sources and their addresses",
@@ -202,6 +216,11 @@ def request_for(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         return "poison", {"pa": args.pa}
     if name == "serror":
         return "inject-serror", {"aet": args.aet, **arguments}
+    if name in ("aer", "pcie"):
+        for key in ("dev", "status", "cor", "uncor", "header", "source"):
+            if getattr(args, key, None) is not None:
+                arguments[key] = getattr(args, key)
+        return f"inject-{name}", arguments
     return name, {}
 
 

@@ -20,6 +20,10 @@ Commands (arguments in braces, `?` optional; addresses are JSON numbers or strin
     inject-arm-processor {mpidr | cpu, type, pa?, va?, severity?, source?}
     inject-serror {aet, cpu?}                   an SError with RAS syndrome `aet` (uc|ue|uer|ueo|ce),
                                                 pending on CPU `cpu` until PSTATE.A allows it
+    inject-aer {dev, status | cor?, uncor?, header?}  a native PCIe AER error at function dev ("01:00.0"),
+                                                signalled to the root port (as --inject aer:...)
+    inject-pcie {dev, status | cor?, uncor?, header?, severity?, source?}
+                                                a firmware-first CPER PCIe error section (--inject pcie:...)
     poison {pa}                                 take the 4 KiB page away from the guest
     query-hest   query-ack   query-status       the error sources / their ack state / the run
     stop   cont   quit                          pause, resume, power off (exit status 0)
@@ -60,7 +64,8 @@ from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
 from armras.ras import cper
 from armras.ras.sources import Notify, notify_name
 from armras.arch.cpu import SERROR_AETS
-from armras.drive.inject import InjectSpec, perform
+from armras.devices import pcie as pcie_dev
+from armras.drive.inject import InjectSpec, parse_inject_spec, perform, perform_aer
 
 if TYPE_CHECKING:
     from armras.board.machine import Machine
@@ -189,6 +194,8 @@ class ControlServer:
             "inject-sei": lambda a: self._inject_memory("sei", a),
             "inject-arm-processor": self._inject_arm,
             "inject-serror": self._inject_serror,
+            "inject-aer": lambda a: self._inject_pcie("aer", a),
+            "inject-pcie": lambda a: self._inject_pcie("pcie", a),
             "poison": self._poison,
             "query-hest": self._query_hest,
             "query-ack": self._query_ack,
@@ -448,6 +455,40 @@ class ControlServer:
                     "records_written": source.records_written}
 
         return self.on_cpu(act, f"inject-gpio with a {len(record)}-byte CPER")
+
+    def _inject_pcie(self, kind: str, raw: dict[str, Any]) -> dict[str, Any]:
+        """inject-aer / inject-pcie: the arguments are the keys of `--inject aer:` / `pcie:` (one grammar)."""
+        keys = ("dev", "status", "cor", "uncor", "header") + (("severity", "source") if kind == "pcie" else ())
+        command = f"inject-{kind}"
+        _Args(command, raw, keys)
+        parts = []
+        for key in keys:
+            value = raw.get(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or (
+                    isinstance(value, str) and (not value.strip() or any(c in value for c in ",="))):
+                raise CommandError("InvalidParameter", f"{command}: {key} must be a number or a plain string")
+            parts.append(f"{key}={value}")
+        try:
+            spec = parse_inject_spec(f"{kind}:" + ",".join(parts))
+        except ArmrasError as e:
+            raise CommandError("InvalidParameter", f"{command}: {e}") from None
+        m = self.machine
+
+        def act() -> dict[str, Any]:
+            if kind == "pcie":
+                source = perform(m, spec)
+                assert source is not None
+                return {"source_id": source.source_id, "dev": spec.dev, "records_written": source.records_written}
+            result = perform_aer(m, spec)
+            rp = m.pcie.root_port
+            return {"dev": spec.dev, "sent": [msg.value for msg in result.messages],
+                    "not_sent": [msg.value for msg in result.unreported],
+                    "root_error_status": rp.reg(pcie_dev.AER_CAP + pcie_dev.AER_ROOT_STATUS),
+                    "error_source_id": rp.reg(pcie_dev.AER_CAP + pcie_dev.AER_ERROR_SOURCE)}
+
+        return self.on_cpu(act, spec.describe())
 
     def _inject_arm(self, raw: dict[str, Any]) -> dict[str, Any]:
         args = _Args("inject-arm-processor", raw, ("mpidr", "cpu", "type", "pa", "va", "severity", "source"))

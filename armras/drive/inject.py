@@ -17,11 +17,23 @@ Spec grammar (the value of `armras run --inject`):
                      OS reads it at boot (Linux: late in boot), so inject it early
               serror asynchronous SError interrupt with a RAS syndrome (no CPER), taken
                      once PSTATE.A allows it
+              aer    a native PCIe AER error at dev=: logged in that function's AER
+                     registers and signalled to the root port (Root Error Status, Error
+                     Source ID), which interrupts the OS on INTA
+              pcie   firmware-first PCIe error at dev=: a CPER PCIe error section with the
+                     function's registers, in the GPIO-notified source (1) unless source=
+    dev=BB:DD.F aer/pcie: the function (root port 00:01.0; endpoint 01:00.0 once the OS
+                numbered its bus)
+    status=     aer/pcie: cor | uncor-nonfatal | uncor-fatal (Receiver Error, Completion
+                Timeout, Data Link Protocol Error), or give raw AER status bits:
+    cor=, uncor= aer/pcie: Correctable / Uncorrectable Error Status bits (PCIe Base 4.0 7.8.4)
+    header=     aer/pcie with an uncorrectable error: the TLP header for the Header Log,
+                four 32-bit words joined by ':' (e.g. 0x4a000001:0x0100000f:0x10000000:0)
     source=N  the HEST source id to use instead (sea/gpio/sdei/polled/sei: one notified
               that way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
-    severity= recoverable (default) | fatal | corrected | none
+    severity= recoverable (default) | fatal | corrected | none (pcie: from the error's class)
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
     aet=        serror only, required: the RAS error type in ESR_EL1.AET: uc | ue (UEU) |
                 uer | ueo | ce (armras.arch.cpu.serror_syndrome)
@@ -40,6 +52,7 @@ pa= below 2^48 (and, for sea/gpio, inside guest RAM when performed), va=/mpidr= 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, TypeVar
@@ -49,7 +62,8 @@ from armras.errors import ArmrasError, GuestAddressError
 from armras.events import hex_or_none
 from armras.arch.cpu import MIDR_EL1, SERROR_AETS
 from armras.board.vcpu import MPIDR_RES1
-from armras.ras import cper
+from armras.devices import pcie
+from armras.ras import cper, pcie_errors
 from armras.ras.ghes import GhesSource
 from armras.ras.sources import NOTIFY_BY_NAME, Notify
 
@@ -57,10 +71,12 @@ if TYPE_CHECKING:
     from armras.board.machine import Machine
 
 MEMORY_KINDS = ("sea", "gpio", "sdei", "polled", "sei")   # a memory error, notified as the kind says
-KINDS = (*MEMORY_KINDS, "arm", "bert", "serror")
+PCIE_KINDS = ("aer", "pcie")
+KINDS = (*MEMORY_KINDS, "arm", "bert", "serror", *PCIE_KINDS)
 NO_CPU_KINDS = ("gpio", "polled")                   # nothing a CPU takes
 SEVERITIES = {s.name.lower(): s for s in cper.Severity}
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,11 +93,26 @@ class InjectSpec:
     on: str | None = None
     source: int | None = None
     aet: str | None = None                   # serror: a key of SERROR_AETS
+    dev: str | None = None                   # aer/pcie: BB:DD.F
+    status: str | None = None                # aer/pcie: a key of pcie_errors.STATUS_NAMES
+    cor: int | None = None                   # aer/pcie: raw Correctable Error Status bits
+    uncor: int | None = None                 # aer/pcie: raw Uncorrectable Error Status bits
+    severity_given: bool = False             # pcie: severity= overrides the error's class
+    header: tuple[int, int, int, int] | None = None   # aer/pcie: the Header Log's four dwords
+
+    def pcie_error(self) -> pcie_errors.PcieError:
+        error = (pcie_errors.STATUS_NAMES[self.status] if self.status is not None
+                 else pcie_errors.PcieError(cor=self.cor or 0, uncor=self.uncor or 0))
+        return dataclasses.replace(error, header_log=self.header)
 
     def describe(self) -> str:
         what = f"inject {self.kind}" + (f" pa={self.pa}" if self.pa else "") + (f" aet={self.aet}" if self.aet else "")
         if self.kind == "arm":
             what += (f" mpidr={self.mpidr:#x}" if self.mpidr is not None else "") + f" type={self.error_type or 'cache'}"
+        if self.dev is not None:
+            what += f" dev={self.dev}" + (f" status={self.status}" if self.status else "")
+            what += (f" cor={self.cor:#x}" if self.cor is not None else "") + (
+                f" uncor={self.uncor:#x}" if self.uncor is not None else "")
         if self.cpu is not None:
             what += f" cpu={self.cpu}"
         if self.source is not None:
@@ -160,6 +191,31 @@ def parse_inject_spec(text: str) -> InjectSpec:
         elif key == "type":
             cper.arm_error_type(value)  # validates
             fields["error_type"] = value
+        elif key == "dev":
+            _checked(text, lambda: pcie_errors.parse_bdf(value))
+            fields["dev"] = value
+        elif key == "status":
+            if value.lower() not in pcie_errors.STATUS_NAMES:
+                raise ArmrasError(f"--inject {text!r}: unknown status {value!r} "
+                                  f"(expected {' | '.join(pcie_errors.STATUS_NAMES)})")
+            fields["status"] = value.lower()
+        elif key in ("cor", "uncor"):
+            number = _int(text, key, value)
+            implemented = pcie.COR_IMPLEMENTED if key == "cor" else pcie.UNCOR_IMPLEMENTED
+            if not 0 <= number <= 0xFFFF_FFFF:
+                raise ArmrasError(f"--inject {text!r}: {key}={value} is not a 32-bit status mask")
+            if number & ~implemented:
+                raise ArmrasError(f"--inject {text!r}: {key}={value} sets bits {number & ~implemented:#x} that are "
+                                  f"reserved or not implemented (implemented: {implemented:#x}, PCIe Base 4.0 7.8.4)")
+            fields[key] = number
+        elif key == "header":
+            words = value.split(":")
+            if len(words) != pcie.AER_HEADER_LOG_DWORDS:
+                raise ArmrasError(f"--inject {text!r}: header= is four 32-bit words joined by ':'")
+            numbers = tuple(_int(text, key, w) for w in words)
+            if not all(0 <= n <= 0xFFFF_FFFF for n in numbers):
+                raise ArmrasError(f"--inject {text!r}: header= words must be 32-bit")
+            fields["header"] = numbers
         elif key == "aet":
             if value.lower() not in SERROR_AETS:
                 raise ArmrasError(f"--inject {text!r}: unknown aet {value!r} (expected {' | '.join(SERROR_AETS)})")
@@ -184,6 +240,9 @@ def parse_inject_spec(text: str) -> InjectSpec:
     if spec.kind in MEMORY_KINDS and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
     _check_serror_keys(text, spec, seen)
+    _check_pcie_keys(text, spec, seen)
+    if spec.kind == "pcie" and "severity" in seen:
+        spec = dataclasses.replace(spec, severity_given=True)
     if spec.pa and spec.pa.startswith("$") and spec.on is None:
         raise ArmrasError(f"--inject {text!r}: pa={spec.pa} refers to a match group but there is no on=")
     return spec
@@ -201,6 +260,58 @@ def _check_serror_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
     if extra:
         raise ArmrasError(f"--inject {text!r}: serror takes aet=, cpu= and a trigger, not {extra[0]}= "
                           "(an SError carries no error record)")
+
+
+PCIE_KEYS = {"dev", "status", "cor", "uncor", "header"}
+
+
+def _check_pcie_keys(text: str, spec: InjectSpec, seen: set[str]) -> None:
+    """dev=/status=/cor=/uncor= belong to aer/pcie, which take them, a trigger, and (pcie) source=/severity=."""
+    if spec.kind not in PCIE_KINDS:
+        extra = sorted(seen & PCIE_KEYS)
+        if extra:
+            raise ArmrasError(f"--inject {text!r}: {extra[0]}= names a PCIe error (aer: or pcie:)")
+        return
+    allowed = PCIE_KEYS | {"at", "insn"} | ({"source", "severity"} if spec.kind == "pcie" else set())
+    extra = sorted(seen - allowed)
+    if extra:
+        raise ArmrasError(f"--inject {text!r}: {spec.kind} takes {', '.join(sorted(k + '=' for k in allowed))} "
+                          f"and on=, not {extra[0]}=")
+    if spec.dev is None:
+        raise ArmrasError(f"--inject {text!r}: {spec.kind} needs dev=BB:DD.F")
+    if spec.status is not None and (spec.cor is not None or spec.uncor is not None):
+        raise ArmrasError(f"--inject {text!r}: give status= or cor=/uncor=, not both")
+    error = spec.pcie_error()
+    if spec.header is not None and not error.uncor:
+        raise ArmrasError(f"--inject {text!r}: header= goes with an uncorrectable error (the Header Log)")
+    if not error.cor and not error.uncor:
+        raise ArmrasError(f"--inject {text!r}: no error to inject: give status=({' | '.join(pcie_errors.STATUS_NAMES)}) "
+                          f"or a non-zero cor=/uncor= (implemented bits: cor {pcie.COR_IMPLEMENTED:#x}, "
+                          f"uncor {pcie.UNCOR_IMPLEMENTED:#x})")
+
+
+def _perform_pcie(machine: Machine, spec: InjectSpec) -> GhesSource | None:
+    assert spec.dev is not None
+    if spec.kind == "aer":
+        perform_aer(machine, spec)
+        return None
+    severity = spec.severity if spec.severity_given else None
+    record = pcie_errors.firmware_first_record(machine.pcie, pcie_errors.parse_bdf(spec.dev), spec.pcie_error(),
+                                               severity)
+    return machine.report(record, notify=None if spec.source is not None else Notify.GPIO, source_id=spec.source)
+
+
+def perform_aer(machine: Machine, spec: InjectSpec) -> pcie.AerLog:
+    """A native AER error (`aer:`): logged at the function, its messages delivered to the root port."""
+    assert spec.kind == "aer" and spec.dev is not None
+    requester_id = pcie_errors.parse_bdf(spec.dev)
+    error = spec.pcie_error()
+    pcie_errors.function_at(machine.pcie, requester_id)
+    result = machine.pcie.inject_aer(requester_id, error.cor, error.uncor, error.header_log)
+    if result.unreported:
+        log.warning("inject aer dev=%s: %s not sent: disabled in the function's Device Control register",
+                    spec.dev, ", ".join(m.value for m in result.unreported))
+    return result
 
 
 def _resolve_pa(machine: Machine, spec: InjectSpec, match: re.Match[str] | None) -> int | None:
@@ -252,6 +363,8 @@ def _perform(machine: Machine, spec: InjectSpec, pa: int | None) -> GhesSource |
         assert pa is not None
         return machine.report(cper.memory_error_record(pa, spec.severity), notify=NOTIFY_BY_NAME[spec.kind],
                               source_id=spec.source, cpu=spec.cpu)
+    if spec.kind in PCIE_KINDS:
+        return _perform_pcie(machine, spec)
     if spec.kind == "serror":
         assert spec.aet is not None
         machine.inject_serror(SERROR_AETS[spec.aet], cpu=spec.cpu)

@@ -2,7 +2,8 @@
 
 Builds and parses the ACPI 6.x Generic Error Status Block (18.3.2.7) and Generic Error
 Data Entry (18.3.2.7.1, revision 0x0300) around UEFI 2.x Appendix N sections: the
-Memory Error Section (N.2.5) and the ARM Processor Error Section (N.2.4.4).  The bytes
+Memory Error Section (N.2.5), the ARM Processor Error Section (N.2.4.4) and the PCI
+Express Error Section (UEFI 2.9 N.2.7).  The bytes
 match what QEMU writes (hw/acpi/ghes.c, scripts/arm_processor_error.py) and the parser
 applies the checks Linux makes before trusting a record (drivers/acpi/apei/ghes.c
 __ghes_check_estatus, drivers/firmware/efi/cper.c cper_estatus_check).
@@ -31,10 +32,12 @@ def guid_bytes(text: str) -> bytes:
 
 MEMORY_ERROR_GUID = uuid.UUID("A5BC1114-6F64-4EDE-B863-3E83ED7C83B1")
 ARM_PROCESSOR_ERROR_GUID = uuid.UUID("E19E3D16-BC11-11E4-9CAA-C2051D5D46B0")
+PCIE_ERROR_GUID = uuid.UUID("D995E954-BBC1-430F-AD91-B44DCB3C6F35")
 
 SECTION_NAMES: tuple[tuple[uuid.UUID, str], ...] = (
     (MEMORY_ERROR_GUID, "memory error"),
     (ARM_PROCESSOR_ERROR_GUID, "ARM processor error"),
+    (PCIE_ERROR_GUID, "PCIe error"),
 )
 
 
@@ -234,6 +237,79 @@ def arm_processor_section(
         _u64(mpidr), _u64(midr), running_state & 0xFFFF_FFFF, psci_state & 0xFFFF_FFFF,
     )
     return header + body
+
+
+# PCI Express Error Section (UEFI 2.9 N.2.7), 208 bytes, as Linux's struct cper_sec_pcie.
+PCIE_VALID_PORT_TYPE = 1 << 0
+PCIE_VALID_VERSION = 1 << 1
+PCIE_VALID_COMMAND_STATUS = 1 << 2
+PCIE_VALID_DEVICE_ID = 1 << 3
+PCIE_VALID_SERIAL_NUMBER = 1 << 4
+PCIE_VALID_BRIDGE_CONTROL = 1 << 5
+PCIE_VALID_CAPABILITY = 1 << 6
+PCIE_VALID_AER_INFO = 1 << 7
+PCIE_SPEC_VERSION = (0, 4)           # Version: the PCIe spec the device supports, (minor, major) = Base 4.0
+PCIE_HEAD_FORMAT = "<QIBBHHHI"       # validation, port type, version minor/major/reserved, command, status, reserved
+PCIE_DEVICE_ID_FORMAT = "<HH3sBBHBBHB"   # vendor, device, class code, function, device, segment, bus,
+                                         # secondary bus, slot, reserved
+PCIE_TAIL_FORMAT = "<IIHH"           # serial lower/upper, bridge secondary status, bridge control
+PCIE_CAPABILITY_SIZE = 60            # the PCI Express Capability Structure
+PCIE_AER_INFO_SIZE = 96              # the AER Extended Capability Structure
+PCIE_SECTION_SIZE = (struct.calcsize(PCIE_HEAD_FORMAT) + struct.calcsize(PCIE_DEVICE_ID_FORMAT)
+                     + struct.calcsize(PCIE_TAIL_FORMAT) + PCIE_CAPABILITY_SIZE + PCIE_AER_INFO_SIZE)
+
+
+@dataclass(frozen=True)
+class PcieErrorInfo:
+    """What a PCI Express Error Section says about one function (config-space values)."""
+
+    port_type: int                   # PCIe Capabilities register's Device/Port Type
+    command: int
+    status: int
+    vendor_id: int
+    device_id: int
+    class_code: int                  # 24-bit base/sub/prog-if
+    segment: int
+    bus: int
+    device: int
+    function: int
+    secondary_bus: int = 0
+    capability: bytes = b""          # up to 60 bytes of the PCI Express Capability
+    aer: bytes = b""                 # up to 96 bytes of the AER capability (Linux reads 56)
+    bridge_secondary_status: int | None = None
+    bridge_control: int | None = None
+    serial_number: int | None = None
+
+
+def pcie_error_section(info: PcieErrorInfo) -> bytes:
+    """A 208-byte PCI Express Error Section (UEFI 2.9 N.2.7)."""
+    if len(info.capability) > PCIE_CAPABILITY_SIZE or len(info.aer) > PCIE_AER_INFO_SIZE:
+        raise ArmrasError(f"PCIe section: capability is at most {PCIE_CAPABILITY_SIZE} bytes and AER info "
+                          f"at most {PCIE_AER_INFO_SIZE}")
+    valid = (PCIE_VALID_PORT_TYPE | PCIE_VALID_VERSION | PCIE_VALID_COMMAND_STATUS | PCIE_VALID_DEVICE_ID
+             | (PCIE_VALID_CAPABILITY if info.capability else 0) | (PCIE_VALID_AER_INFO if info.aer else 0))
+    if info.serial_number is not None:
+        valid |= PCIE_VALID_SERIAL_NUMBER
+    if info.bridge_control is not None:
+        valid |= PCIE_VALID_BRIDGE_CONTROL
+    minor, major = PCIE_SPEC_VERSION
+    head = struct.pack(PCIE_HEAD_FORMAT, valid, info.port_type, minor, major, 0,
+                       info.command & 0xFFFF, info.status & 0xFFFF, 0)
+    device_id = struct.pack(PCIE_DEVICE_ID_FORMAT, info.vendor_id, info.device_id,
+                            (info.class_code & 0xFF_FFFF).to_bytes(3, "little"), info.function, info.device,
+                            info.segment, info.bus, info.secondary_bus, 0, 0)
+    serial = info.serial_number or 0
+    tail = struct.pack(PCIE_TAIL_FORMAT, serial & 0xFFFF_FFFF, serial >> 32 & 0xFFFF_FFFF,
+                       (info.bridge_secondary_status or 0) & 0xFFFF, (info.bridge_control or 0) & 0xFFFF)
+    section = (head + device_id + tail + info.capability.ljust(PCIE_CAPABILITY_SIZE, b"\0")
+               + info.aer.ljust(PCIE_AER_INFO_SIZE, b"\0"))
+    assert len(section) == PCIE_SECTION_SIZE
+    return section
+
+
+def pcie_error_record(info: PcieErrorInfo, severity: int = Severity.RECOVERABLE) -> bytes:
+    """A record with one PCI Express Error Section (Linux: ghes_handle_aer -> aer_recover_queue)."""
+    return generic_error_status([(PCIE_ERROR_GUID, pcie_error_section(info))], severity)
 
 
 GuidLike = Union[bytes, uuid.UUID, str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import struct
+import uuid
 from collections.abc import Iterable, Sequence
 
 # Opcodes (ACPI 6.4 20.2.5 - 20.2.6).
@@ -22,6 +23,7 @@ STRING_PREFIX = 0x0D
 QWORD_PREFIX = 0x0E
 SCOPE_OP = 0x10
 BUFFER_OP = 0x11
+PACKAGE_OP = 0x12
 METHOD_OP = 0x14
 DUAL_NAME_PREFIX = 0x2E
 MULTI_NAME_PREFIX = 0x2F
@@ -29,11 +31,17 @@ EXT_OP_PREFIX = 0x5B
 ROOT_CHAR = 0x5C
 PARENT_PREFIX_CHAR = 0x5E
 LOCAL0_OP = 0x60
+ARG0_OP = 0x68
 STORE_OP = 0x70
 AND_OP = 0x7B
+OR_OP = 0x7D
 NOTIFY_OP = 0x86
+CREATE_DWORD_FIELD_OP = 0x8A
+LNOT_OP = 0x92
 LEQUAL_OP = 0x93
 IF_OP = 0xA0
+ELSE_OP = 0xA1
+RETURN_OP = 0xA4
 NULL_NAME = 0x00
 
 # Extended opcodes (after EXT_OP_PREFIX).
@@ -45,10 +53,27 @@ EXT_DEVICE = 0x82
 RES_MEMORY32_FIXED = 0x86
 RES_EXTENDED_IRQ = 0x89
 RES_END_TAG = 0x79
+RES_DWORD_ADDRESS = 0x87
+RES_WORD_ADDRESS = 0x88
+RES_QWORD_ADDRESS = 0x8A
 
 NAME_SEG_LEN = 4
 MAX_LOCAL = 7
 MAX_METHOD_ARGS = 7
+MAX_PACKAGE_ELEMENTS = 255
+UUID_SIZE = 16
+
+# Address space resource types and flags (ACPI 6.4 6.4.3.5.1 - 6.4.3.5.3).
+ADDR_SPACE_MEMORY = 0
+ADDR_SPACE_IO = 1
+ADDR_SPACE_BUS_NUMBER = 2
+ADDR_FLAG_CONSUMER = 1 << 0        # 0: produces (a bridge's window), 1: consumes
+ADDR_FLAG_SUB_DECODE = 1 << 1
+ADDR_FLAG_MIN_FIXED = 1 << 2
+ADDR_FLAG_MAX_FIXED = 1 << 3
+MEM_FLAG_READ_WRITE = 1 << 0       # type-specific: memory
+MEM_NON_CACHEABLE = 0 << 1
+IO_RANGE_ENTIRE = 3                # type-specific: I/O, ISA and non-ISA ranges
 
 
 class RegionSpace(enum.IntEnum):
@@ -220,6 +245,24 @@ def local(index: int) -> bytes:
     return bytes([LOCAL0_OP + index])
 
 
+def arg(index: int) -> bytes:
+    if not 0 <= index < MAX_METHOD_ARGS:
+        raise ValueError(f"no Arg{index}")
+    return bytes([ARG0_OP + index])
+
+
+def package(elements: Sequence[bytes]) -> bytes:
+    """DefPackage: PackageOp PkgLength NumElements PackageElementList."""
+    if len(elements) > MAX_PACKAGE_ELEMENTS:
+        raise ValueError(f"{len(elements)} package elements (at most {MAX_PACKAGE_ELEMENTS})")
+    return _package(bytes([PACKAGE_OP]), bytes([len(elements)]) + b"".join(elements))
+
+
+def to_uuid(text: str) -> bytes:
+    """ToUUID("..."): the 16-byte buffer iasl makes of a UUID string (mixed-endian, as UEFI GUIDs)."""
+    return buffer(uuid.UUID(text).bytes_le)
+
+
 def name_ref(path: str) -> bytes:
     """A reference to a named object (for operands, Notify targets, ...)."""
     return name_string(path)
@@ -243,6 +286,40 @@ def interrupt(irqs: Sequence[int], usage: Usage = Usage.CONSUMER,
     flags = int(usage) | int(trigger) << 1 | int(polarity) << 2 | int(sharing) << 3
     body = bytes([flags, len(irqs)]) + b"".join(struct.pack("<I", i) for i in irqs)
     return bytes([RES_EXTENDED_IRQ]) + struct.pack("<H", len(body)) + body
+
+
+def _address_space(opcode: int, width: int, space: int, general: int, specific: int,
+                   values: Sequence[int]) -> bytes:
+    body = bytes([space, general, specific]) + b"".join(v.to_bytes(width, "little") for v in values)
+    return bytes([opcode]) + struct.pack("<H", len(body)) + body
+
+
+def _window(minimum: int, length: int, limit: int) -> list[int]:
+    """Granularity, Min, Max, Translation (0), Length of a fixed window."""
+    if length <= 0 or minimum < 0 or minimum + length - 1 > limit:
+        raise ValueError(f"bad window {minimum:#x}+{length:#x}")
+    return [0, minimum, minimum + length - 1, 0, length]
+
+
+def word_bus_number(first: int, count: int) -> bytes:
+    """WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, ...), ACPI 6.4 6.4.3.5.3."""
+    return _address_space(RES_WORD_ADDRESS, 2, ADDR_SPACE_BUS_NUMBER,
+                          ADDR_FLAG_MIN_FIXED | ADDR_FLAG_MAX_FIXED, 0, _window(first, count, 0xFFFF))
+
+
+def dword_memory(base: int, length: int) -> bytes:
+    """DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite), 6.4.3.5.2."""
+    return _address_space(RES_DWORD_ADDRESS, 4, ADDR_SPACE_MEMORY, ADDR_FLAG_MIN_FIXED | ADDR_FLAG_MAX_FIXED,
+                          MEM_FLAG_READ_WRITE | MEM_NON_CACHEABLE, _window(base, length, 0xFFFF_FFFF))
+
+
+def dword_io(port_base: int, length: int, translation: int) -> bytes:
+    """DWordIO(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange) with a translation
+    offset: port `port_base` is at CPU physical address `port_base + translation` (6.4.3.5.2)."""
+    values = _window(port_base, length, 0xFFFF_FFFF)
+    values[3] = translation
+    return _address_space(RES_DWORD_ADDRESS, 4, ADDR_SPACE_IO, ADDR_FLAG_MIN_FIXED | ADDR_FLAG_MAX_FIXED,
+                          IO_RANGE_ENTIRE, values)
 
 
 def end_tag() -> bytes:
@@ -297,6 +374,28 @@ def field(region: str, access: FieldAccess, lock: FieldLock, update: FieldUpdate
 
 def store(source: bytes, target: bytes) -> bytes:
     return bytes([STORE_OP]) + source + target
+
+
+def or_(left: bytes, right: bytes, target: bytes | None = None) -> bytes:
+    return bytes([OR_OP]) + left + right + (target if target is not None else bytes([NULL_NAME]))
+
+
+def lnot(operand: bytes) -> bytes:
+    return bytes([LNOT_OP]) + operand
+
+
+def create_dword_field(source: bytes, byte_index: bytes, field_name: str) -> bytes:
+    """CreateDWordField(source, byte_index, name)."""
+    return bytes([CREATE_DWORD_FIELD_OP]) + source + byte_index + name_string(field_name)
+
+
+def return_(value: bytes) -> bytes:
+    return bytes([RETURN_OP]) + value
+
+
+def else_(body: Iterable[bytes]) -> bytes:
+    """DefElse; must directly follow an If."""
+    return _package(bytes([ELSE_OP]), b"".join(body))
 
 
 def and_(left: bytes, right: bytes, target: bytes | None = None) -> bytes:

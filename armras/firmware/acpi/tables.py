@@ -25,6 +25,7 @@ from armras.firmware.acpi.builder import (
 from armras.firmware.acpi.erst import build_erst
 from armras.firmware.acpi.einj import build_einj
 from armras.firmware.acpi.hest import build_hest
+from armras.firmware.acpi.pci import PciHostBridge, build_mcfg, pci_host_bridge_devices
 from armras.errors import ArmrasError
 from armras.board.memmap import (
     PPI_HYP_TIMER,
@@ -32,6 +33,8 @@ from armras.board.memmap import (
     PPI_SEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
     BERT_REGION_SIZE,
+    SPI_BASE,
+    VIRT_IRQMAP,
     VIRT_MEMMAP,
     FirmwareLayout,
     intid,
@@ -133,7 +136,7 @@ DBG2_PORT_TYPE_SERIAL = 0x8000
 DBG2_PORT_SUBTYPE_PL011 = 0x0003
 DBG2_UART_NAMESPACE = b"\\_SB.COM0\0"              # the DSDT's PL011, NUL-terminated
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2", "MCFG")
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class AcpiPlatform:
     bert_region: tuple[int, int] = (0, 0)     # (address, length) of the Boot Error Region
     erst_base: int = 0                        # the ERST device's register frame (armras.devices.erst)
     einj_base: int = VIRT_MEMMAP["einj"].base  # the EINJ action registers (armras.devices.einj)
+    pci: PciHostBridge | None = None          # the PCIe host bridge (MCFG, DSDT PCI0)
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -189,7 +193,14 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
         sources=sources,
         bert_region=(layout.bert_region_base, BERT_REGION_SIZE),
         erst_base=VIRT_MEMMAP["erst"].base,
+        pci=board_pci_host_bridge(),
     )
+
+
+def board_pci_host_bridge() -> PciHostBridge:
+    ecam, mmio, pio = VIRT_MEMMAP["pcie_ecam"], VIRT_MEMMAP["pcie_mmio"], VIRT_MEMMAP["pcie_pio"]
+    return PciHostBridge(ecam_base=ecam.base, ecam_size=ecam.size, mmio_base=mmio.base, mmio_size=mmio.size,
+                         pio_base=pio.base, pio_size=pio.size, intx_gsi_base=SPI_BASE + VIRT_IRQMAP["pcie"])
 
 
 # ------------------------------------------------------------------ tables
@@ -248,7 +259,8 @@ def build_dsdt(platform: AcpiPlatform) -> bytes:
         aml.name("_HID", aml.string("PNP0C33")),
         aml.name("_UID", aml.integer(0)),
     ])
-    body = aml.scope("\\_SB", [*cpus, com0, ged, gedd])
+    pci = pci_host_bridge_devices(platform.pci) if platform.pci is not None else []
+    body = aml.scope("\\_SB", [*cpus, com0, ged, gedd, *pci])
     return _builder(platform, b"DSDT", DSDT_REVISION).raw(body).finish()
 
 
@@ -450,9 +462,14 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
         "EINJ": build_einj(platform.einj_base, platform.oem_id, platform.oem_table_id),
         "DBG2": build_dbg2(platform),
     }
-    sizes = {"XSDT": xsdt_size(len(XSDT_ORDER)), "FACP": FADT_SIZE,
+    order_in_xsdt = XSDT_ORDER
+    if platform.pci is not None:
+        fixed["MCFG"] = build_mcfg(platform.pci, platform.oem_id, platform.oem_table_id)
+    else:
+        order_in_xsdt = tuple(sig for sig in XSDT_ORDER if sig != "MCFG")
+    sizes = {"XSDT": xsdt_size(len(order_in_xsdt)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}
-    order = ("XSDT", "DSDT", *XSDT_ORDER)
+    order = ("XSDT", "DSDT", *order_in_xsdt)
     addresses: dict[str, int] = {}
     offset = _align(RSDP_SIZE)
     for sig in order:
@@ -464,7 +481,7 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
 
     built: dict[str, bytes] = dict(fixed)
     built["FACP"] = build_fadt(platform, addresses["DSDT"])
-    built["XSDT"] = build_xsdt(platform, [addresses[sig] for sig in XSDT_ORDER])
+    built["XSDT"] = build_xsdt(platform, [addresses[sig] for sig in order_in_xsdt])
 
     blob = bytearray(total)
     blob[0:RSDP_SIZE] = build_rsdp(platform.oem_id, addresses["XSDT"])
