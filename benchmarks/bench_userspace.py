@@ -15,8 +15,8 @@ printing "BENCH <name> n=<N> ns=<T>":
 then powers off. Guest time follows host time under armras (without --deterministic) and
 under QEMU TCG, so in-guest times compare directly. The two emulators alternate boot by
 boot; the table gives the median time per iteration and the ratio of medians. The command
-line is "console=ttyAMA0 panic=-1 nokaslr armras_bench" for both: with KASLR, QEMU's
-guest runs with KPTI and armras's without (see common.APPEND).
+line is "console=ttyAMA0 panic=-1 nokaslr armras_bench" for both: KASLR would force KPTI
+on in both guests (see common.APPEND).
 "armras_bench=D" (--divisor D) divides every count by D for quick development runs.
 
 Target (issue 8): each workload <= 1.0x QEMU.
