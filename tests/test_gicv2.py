@@ -235,6 +235,124 @@ def test_gicd_typer_and_cpu_interface_enable_readback() -> None:
     assert g.cr(C_CTLR) & 1 == 1 and g.dr(CTLR) == 1
 
 
+GICD_ISENABLER, GICD_ISPENDR, GICD_ISACTIVER, GICD_SGIR, GICD_CTLR = 0x100, 0x200, 0x300, 0xF00, 0x000
+GICC_CTLR, GICC_PMR, GICC_IAR, GICC_EOIR, GICC_DIR = 0x00, 0x04, 0x0C, 0x10, 0x1000
+
+
+class TwoCpuGic:
+    """A 2-CPU GicV2 whose register accesses come from `self.cpu`."""
+
+    def __init__(self) -> None:
+        from armras.devices.gicv2 import GicV2
+
+        self.cpu = 0
+        self.dev = GicV2(num_cpus=2, current_cpu=lambda: self.cpu)
+        for c in (0, 1):
+            self.on(c)
+            self.cw(GICC_CTLR, 1)                  # 4.4.1 Enable
+            self.cw(GICC_PMR, 0xFF)
+            self.dw(GICD_ISENABLER, 0xFFFF_FFFF)   # this CPU's SGIs and PPIs
+        self.dw(GICD_CTLR, 1)
+        self.on(0)
+
+    def on(self, cpu: int) -> "TwoCpuGic":
+        self.cpu = cpu
+        return self
+
+    def dw(self, off: int, value: int, size: int = 4) -> None:
+        self.dev.distributor.write(off, size, value)
+
+    def dr(self, off: int, size: int = 4) -> int:
+        return self.dev.distributor.read(off, size)
+
+    def cw(self, off: int, value: int) -> None:
+        self.dev.cpu_interface.write(off, 4, value)
+
+    def cr(self, off: int) -> int:
+        return self.dev.cpu_interface.read(off, 4)
+
+
+def test_gic_sgi_filters_name_the_sending_cpu() -> None:
+    # 4.3.15 GICD_SGIR [25:24]: 1 = all but the requesting CPU, 2 = the requesting CPU only;
+    # 4.4.4 GICC_IAR [12:10] = the CPU that requested the SGI.
+    g = TwoCpuGic()
+    g.on(1).dw(GICD_SGIR, 1 << 24 | 4)            # CPU 1: SGI 4 to all but self
+    assert g.on(1).cr(GICC_IAR) == 1023
+    assert g.on(0).cr(GICC_IAR) == 1 << 10 | 4
+    g.on(0).cw(GICC_EOIR, 1 << 10 | 4)
+    g.on(1).dw(GICD_SGIR, 2 << 24 | 6)            # CPU 1: SGI 6 to itself
+    assert g.on(0).cr(GICC_IAR) == 1023
+    assert g.on(1).cr(GICC_IAR) == 1 << 10 | 6
+
+
+def test_gic_one_sgi_pending_from_two_cpus_is_taken_once_per_source() -> None:
+    # 4.3.15 / 3.2.4: an SGI is pending separately for each requesting CPU.
+    g = TwoCpuGic()
+    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 1 -> CPU 0, SGI 5
+    g.on(0).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 0 -> CPU 0, SGI 5
+    assert g.on(0).cr(GICC_IAR) == 0 << 10 | 5    # lowest-numbered source first
+    g.cw(GICC_EOIR, 5)
+    assert g.cr(GICC_IAR) == 1 << 10 | 5
+    g.cw(GICC_EOIR, 1 << 10 | 5)
+    assert g.cr(GICC_IAR) == 1023
+
+
+def test_gic_pulses_latch_spis_and_each_cpus_own_ppis() -> None:
+    g = TwoCpuGic()
+    g.dw(GICD_ISENABLER + 4, 1 << 0)              # SPI 32 (level-sensitive by default)
+    g.dev.pulse(32)                                # a device's edge (the GED's)
+    g.dev.pulse(32)
+    assert g.dr(GICD_ISPENDR + 4) & 1
+    assert g.on(0).cr(GICC_IAR) == 32             # latched although the line never stayed high
+    g.cw(GICC_EOIR, 32)
+    assert g.cr(GICC_IAR) == 1023                 # two pulses before the ack: one interrupt
+    g.dev.cpu_port(1).pulse(23)                   # CPU 1's PPI 23
+    assert g.on(0).dr(GICD_ISPENDR) >> 23 & 1 == 0
+    assert g.on(1).dr(GICD_ISPENDR) >> 23 & 1 == 1
+    assert g.on(1).cr(GICC_IAR) == 23
+
+
+def test_gic_dir_deactivates_a_private_interrupt_of_the_cpu_writing_it() -> None:
+    # 4.4.1 EOImodeNS: EOIR drops priority only, GICC_DIR deactivates (here a PPI, banked).
+    g = TwoCpuGic()
+    g.on(1).cw(GICC_CTLR, 1 | 1 << 9)
+    g.dev.cpu_port(1).pulse(27)
+    assert g.on(1).cr(GICC_IAR) == 27
+    g.cw(GICC_EOIR, 27)
+    assert g.dr(GICD_ISACTIVER) >> 27 & 1
+    g.cw(GICC_DIR, 27)
+    assert g.dr(GICD_ISACTIVER) >> 27 & 1 == 0
+
+
+def test_gic_bit_registers_stop_at_the_last_interrupt() -> None:
+    # 4.3.2: 288 interrupts (ITLinesNumber 8) -> GICD_ISENABLER0-8; a register past the
+    # last one reads as zero, and a 32-bit read returns only its own 32 interrupts.
+    g = TwoCpuGic()
+    g.dw(GICD_ISENABLER + 4, 0xF)                 # SPIs 32-35
+    assert g.dr(GICD_ISENABLER) == 0xFFFF_FFFF    # INTIDs 0-31 only
+    g.dw(GICD_ISENABLER + 0x20, 1 << 31)          # INTID 287, the last one
+    assert g.dr(GICD_ISENABLER + 0x20) == 1 << 31
+    assert g.dr(GICD_ISENABLER + 0x24) == 0
+    assert g.dr(GICD_ISPENDR + 0x24) == 0 and g.dr(GICD_ISACTIVER + 0x24) == 0
+
+
+def test_gic_describe_lists_each_cpus_pending_and_active_interrupts() -> None:
+    # The GIC part of the "idle with nothing that could wake it" error.
+    g = TwoCpuGic()
+    g.dw(0x800 + 40, 0x02, size=1)                # GICD_ITARGETSR: SPI 40 -> CPU 1 only
+    g.dw(GICD_ISENABLER + 4, 1 << 8)
+    g.dw(GICD_ISPENDR + 4, 1 << 8)
+    g.dev.cpu_port(0).pulse(30)
+    g.dw(GICD_ISACTIVER + 4, 1 << 9)              # SPI 41 active
+    assert g.dev.describe(1) == ("GIC dist enable 1; CPU1: cpu enable 0x1 PMR 0xff pending [40] "
+                                 "active [41] running []")
+    assert g.dev.describe() == ("GIC dist enable 1; CPU0: cpu enable 0x1 PMR 0xff pending [30] active [41] "
+                                "running []; CPU1: cpu enable 0x1 PMR 0xff pending [40] active [41] running []")
+    assert g.on(0).cr(GICC_IAR) == 30
+    assert g.dev.describe(0) == ("GIC dist enable 1; CPU0: cpu enable 0x1 PMR 0xff pending [] active [30, 41] "
+                                 "running [30]")
+
+
 # --- guest level --------------------------------------------------------------------
 
 IRQ_AT_UNMASK = """
