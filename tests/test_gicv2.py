@@ -324,6 +324,16 @@ def test_gic_dir_deactivates_a_private_interrupt_of_the_cpu_writing_it() -> None
     assert g.dr(GICD_ISACTIVER) >> 27 & 1 == 0
 
 
+def test_gic_eoi_with_nothing_running_is_ignored() -> None:
+    # 4.4.5: an EOIR write naming an interrupt that is not active changes nothing.
+    g = TwoCpuGic()
+    g.cw(GICC_EOIR, 40)
+    assert g.cr(0x14) == 0xFF                     # GICC_RPR: idle
+    g.dw(GICD_ISENABLER + 4, 1 << 8)
+    g.dw(GICD_ISPENDR + 4, 1 << 8)
+    assert g.cr(GICC_IAR) == 40
+
+
 def test_gic_bit_registers_stop_at_the_last_interrupt() -> None:
     # 4.3.2: 288 interrupts (ITLinesNumber 8) -> GICD_ISENABLER0-8; a register past the
     # last one reads as zero, and a 32-bit read returns only its own 32 interrupts.

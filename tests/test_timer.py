@@ -130,6 +130,10 @@ def test_timer_handles_only_the_el0_timer_registers(timer) -> None:
     assert not t.handles(3, 3, 14, 0)          # CNTFRQ/CNTPCT/CNTVCT: the counter, not a timer
     assert not t.handles(3, 3, 14, 1)          # CNTKCTL_EL1 (op1 0) / CNTPS
     assert t.read(PHYS, 3) == 0                # op2 3 is not a timer register
+    t.write(VIRT, CTL, IMASK)                  # disabled: ISTATUS reads 0, IMASK as written
+    assert t.read(VIRT, CTL) == IMASK
+    t.write(VIRT, CTL, 0)
+    assert t.read(VIRT, CTL) == 0
 
 
 def test_timer_ticks_until_next_deadline(timer) -> None:

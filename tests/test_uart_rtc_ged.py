@@ -197,6 +197,8 @@ def test_pl011_reset_values_and_read_back_registers() -> None:
     # An offset outside the map reads as zero and a write there changes nothing.
     u.write(0x800, 4, 0xFF)
     assert u.read(0x800, 4) == 0
+    # ID registers: 8 bits in a 32-bit word (DDI 0183 3.3.14-3.3.21), [31:8] read as zero.
+    assert u.read(0xFFC, 1) == 0xB1 and u.read(0xFFD, 1) == 0
     assert out == []                           # none of that transmitted anything
 
 
@@ -226,6 +228,9 @@ def test_pl031_register_widths_and_unmapped_offsets() -> None:
     rtc.write(RTC_LR, 4, 0x1_0000_0010)
     assert rtc.read(RTC_DR, 4) == 0x10
     assert rtc.read(0x20, 4) == 0 and rtc.read(0xFDC, 4) == 0
+    # The ID registers hold 8 bits in a 32-bit word (DDI 0224 3.3.9-3.3.16: [31:8] read
+    # as zero): a byte read of an upper byte of the last one is 0.
+    assert rtc.read(0xFFC, 1) == 0xB1 and rtc.read(0xFFD, 1) == 0
     rtc.write(RTC_LR, 4, 0xFFFF_FFFF)          # the counter wraps at 32 bits
     clock.t += 2
     assert rtc.read(RTC_DR, 4) == 1
