@@ -75,3 +75,61 @@ def test_timer_interrupts_and_wfi_follow_instruction_time(board) -> None:
         assert b.x(18) / 62.5e6 >= 1.0                   # 1 s of guest time passed (WFI jumps)
         runs.append((r.instructions, r.guest_seconds, b.x(18)))
     assert runs[0] == runs[1]
+
+
+# --- counter arithmetic (mutants of armras/timing that survived the guest-level tests) ---
+
+class _Counts:
+    frequency = 62_500_000
+
+    def __init__(self, virtual: int, physical: int) -> None:
+        self.v, self.p = virtual, physical
+
+    def virtual_count(self) -> int:
+        return self.v
+
+    def physical_count(self) -> int:
+        return self.p
+
+
+def test_deterministic_counter_registers_by_encoding() -> None:
+    # Arm ARM D17.10 (op0, op1, CRn, CRm, op2): CNTPCT_EL0 3,3,14,0,1; CNTVCT_EL0 3,3,14,0,2;
+    # CNTPCTSS_EL0 3,3,14,0,5; CNTVCTSS_EL0 3,3,14,0,6 (FEAT_ECV); CNTFRQ_EL0 3,3,14,0,0.
+    from armras.timing.guesttime import DeterministicClock
+
+    clock = DeterministicClock(_Counts(virtual=1234, physical=0x1_0000_0005), lambda: [])  # type: ignore[arg-type]
+    assert clock.read_counter(3, 3, 14, 0, 2) == 1234
+    assert clock.read_counter(3, 3, 14, 0, 6) == 1234
+    assert clock.read_counter(3, 3, 14, 0, 1) == 0x1_0000_0005
+    assert clock.read_counter(3, 3, 14, 0, 5) == 0x1_0000_0005
+    assert clock.read_counter(3, 3, 14, 0, 0) is None        # CNTFRQ: not a count
+    wrapped = DeterministicClock(_Counts(virtual=2**64 + 7, physical=2**64 + 9), lambda: [])  # type: ignore[arg-type]
+    assert wrapped.read_counter(3, 3, 14, 0, 2) == 7           # 64-bit registers
+    assert wrapped.read_counter(3, 3, 14, 0, 1) == 9
+
+
+def test_instruction_counter_seconds_at_62_5_mhz() -> None:
+    # The board's CNTFRQ is 62.5 MHz (QEMU virt's, and guesttime's 16 ns tick).
+    from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+
+    from armras.timing.guesttime import InstructionCounter
+
+    counter = InstructionCounter(Uc(UC_ARCH_ARM64, UC_MODE_ARM), blocks=None)  # type: ignore[arg-type]
+    assert counter.frequency == 62_500_000
+    assert counter.seconds(62_500_000) == 1.0
+    assert counter.seconds(625) == 1e-5
+
+
+def test_host_counter_skip_moves_the_virtual_count_and_is_counted() -> None:
+    from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+
+    from armras.timing.clock import SystemCounter
+
+    counter = SystemCounter(Uc(UC_ARCH_ARM64, UC_MODE_ARM))
+    before = counter.virtual_count()
+    counter.skip(10 * counter.frequency)                        # ten idle seconds
+    after = counter.virtual_count()
+    assert 10 * counter.frequency <= after - before < 11 * counter.frequency
+    assert counter.skipped_ticks == 10 * counter.frequency
+    counter.skip(-5)                                            # nothing to skip
+    assert counter.skipped_ticks == 10 * counter.frequency
