@@ -324,6 +324,61 @@ def test_gic_dir_deactivates_a_private_interrupt_of_the_cpu_writing_it() -> None
     assert g.dr(GICD_ISACTIVER) >> 27 & 1 == 0
 
 
+def test_gic_distributor_registers_read_back_per_cpu() -> None:
+    g = TwoCpuGic()
+    # 4.3.2 GICD_TYPER: ITLinesNumber [4:0] = 8 (288 interrupts), CPUNumber [7:5] = CPUs - 1.
+    assert g.dr(0x004) == 8 | 1 << 5
+    # 4.3.4 GICD_IGROUPR: one bit per interrupt, IGROUPR0 banked per CPU.
+    g.on(1).dw(0x080, 0x0000_FFFF)
+    g.on(0).dw(0x084, 0x8000_0001)
+    assert g.on(0).dr(0x080) == 0 and g.on(1).dr(0x080) == 0xFFFF
+    assert g.on(1).dr(0x084) == 0x8000_0001 and g.dr(0x087, size=1) == 0x80
+    # 4.3.5-4.3.10: the clear registers read the same state as the set registers, from
+    # the first one on (INTIDs 0-31, banked).
+    g.on(1).dw(GICD_ISPENDR, 1 << 20)
+    g.on(1).dw(GICD_ISACTIVER, 1 << 21)
+    assert g.on(1).dr(0x180) == 0xFFFF_FFFF       # GICD_ICENABLER0
+    assert g.on(1).dr(0x280) == 1 << 20           # GICD_ICPENDR0
+    assert g.on(1).dr(0x380) == 1 << 21           # GICD_ICACTIVER0
+    assert g.on(0).dr(0x280) == 0 and g.on(0).dr(0x380) == 0
+    # 4.3.11 GICD_IPRIORITYR: byte per interrupt, SGIs/PPIs banked.
+    g.on(1).dw(0x400, 0x40302010)
+    g.on(1).dw(0x400 + 27, 0xA0, size=1)
+    g.on(0).dw(0x420, 0x88776655)                 # INTIDs 32-35
+    assert g.on(1).dr(0x400) == 0x40302010 and g.on(0).dr(0x400) == 0
+    assert g.on(1).dr(0x400 + 27, size=1) == 0xA0 and g.on(0).dr(0x400 + 27, size=1) == 0
+    assert g.on(1).dr(0x420) == 0x88776655 and g.dr(0x421, size=1) == 0x66
+    # 4.3.12 GICD_ITARGETSR: SGI/PPI fields read as the reading CPU's own bit; SPI fields
+    # hold only CPUs that exist (bits 0-1 here).
+    assert g.on(0).dr(0x800) == 0x01010101 and g.on(1).dr(0x81C) == 0x02020202
+    g.dw(0x828, 0xFF020301)                       # INTIDs 40-43
+    assert g.dr(0x828) == 0x03020301 and g.dr(0x829, size=1) == 0x03 and g.dr(0x82B, size=1) == 0x03
+    # 4.3.13 GICD_ICFGR: two bits per interrupt, [2F+1] edge; up to INTID 287 (0xC44).
+    g.on(1).dw(0xC04, 0x2)                        # CPU 1's PPI 16 edge-triggered
+    assert g.on(1).dr(0xC00) == 0xAAAAAAAA and g.on(1).dr(0xC04) == 0x2 and g.on(0).dr(0xC04) == 0
+    g.dw(0xC44, 0x8000_0000)                      # INTID 287 edge
+    assert g.dr(0xC44) == 0x8000_0000
+    assert g.dr(0xC48) == 0                       # past the last interrupt
+
+
+def test_gic_sgi_pending_registers_hold_the_requesting_cpus() -> None:
+    # 4.3.16/4.3.17 GICD_CPENDSGIRn / GICD_SPENDSGIRn: a byte per SGI, bit n = pending
+    # from CPU n; both read the same state; SGIs 0-3 at +0x0, 4-7 at +0x4 ...
+    g = TwoCpuGic()
+    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 2)         # CPU 1 -> CPU 0: SGI 2
+    g.on(0).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 0 -> CPU 0: SGI 5
+    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 1 -> CPU 0: SGI 5
+    assert g.on(0).dr(0xF10) == 0x0002_0000 and g.dr(0xF20) == 0x0002_0000
+    assert g.dr(0xF14) == 0x0000_0300 and g.dr(0xF24) == 0x0000_0300
+    assert g.dr(0xF15, size=1) == 0x03 and g.dr(0xF2C) == 0
+    assert g.on(1).dr(0xF20) == 0 and g.on(1).dr(0xF14) == 0
+    g.on(0).dw(0xF14, 0x0000_0100)                # clear SGI 5 from CPU 0
+    assert g.dr(0xF24) == 0x0000_0200
+    g.dw(0xF2C, 0x0100_0000)                      # set SGI 15 from CPU 0
+    assert g.dr(0xF1C) == 0x0100_0000
+    assert g.dr(0xF30) == 0                       # past GICD_SPENDSGIR3
+
+
 def test_gic_eoi_with_nothing_running_is_ignored() -> None:
     # 4.4.5: an EOIR write naming an interrupt that is not active changes nothing.
     g = TwoCpuGic()
@@ -350,16 +405,18 @@ def test_gic_describe_lists_each_cpus_pending_and_active_interrupts() -> None:
     # The GIC part of the "idle with nothing that could wake it" error.
     g = TwoCpuGic()
     g.dw(0x800 + 40, 0x02, size=1)                # GICD_ITARGETSR: SPI 40 -> CPU 1 only
+    g.dw(0x800 + 32, 0x01, size=1)                # SPI 32 -> CPU 0 only...
+    g.dw(GICD_ISPENDR + 4, 1 << 0)                # ...pending (disabled: still listed)
     g.dw(GICD_ISENABLER + 4, 1 << 8)
     g.dw(GICD_ISPENDR + 4, 1 << 8)
     g.dev.cpu_port(0).pulse(30)
     g.dw(GICD_ISACTIVER + 4, 1 << 9)              # SPI 41 active
     assert g.dev.describe(1) == ("GIC dist enable 1; CPU1: cpu enable 0x1 PMR 0xff pending [40] "
                                  "active [41] running []")
-    assert g.dev.describe() == ("GIC dist enable 1; CPU0: cpu enable 0x1 PMR 0xff pending [30] active [41] "
+    assert g.dev.describe() == ("GIC dist enable 1; CPU0: cpu enable 0x1 PMR 0xff pending [30, 32] active [41] "
                                 "running []; CPU1: cpu enable 0x1 PMR 0xff pending [40] active [41] running []")
     assert g.on(0).cr(GICC_IAR) == 30
-    assert g.dev.describe(0) == ("GIC dist enable 1; CPU0: cpu enable 0x1 PMR 0xff pending [] active [30, 41] "
+    assert g.dev.describe(0) == ("GIC dist enable 1; CPU0: cpu enable 0x1 PMR 0xff pending [32] active [30, 41] "
                                  "running [30]")
 
 
