@@ -209,6 +209,7 @@ def test_pl011_receive_reads_zero_when_empty_and_interrupt_follows_the_mask() ->
     u.write(IMSC, 4, 0xFFFF_FFFF)
     assert u.read(IMSC, 4) == 0x7FF            # IMSC is 11 bits wide (3.3.10)
     u.feed(b"z")
+    assert u.read(FR, 4) == FR_TXFE               # 0x80: RXFE clear, and no other flag
     assert line.level(UART_INTID) is True
     assert u.read(DR, 4) == ord("z")
     assert u.read(RIS, 4) & RXIM == 0
