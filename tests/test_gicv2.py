@@ -351,6 +351,8 @@ def test_gic_distributor_registers_read_back_per_cpu() -> None:
     # 4.3.12 GICD_ITARGETSR: SGI/PPI fields read as the reading CPU's own bit; SPI fields
     # hold only CPUs that exist (bits 0-1 here).
     assert g.on(0).dr(0x800) == 0x01010101 and g.on(1).dr(0x81C) == 0x02020202
+    g.dw(0x820, 0x02, size=1)                     # INTID 32, the first SPI: as written
+    assert g.on(0).dr(0x820, size=1) == 0x02 and g.on(1).dr(0x81F, size=1) == 0x02
     g.dw(0x828, 0xFF020301)                       # INTIDs 40-43
     assert g.dr(0x828) == 0x03020301 and g.dr(0x829, size=1) == 0x03 and g.dr(0x82B, size=1) == 0x03
     # 4.3.13 GICD_ICFGR: two bits per interrupt, [2F+1] edge; up to INTID 287 (0xC44).
@@ -359,6 +361,12 @@ def test_gic_distributor_registers_read_back_per_cpu() -> None:
     g.dw(0xC44, 0x8000_0000)                      # INTID 287 edge
     assert g.dr(0xC44) == 0x8000_0000
     assert g.dr(0xC48) == 0                       # past the last interrupt
+
+
+def test_gic_peripheral_id2_is_a_gicv2_designed_by_arm() -> None:
+    # GICD_PIDR2 (0xFE8): ArchRev [7:4] = 2 (what Linux's irq-gic checks), JEDEC [3] = 1 and
+    # JEP106 identity code [6:4] of Arm (0x3B) in [2:0] = 3: 0x2B, as QEMU's GICv2 and GIC-400.
+    assert TwoCpuGic().dr(0xFE8) == 0x2B
 
 
 def test_gic_sgi_pending_registers_hold_the_requesting_cpus() -> None:
