@@ -373,6 +373,11 @@ def test_gic_sgi_pending_registers_hold_the_requesting_cpus() -> None:
     # 4.3.16/4.3.17 GICD_CPENDSGIRn / GICD_SPENDSGIRn: a byte per SGI, bit n = pending
     # from CPU n; both read the same state; SGIs 0-3 at +0x0, 4-7 at +0x4 ...
     g = TwoCpuGic()
+    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 9)         # CPU 1 -> CPU 0: SGI 9
+    assert g.on(0).cr(GICC_IAR) == 1 << 10 | 9
+    assert g.dr(GICD_ISACTIVER) == 1 << 9         # acknowledged: active (3.2.4)
+    g.cw(GICC_EOIR, 1 << 10 | 9)
+    assert g.dr(GICD_ISACTIVER) == 0
     g.on(1).dw(GICD_SGIR, 0x01 << 16 | 2)         # CPU 1 -> CPU 0: SGI 2
     g.on(0).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 0 -> CPU 0: SGI 5
     g.on(1).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 1 -> CPU 0: SGI 5
