@@ -373,11 +373,6 @@ def test_gic_sgi_pending_registers_hold_the_requesting_cpus() -> None:
     # 4.3.16/4.3.17 GICD_CPENDSGIRn / GICD_SPENDSGIRn: a byte per SGI, bit n = pending
     # from CPU n; both read the same state; SGIs 0-3 at +0x0, 4-7 at +0x4 ...
     g = TwoCpuGic()
-    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 9)         # CPU 1 -> CPU 0: SGI 9
-    assert g.on(0).cr(GICC_IAR) == 1 << 10 | 9
-    assert g.dr(GICD_ISACTIVER) == 1 << 9         # acknowledged: active (3.2.4)
-    g.cw(GICC_EOIR, 1 << 10 | 9)
-    assert g.dr(GICD_ISACTIVER) == 0
     g.on(1).dw(GICD_SGIR, 0x01 << 16 | 2)         # CPU 1 -> CPU 0: SGI 2
     g.on(0).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 0 -> CPU 0: SGI 5
     g.on(1).dw(GICD_SGIR, 0x01 << 16 | 5)         # CPU 1 -> CPU 0: SGI 5
@@ -390,6 +385,53 @@ def test_gic_sgi_pending_registers_hold_the_requesting_cpus() -> None:
     g.dw(0xF2C, 0x0100_0000)                      # set SGI 15 from CPU 0
     assert g.dr(0xF1C) == 0x0100_0000
     assert g.dr(0xF30) == 0                       # past GICD_SPENDSGIR3
+
+
+def test_gic_acknowledged_sgi_is_active_until_its_eoi() -> None:
+    g = TwoCpuGic()
+    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 9)         # CPU 1 -> CPU 0: SGI 9
+    assert g.on(0).cr(GICC_IAR) == 1 << 10 | 9
+    assert g.dr(GICD_ISACTIVER) == 1 << 9         # acknowledged: active (3.2.4)
+    g.cw(GICC_EOIR, 1 << 10 | 9)
+    assert g.dr(GICD_ISACTIVER) == 0
+
+
+def test_gic_spis_reach_only_their_target_cpus_lowest_intid_first() -> None:
+    # 4.3.12 GICD_ITARGETSR routes an SPI to the CPUs it names; of two pending interrupts
+    # of the same priority QEMU's GIC (gic_update) signals the lower INTID.
+    g = TwoCpuGic()
+    g.dw(0x828, 0x02020202)                       # SPIs 40-43 -> CPU 1
+    g.dw(GICD_ISENABLER + 4, 0x300)               # enable 40, 41 (priority 0)
+    g.dw(GICD_ISPENDR + 4, 0x300)
+    assert g.on(0).cr(GICC_IAR) == 1023
+    assert g.on(1).cr(GICC_IAR) == 40
+    g.cw(GICC_EOIR, 40)
+    assert g.on(1).cr(GICC_IAR) == 41
+
+
+def test_gic_private_interrupt_priority_against_pmr_and_running_priority() -> None:
+    # 3.3.2 / 4.4.2: priority 0x80 is not above a PMR of 0x80; GICC_RPR is the running
+    # interrupt's own (banked) priority.
+    g = TwoCpuGic()
+    g.on(1).dw(0x400 + 25, 0x80, size=1)          # CPU 1's PPI 25 at 0x80
+    g.cw(GICC_PMR, 0x80)
+    g.dev.cpu_port(1).pulse(25)
+    assert not g.dev.irq_asserted(1) and g.cr(GICC_IAR) == 1023
+    g.cw(GICC_PMR, 0x81)
+    assert g.dev.irq_asserted(1) and g.cr(GICC_IAR) == 25
+    assert g.cr(0x14) == 0x80                     # GICC_RPR
+
+
+def test_gic_writes_stay_in_their_register() -> None:
+    g = TwoCpuGic()
+    g.dw(0x084, 0xF)                              # IGROUPR1: INTIDs 32-35 group 1
+    g.dw(0x080, 0xFFFF_FFFF)                      # IGROUPR0 must not touch them
+    assert g.dr(0x084) == 0xF
+    g.dw(GICD_ISENABLER + 0x24, 0xFFFF_FFFF)      # past GICD_ISENABLER8: ignored
+    g.dw(GICD_ISPENDR + 0x24, 0xFFFF_FFFF)
+    assert g.dr(GICD_ISENABLER + 0x20) == 0 and g.dr(GICD_ISENABLER + 0x24) == 0
+    # A reserved CPU interface offset reads as zero (QEMU gic_cpu_read).
+    assert g.cr(0x40) == 0
 
 
 def test_gic_eoi_with_nothing_running_is_ignored() -> None:
