@@ -434,6 +434,56 @@ def test_gic_writes_stay_in_their_register() -> None:
     assert g.cr(0x40) == 0
 
 
+def test_gic_clear_registers_from_their_first_word() -> None:
+    # 4.3.6 / 4.3.8 / 4.3.10: GICD_ICENABLER0, GICD_ICPENDR0, GICD_ICACTIVER0 (INTIDs 0-31).
+    g = TwoCpuGic()
+    g.dw(0x180, 1 << 20)                          # disable PPI 20
+    assert g.dr(GICD_ISENABLER) == 0xFFFF_FFFF & ~(1 << 20)
+    g.dw(GICD_ISPENDR, 1 << 21)
+    g.dw(0x280, 1 << 21)
+    assert g.dr(GICD_ISPENDR) == 0
+    g.dw(GICD_ISACTIVER, 1 << 22)
+    g.dw(0x380, 1 << 22)
+    assert g.dr(GICD_ISACTIVER) == 0
+
+
+def test_gic_word_writes_to_targets_and_configuration() -> None:
+    g = TwoCpuGic()
+    g.dw(0x820, 0x01020102)                       # ITARGETSR8: INTIDs 32-35
+    assert [g.dr(0x820 + k, size=1) for k in range(4)] == [0x02, 0x01, 0x02, 0x01]
+    g.dw(0xC0C, 0x2)                              # ICFGR3: INTID 48 edge
+    g.dw(0xC08, 0x2)                              # ICFGR2: INTID 32 edge, 33-47 level
+    assert g.dr(0xC08) == 0x2 and g.dr(0xC0C) == 0x2
+
+
+def test_gic_sgi_set_and_clear_pending_registers_by_byte() -> None:
+    # 4.3.16 / 4.3.17: write 1 to set (SPENDSGIR) or clear (CPENDSGIR) a source CPU's bit.
+    g = TwoCpuGic()
+    g.on(1).dw(GICD_SGIR, 0x01 << 16 | 3)         # CPU 1 -> CPU 0: SGI 3
+    g.on(0).dw(0xF20, 0x0000_0001)                # SGI 0 from CPU 0, at GICD_SPENDSGIR0 itself
+    assert g.dr(0xF10) == 0x0200_0001
+    g.dw(0xF24, 0x0000_0100)                      # SGI 5 from CPU 0
+    assert g.dr(0xF24) == 0x0000_0100
+    g.dw(0xF10, 0x0200_0001)                      # GICD_CPENDSGIR0: clear both
+    assert g.dr(0xF10) == 0
+    g.dw(0xF30, 0x0000_00FF)                      # past GICD_SPENDSGIR3: nothing
+    assert g.dr(0xF20) == 0
+
+
+def test_gic_writes_past_the_last_interrupt_are_ignored() -> None:
+    g = TwoCpuGic()
+    g.dw(0x0A4, 0xFFFF_FFFF)                      # IGROUPR9: INTIDs 288-319 do not exist
+    assert g.dr(0x0A4) == 0
+    g.cw(GICC_EOIR, 288)                          # neither EOI nor deactivation of them
+    g.cw(GICC_DIR, 288)
+    assert g.cr(GICC_IAR) == 1023
+    # 4.4.3 GICC_BPR: the binary point is bits [2:0].
+    g.cw(0x08, 0xFF)
+    assert g.cr(0x08) == 7
+    g.cw(0x08, 0x3)
+    assert g.cr(0x08) == 3
+
+
 def test_gic_eoi_with_nothing_running_is_ignored() -> None:
     # 4.4.5: an EOIR write naming an interrupt that is not active changes nothing.
     g = TwoCpuGic()

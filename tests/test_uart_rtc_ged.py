@@ -276,3 +276,13 @@ def test_ged_other_offsets_read_zero_and_events_accumulate() -> None:
     ged.raise_event(0x20)
     assert line.pulses == [41, 41]
     assert ged.read(0, 4) == 0x20
+
+
+def test_pl011_transmit_and_receive_interrupts_are_independent() -> None:
+    u = Pl011(lambda b: None, Line(), UART_INTID)
+    u.feed(b"q")
+    u.write(DR, 4, ord("w"))                      # TX raised, RX still raised
+    assert u.read(RIS, 4) == RXIM | TXIM
+    assert u.read(DR, 4) == ord("q")
+    u.write(ICR, 4, TXIM)                         # 3.3.14: clears exactly the bits written
+    assert u.read(RIS, 4) == 0
