@@ -211,3 +211,22 @@ def test_deterministic_clock_stops_and_idle_skips_go_to_the_nearest_deadline() -
     assert clock.skip_to_next_deadline(past) is True and counter.skipped_ticks == 32
     assert clock.read_counter(3, 3, 14, 0, 2) == 10_032
     assert clock.rtc_now() == 1_704_067_200 + 10_032 / 62_500_000   # 2024-01-01T00:00:00Z
+
+
+def test_alarm_thread_ends_when_closed() -> None:
+    # One alarm thread per machine: closing the machine must not leave it behind.
+    import threading
+
+    from armras.timing.clock import Alarm
+
+    def alarm_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "armras-alarm")
+
+    before = alarm_threads()
+    fired = threading.Event()
+    alarm = Alarm(fired.set)
+    alarm.arm(0.0)                                   # already due: fires at once
+    assert fired.wait(5)
+    assert alarm_threads() == before + 1
+    alarm.close()
+    assert alarm_threads() == before
