@@ -65,3 +65,19 @@ def test_each_record_is_logged(sources: ErrorSources, caplog: pytest.LogCaptureF
         f"GHES source 0 (SEA): wrote 172-byte record at {BLOCK0:#x} (record #1)",
         f"GHES source 1 (GPIO): wrote 100-byte record at {BLOCK1:#x} (record #1)",
     ]
+
+
+def test_unknown_source_ids_and_unreadable_registers_are_named(sources: ErrorSources, mem: PhysicalMemory) -> None:
+    from armras.errors import ArmrasError
+    from armras.ras.report import ErrorReporter
+
+    with pytest.raises(ArmrasError) as e:
+        sources.by_id(9)
+    assert str(e.value) == "no GHES error source with id 9 (the board has 0 (SEA), 1 (GPIO))"
+    with pytest.raises(ArmrasError) as e:
+        ErrorReporter(sources, {Notify.SEA: None, Notify.GPIO: None}).source()  # type: ignore[dict-item]
+    assert str(e.value) == "an error report needs a source id or a notification kind"
+    # A hardware-errors blob outside RAM: the error status address register cannot be read.
+    outside = ErrorSources(mem, HardwareErrorsLayout(0x1000_0000, (1024,)), (SourceSpec(0, Notify.SEA),))
+    with pytest.raises(ArmrasError, match="GHES source 0: cannot read its error status address register"):
+        outside.by_id(0).block_address()
