@@ -297,3 +297,11 @@ def test_fru_text_and_section_type_forms() -> None:
         assert generic_error_status([(form, bytes(80))])[20:36] == MEM_GUID.bytes_le
     with pytest.raises(ArmrasError, match="a section type GUID is 16 bytes, got 15"):
         generic_error_status([(MEM_GUID.bytes_le[:15], bytes(80))])
+
+
+def test_short_fru_text_is_zero_padded_after_it_and_block_status_can_be_given() -> None:
+    record = generic_error_status([Section(MEM_GUID, bytes(80), fru_text=b"DIMM0")])
+    assert record[20 + 44:20 + 64] == b"DIMM0" + bytes(15)
+    # 18.3.2.7 Block Status, u32 at 0: as given (0 = no valid data), else from the severity.
+    assert struct.unpack_from("<I", generic_error_status([(MEM_GUID, bytes(80))], block_status=0))[0] == 0
+    assert struct.unpack_from("<I", generic_error_status([(MEM_GUID, bytes(80))], block_status=0x13))[0] == 0x13

@@ -81,3 +81,28 @@ def test_unknown_source_ids_and_unreadable_registers_are_named(sources: ErrorSou
     outside = ErrorSources(mem, HardwareErrorsLayout(0x1000_0000, (1024,)), (SourceSpec(0, Notify.SEA),))
     with pytest.raises(ArmrasError, match="GHES source 0: cannot read its error status address register"):
         outside.by_id(0).block_address()
+
+
+def test_reports_check_and_notify_on_the_cpu_given(sources: ErrorSources, mem: PhysicalMemory) -> None:
+    from armras.errors import ArmrasError
+    from armras.ras.ghes import GhesSource
+    from armras.ras.report import ErrorReporter
+
+    calls: list[tuple[str, int, int | None]] = []
+
+    class Recording:
+        def check(self, spec: SourceSpec, cpu: int | None) -> None:
+            calls.append(("check", spec.source_id, cpu))
+
+        def notify(self, spec: SourceSpec, cpu: int | None) -> None:
+            calls.append(("notify", spec.source_id, cpu))
+
+    reporter = ErrorReporter(sources, {Notify.SEA: Recording(), Notify.GPIO: Recording()})
+    reporter.report(reporter.source(notify=Notify.GPIO), memory_error_record(0x4045_6000), cpu=1)
+    assert calls == [("check", 1, 1), ("notify", 1, 1)]
+    with pytest.raises(ArmrasError) as e:
+        ErrorReporter(sources, {Notify.SEA: Recording()})
+    assert str(e.value) == "error source 1: the board cannot deliver GPIO notifications"
+    layout = HardwareErrorsLayout(BLOB, (1024, 1024))
+    with pytest.raises(ValueError, match="source index 2 outside the 2-source layout"):
+        GhesSource(mem, layout, 2, SourceSpec(2, Notify.SEA))
