@@ -106,3 +106,11 @@ def test_reports_check_and_notify_on_the_cpu_given(sources: ErrorSources, mem: P
     layout = HardwareErrorsLayout(BLOB, (1024, 1024))
     with pytest.raises(ValueError, match="source index 2 outside the 2-source layout"):
         GhesSource(mem, layout, 2, SourceSpec(2, Notify.SEA))
+
+
+def test_source_lists_that_do_not_match_the_layout_are_refused(mem: PhysicalMemory) -> None:
+    layout = HardwareErrorsLayout(BLOB, (1024, 1024))
+    with pytest.raises(ValueError, match="1 error sources given but the layout has 2"):
+        ErrorSources(mem, layout, (SourceSpec(0, Notify.SEA),))
+    with pytest.raises(ValueError, match=r"duplicate GHES source ids in \[3, 3\]"):
+        ErrorSources(mem, layout, (SourceSpec(3, Notify.SEA), SourceSpec(3, Notify.GPIO)))
