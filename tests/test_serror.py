@@ -450,3 +450,35 @@ def test_sei_injection_needs_an_sei_source(board) -> None:
     b = board(guest(""))
     with pytest.raises(ArmrasError, match=r"no SEI-notified error source .*describe one with --hest"):
         perform(b.machine, parse_inject_spec(f"sei:pa={SEI_PA:#x}"))
+
+
+# --- ESR decoding in crash reports: mutants of armras/arch/cpu.py describe_esr ----------
+
+@pytest.mark.parametrize("esr, text", [
+    # Arm ARM D17.2.37 ESR_ELx: EC [31:26], IL [25], ISS [24:0]; EC values from its table.
+    (0x0000_0000, "ESR 0x00000000 EC 0x0 (unknown/undefined instruction)"),
+    (0x1E00_0000, "ESR 0x1e000000 EC 0x7 (FP/SIMD access)"),
+    (0x5600_0000, "ESR 0x56000000 EC 0x15 (SVC)"),
+    (0x5A00_0000, "ESR 0x5a000000 EC 0x16 (HVC)"),
+    (0x5E00_0000, "ESR 0x5e000000 EC 0x17 (SMC)"),
+    (0x6200_0000, "ESR 0x62000000 EC 0x18 (trapped MSR/MRS)"),
+    (0x8200_0010, "ESR 0x82000010 EC 0x20 (instruction abort (lower EL)) FSC 0x10"),
+    (0x8600_0410, "ESR 0x86000410 EC 0x21 (instruction abort (same EL)) FSC 0x10 FnV"),
+    (0x8A00_0000, "ESR 0x8a000000 EC 0x22 (PC alignment)"),
+    (0x9200_0050, "ESR 0x92000050 EC 0x24 (data abort (lower EL)) FSC 0x10"),
+    (0x9600_0410, "ESR 0x96000410 EC 0x25 (data abort (same EL)) FSC 0x10 FnV"),
+    (0x9A00_0000, "ESR 0x9a000000 EC 0x26 (SP alignment)"),
+    (0xBE00_0000, "ESR 0xbe000000 EC 0x2f (SError) AET UC"),
+    (0xBE00_0400, "ESR 0xbe000400 EC 0x2f (SError) AET UEU"),
+    (0xBE00_0800, "ESR 0xbe000800 EC 0x2f (SError) AET UEO"),
+    (0xBE00_0C00, "ESR 0xbe000c00 EC 0x2f (SError) AET UER"),
+    (0xBE00_1800, "ESR 0xbe001800 EC 0x2f (SError) AET CE"),
+    (0xBE00_1000, "ESR 0xbe001000 EC 0x2f (SError) AET 0b100"),     # reserved AET
+    (0xBF00_0000, "ESR 0xbf000000 EC 0x2f (SError)"),                # IDS: implementation defined
+    (0xF200_0000, "ESR 0xf2000000 EC 0x3c (BRK)"),
+    (0x4E00_0000, "ESR 0x4e000000 EC 0x13 (other)"),
+])
+def test_esr_descriptions(esr: int, text: str) -> None:
+    from armras.arch.cpu import describe_esr
+
+    assert describe_esr(esr) == text
