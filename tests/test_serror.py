@@ -482,3 +482,15 @@ def test_esr_descriptions(esr: int, text: str) -> None:
     from armras.arch.cpu import describe_esr
 
     assert describe_esr(esr) == text
+
+
+def test_serror_aet_names_and_the_el1h_stack_pointer_choice() -> None:
+    # ESR_ELx.ISS AET [12:10] for an SError: 000 UC, 001 UEU, 010 UEO, 011 UER, 110 CE;
+    # the names are --inject's. PSTATE.M[3:0]: EL in [3:2], SP select in [0] (Arm ARM C5.2.18).
+    from armras.arch.cpu import _uses_sp_el1, serror_aet_name
+
+    names = {aet: serror_aet_name(0xBE00_0000 | aet << 10) for aet in range(8)}
+    assert names == {0: "uc", 1: "ue", 2: "ueo", 3: "uer", 4: "0b100", 5: "0b101", 6: "ce", 7: "0b111"}
+    assert [_uses_sp_el1(m) for m in (0b0101, 0b0100, 0b0000, 0b1001, 0b1000, 0x3C5, 0x3C4)] == \
+        [True, False, False, True, False, True, False]
+    assert _uses_sp_el1(0b0001) is False      # EL0 with SP select set: still SP_EL0
