@@ -11,6 +11,8 @@
 # pyproject.toml. It works in ./mutants (git-ignored): a copy of armras, with the native
 # extension, plus the tests, guest images and scenarios; results stay there between runs,
 # and a rerun only tests what changed. MUTATION_JOBS=N runs N mutants at once (default 1).
+# Stopping mutmut while it writes a mutated module ("Generating mutants") can leave that
+# file empty in ./mutants; delete it there and mutmut writes it again, keeping its results.
 # Equivalent mutants (no observable difference) are listed in
 # benchmarks/mutation-equivalent.md and counted apart by benchmarks/mutation/score.py.
 set -euo pipefail
