@@ -494,3 +494,15 @@ def test_serror_aet_names_and_the_el1h_stack_pointer_choice() -> None:
     assert [_uses_sp_el1(m) for m in (0b0101, 0b0100, 0b0000, 0b1001, 0b1000, 0x3C5, 0x3C4)] == \
         [True, False, False, True, False, True, False]
     assert _uses_sp_el1(0b0001) is False      # EL0 with SP select set: still SP_EL0
+
+
+def test_sea_and_serror_syndromes_as_kvm_and_qemu_build_them() -> None:
+    # QEMU kvm_inject_arm_sea / Linux KVM: data abort, IL, FnV, DFSC 0x10 (SEA).
+    from armras.arch.cpu import sea_syndrome, serror_syndrome
+
+    assert sea_syndrome(1) == 0x9600_0410 and sea_syndrome(0) == 0x9200_0410
+    assert sea_syndrome(1, instruction=True) == 0x8600_0410
+    assert sea_syndrome(1, fnv=False) == 0x9600_0010
+    assert serror_syndrome(0b000) == 0xBE00_0011 and serror_syndrome(0b110) == 0xBE00_1811
+    with pytest.raises(ValueError, match="0x4 is not an AET encoding of the RAS extension"):
+        serror_syndrome(0b100)
