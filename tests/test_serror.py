@@ -506,3 +506,27 @@ def test_sea_and_serror_syndromes_as_kvm_and_qemu_build_them() -> None:
     assert serror_syndrome(0b000) == 0xBE00_0011 and serror_syndrome(0b110) == 0xBE00_1811
     with pytest.raises(ValueError, match="0x4 is not an AET encoding of the RAS extension"):
         serror_syndrome(0b100)
+
+
+def test_crash_report_registers_are_the_cpus(board) -> None:
+    from test_machine import POWER_OFF
+
+    b = board("""
+ ldr x0, =0x40300000
+ mov sp, x0
+ ldr x1, =0x40001000
+ msr vbar_el1, x1
+ ldr x2, =0x12345678
+ msr far_el1, x2
+ ldr x3, =0x96000410
+ msr esr_el1, x3
+ ldr x4, =0x40002004
+ msr elr_el1, x4
+ isb
+""" + POWER_OFF)
+    assert b.run().status == 0
+    regs = b.machine.cpu.snapshot()
+    assert {k: regs[k] for k in ("sp", "vbar_el1", "far_el1", "esr_el1", "elr_el1")} == {
+        "sp": 0x40300000, "vbar_el1": 0x40001000, "far_el1": 0x12345678, "esr_el1": 0x96000410,
+        "elr_el1": 0x40002004}
+    assert set(regs) == {"pc", "sp", "pstate", "elr_el1", "esr_el1", "far_el1", "vbar_el1"}
