@@ -195,3 +195,22 @@ def test_boot_error_region_keeps_room_for_the_terminating_header() -> None:
     inactive = bytes(4) + record[4:]                # Block Status 0: not a record (Linux skips it)
     with pytest.raises(ArmrasError):
         region.install([inactive])
+
+
+def test_boot_error_region_takes_records_longer_than_a_ghes_block() -> None:
+    # The BERT region is not a 1 KiB GHES block: a record is bounded by the region only.
+    from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+
+    from armras.board.memory import PhysicalMemory, Region
+    from armras.ras.bert import BootErrorRegion
+    from armras.ras.cper import MEMORY_ERROR_GUID, generic_error_status, memory_error_section
+
+    base, ram = 0x4000_0000, 0x10_0000
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+    uc.mem_map(base, ram)
+    region = BootErrorRegion(PhysicalMemory(uc, [Region("ram", base, ram)]), base, 4096)
+    record = generic_error_status([(MEMORY_ERROR_GUID, memory_error_section(0x4000_0000 + i * 0x1000))
+                                   for i in range(20)])
+    assert len(record) == 20 + 20 * (72 + 80)
+    region.install([record])
+    assert region.records == 1 and uc.mem_read(base, len(record)) == record
