@@ -304,3 +304,9 @@ def test_source_mistakes_are_one_line_naming_file_and_source(entry: dict, messag
     with pytest.raises(ArmrasError) as e:
         parse_sources([{"id": 0, "notify": "sea"}, entry], "hest.toml")
     assert str(e.value) == message
+
+
+def test_source_list_mistakes_name_the_file() -> None:
+    with pytest.raises(ArmrasError) as e:
+        parse_sources([{"id": 1, "notify": "sea"}, {"id": 1, "notify": "gpio"}], "hest.toml")
+    assert str(e.value) == "hest.toml: source id 1 is given twice"
