@@ -11,6 +11,8 @@
 # pyproject.toml. It works in ./mutants (git-ignored): a copy of armras, with the native
 # extension, plus the tests, guest images and scenarios; results stay there between runs,
 # and a rerun only tests what changed. MUTATION_JOBS=N runs N mutants at once (default 1).
+# Stopping mutmut while it writes a mutated module ("Generating mutants") can leave that
+# file empty in ./mutants; delete it there and mutmut writes it again, keeping its results.
 # Equivalent mutants (no observable difference) are listed in
 # benchmarks/mutation-equivalent.md and counted apart by benchmarks/mutation/score.py.
 set -euo pipefail
@@ -37,12 +39,35 @@ export PYTHONPATH="$PWD/benchmarks/mutation"
     echo "benchmarks/mutation.sh: mutmut is missing: python3 -m pip install -e '.[dev]'" >&2; exit 1; }
 mkdir -p mutants
 
+# Tests that run armras in a child process and take seconds each (the scenario runner, the
+# control socket client, CLI checks; 5-90 s apiece on a loaded 2-core host). Every device,
+# timing, RAS and CPU path they reach is also reached in-process by faster tests, so for
+# those groups they only make a surviving mutant cost minutes: they are deselected there
+# (PYTEST_ADDOPTS, which mutmut's own configuration does not see) and kept for regress.py,
+# which only they exercise. Kernel tests (marker `kernel`) never run in mutation testing.
+SLOW_TESTS=(
+    tests/test_regress.py
+    tests/test_regress_outputs.py
+    tests/test_control.py
+    tests/test_deterministic.py::test_deterministic_scenario_logs_are_identical
+    tests/test_deterministic.py::test_two_deterministic_runs_print_identical_consoles
+    tests/test_hest_sources.py::test_hest_file_from_the_command_line
+    tests/test_sea.py::test_guest_crash_exits_126_from_the_cli
+    tests/test_warm_reset.py::test_max_reboots_is_checked
+    tests/test_limits.py::test_cli_rejections_are_single_lines_in_a_real_process
+)
+FAST_ONLY=""
+for t in "${SLOW_TESTS[@]}"; do FAST_ONLY+=" --deselect $t"; done
+
 for g in "${groups[@]}"; do
     [ "$g" = score ] && continue
     [ -n "${PATTERN[$g]:-}" ] || { echo "benchmarks/mutation.sh: unknown group $g (${ORDER[*]})" >&2; exit 2; }
     echo "== mutation: $g (${PATTERN[$g]})"
     # (mutmut.__main__ imported, not run with -m: mutmut warns that -m re-executes it)
-    "$PYTHON" -c "from mutmut.__main__ import cli; cli()" run --max-children "$JOBS" "${PATTERN[$g]}"
+    addopts=$FAST_ONLY
+    [ "$g" = regress ] && addopts=""
+    PYTEST_ADDOPTS="$addopts" \
+        "$PYTHON" -c "from mutmut.__main__ import cli; cli()" run --max-children "$JOBS" "${PATTERN[$g]}"
 done
 
 "$PYTHON" benchmarks/mutation/score.py

@@ -256,3 +256,52 @@ def test_arm_error_type_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(ArmrasError) as exc:
         type_byte("cache,error-cache")
     assert str(exc.value) == "unknown ARM error type 'error-cache' (expected one of cache, tlb, bus, micro-arch)"
+
+
+# --- builders: mutants of armras/ras/cper.py that survived -----------------------------
+
+def test_memory_error_section_validation_bits_with_error_status() -> None:
+    # UEFI 2.9 N.2.5: Validation Bits bit 0 Error Status, 1 Physical Address, 2 PA Mask,
+    # 14 Memory Error Type; Error Status (u64 at 8) and PA mask (u64 at 24) follow.
+    section = memory_error_section(PA, error_status=0x0400)
+    valid, status = struct.unpack_from("<QQ", section, 0)
+    assert valid == 1 << 0 | 1 << 1 | 1 << 14 and status == 0x0400
+    section = memory_error_section(PA, physical_address_mask=0xFFFF_FFFF_F000, error_status=0x1000)
+    assert struct.unpack_from("<Q", section, 0)[0] == 1 << 0 | 1 << 1 | 1 << 2 | 1 << 14
+
+
+def test_arm_processor_contexts_follow_each_other() -> None:
+    # N.2.4.4.2: each context is an 8-byte header (version u16, register context type u16,
+    # register array size u32) and its registers, one right after the other, after the
+    # 40-byte header and the 32-byte error-info records.
+    ctx1 = ArmContextInfo(type=5, registers=bytes(range(16)))
+    ctx2 = ArmContextInfo(type=6, registers=b"\xAA" * 8)
+    section = arm_processor_section(0x8000_0000, contexts=[ctx1, ctx2])
+    assert len(section) == 40 + 32 + (8 + 16) + (8 + 8)
+    second = 40 + 32 + 8 + 16
+    assert struct.unpack_from("<HHI", section, second) == (0, 6, 8)
+    assert section[second + 8:] == b"\xAA" * 8
+    assert struct.unpack_from("<I", section, 8)[0] == len(section)      # section length
+
+
+def test_fru_text_and_section_type_forms() -> None:
+    # ACPI 6.4 18.3.2.7.1: FRU Text is 20 bytes (at 44, after the 16-byte FRU Id); the section type GUID is the
+    # entry's first 16 bytes, little-endian fields as EFI_GUID.
+    text = b"DIMM-A1 slot 3 chan0"
+    assert len(text) == 20
+    record = generic_error_status([Section(MEM_GUID, bytes(80), fru_text=text)])
+    assert record[20 + 44:20 + 64] == text
+    with pytest.raises(ArmrasError, match="FRU text is at most 20 bytes"):
+        generic_error_status([Section(MEM_GUID, bytes(80), fru_text=text + b"!")])
+    for form in (str(MEM_GUID), MEM_GUID.bytes_le, MEM_GUID):
+        assert generic_error_status([(form, bytes(80))])[20:36] == MEM_GUID.bytes_le
+    with pytest.raises(ArmrasError, match="a section type GUID is 16 bytes, got 15"):
+        generic_error_status([(MEM_GUID.bytes_le[:15], bytes(80))])
+
+
+def test_short_fru_text_is_zero_padded_after_it_and_block_status_can_be_given() -> None:
+    record = generic_error_status([Section(MEM_GUID, bytes(80), fru_text=b"DIMM0")])
+    assert record[20 + 44:20 + 64] == b"DIMM0" + bytes(15)
+    # 18.3.2.7 Block Status, u32 at 0: as given (0 = no valid data), else from the severity.
+    assert struct.unpack_from("<I", generic_error_status([(MEM_GUID, bytes(80))], block_status=0))[0] == 0
+    assert struct.unpack_from("<I", generic_error_status([(MEM_GUID, bytes(80))], block_status=0x13))[0] == 0x13

@@ -65,3 +65,52 @@ def test_each_record_is_logged(sources: ErrorSources, caplog: pytest.LogCaptureF
         f"GHES source 0 (SEA): wrote 172-byte record at {BLOCK0:#x} (record #1)",
         f"GHES source 1 (GPIO): wrote 100-byte record at {BLOCK1:#x} (record #1)",
     ]
+
+
+def test_unknown_source_ids_and_unreadable_registers_are_named(sources: ErrorSources, mem: PhysicalMemory) -> None:
+    from armras.errors import ArmrasError
+    from armras.ras.report import ErrorReporter
+
+    with pytest.raises(ArmrasError) as e:
+        sources.by_id(9)
+    assert str(e.value) == "no GHES error source with id 9 (the board has 0 (SEA), 1 (GPIO))"
+    with pytest.raises(ArmrasError) as e:
+        ErrorReporter(sources, {Notify.SEA: None, Notify.GPIO: None}).source()  # type: ignore[dict-item]
+    assert str(e.value) == "an error report needs a source id or a notification kind"
+    # A hardware-errors blob outside RAM: the error status address register cannot be read.
+    outside = ErrorSources(mem, HardwareErrorsLayout(0x1000_0000, (1024,)), (SourceSpec(0, Notify.SEA),))
+    with pytest.raises(ArmrasError, match="GHES source 0: cannot read its error status address register"):
+        outside.by_id(0).block_address()
+
+
+def test_reports_check_and_notify_on_the_cpu_given(sources: ErrorSources, mem: PhysicalMemory) -> None:
+    from armras.errors import ArmrasError
+    from armras.ras.ghes import GhesSource
+    from armras.ras.report import ErrorReporter
+
+    calls: list[tuple[str, int, int | None]] = []
+
+    class Recording:
+        def check(self, spec: SourceSpec, cpu: int | None) -> None:
+            calls.append(("check", spec.source_id, cpu))
+
+        def notify(self, spec: SourceSpec, cpu: int | None) -> None:
+            calls.append(("notify", spec.source_id, cpu))
+
+    reporter = ErrorReporter(sources, {Notify.SEA: Recording(), Notify.GPIO: Recording()})
+    reporter.report(reporter.source(notify=Notify.GPIO), memory_error_record(0x4045_6000), cpu=1)
+    assert calls == [("check", 1, 1), ("notify", 1, 1)]
+    with pytest.raises(ArmrasError) as e:
+        ErrorReporter(sources, {Notify.SEA: Recording()})
+    assert str(e.value) == "error source 1: the board cannot deliver GPIO notifications"
+    layout = HardwareErrorsLayout(BLOB, (1024, 1024))
+    with pytest.raises(ValueError, match="source index 2 outside the 2-source layout"):
+        GhesSource(mem, layout, 2, SourceSpec(2, Notify.SEA))
+
+
+def test_source_lists_that_do_not_match_the_layout_are_refused(mem: PhysicalMemory) -> None:
+    layout = HardwareErrorsLayout(BLOB, (1024, 1024))
+    with pytest.raises(ValueError, match="1 error sources given but the layout has 2"):
+        ErrorSources(mem, layout, (SourceSpec(0, Notify.SEA),))
+    with pytest.raises(ValueError, match=r"duplicate GHES source ids in \[3, 3\]"):
+        ErrorSources(mem, layout, (SourceSpec(3, Notify.SEA), SourceSpec(3, Notify.GPIO)))

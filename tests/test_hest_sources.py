@@ -244,3 +244,69 @@ def test_control_commands_for_polled_and_sdei(tmp_path: Path) -> None:
     finally:
         srv.close()
         m.close()
+
+
+# --- parsing and describing sources: mutants of armras/ras/sources.py ---------------
+
+def test_source_descriptions_name_kind_event_interval_and_version() -> None:
+    # Notification types are ACPI 6.4 Table 18.14's (3 = SCI, 7 = GPIO, 8 = SEA, 11 = SDEI).
+    from armras.ras.sources import notify_name
+
+    assert SourceSpec(3, Notify.POLLED, poll_interval_ms=250).describe() == "source 3 (polled every 250 ms)"
+    assert (SourceSpec(2, Notify.SDEI, event=805, priority=SdeiPriority.CRITICAL).describe()
+            == "source 2 (SDEI event 805, critical)")
+    assert SourceSpec(6, Notify.SDEI, event=9).describe() == "source 6 (SDEI event 9, normal)"
+    assert SourceSpec(0, Notify.SEA, ghes_version=1).describe() == "source 0 (SEA, GHES v1)"
+    assert SourceSpec(1, Notify.GPIO).describe() == "source 1 (GPIO)"
+    assert notify_name(3) == "SCI" and notify_name(7) == "GPIO" and notify_name(99) == "notify-99"
+
+
+def test_source_defaults_and_accepted_edges() -> None:
+    (sdei, polled, gpio) = parse_sources([
+        {"id": 2, "notify": "sdei", "event": 1},
+        {"id": 4, "notify": "polled", "poll_interval_ms": 1},
+        {"id": 1, "notify": "GPIO"},
+    ], "hest.toml")
+    assert sdei.priority is SdeiPriority.NORMAL and sdei.shared is False and sdei.event == 1
+    assert polled.poll_interval_ms == 1
+    assert gpio.block_length == 1024 and gpio.ghes_version == 2   # QEMU's 1 KiB, GHESv2
+    (default_poll,) = parse_sources([{"id": 4, "notify": "polled"}], "hest.toml")
+    assert default_poll.poll_interval_ms == 1000
+
+
+def test_sixteen_sources_filling_the_64_kib_area_exactly_fit() -> None:
+    # 16 sources (README), each 16 bytes of registers plus its block: 16 * (16 + 4080) = 64 KiB.
+    full = [{"id": i, "notify": "polled", "block_length": 4080} for i in range(16)]
+    assert len(parse_sources(full, "hest.toml")) == 16
+    over = full[:15] + [{"id": 15, "notify": "polled", "block_length": 4088}]
+    with pytest.raises(ArmrasError, match="need 65544 bytes"):
+        parse_sources(over, "hest.toml")
+    with pytest.raises(ArmrasError, match="17 error sources"):
+        parse_sources(full + [{"id": 16, "notify": "sea"}], "hest.toml")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": 1, "notify": "gpio", "colour": 1},
+     "hest.toml: source #2: unknown key 'colour' (expected block_length, event, ghes, id, notify, "
+     "poll_interval_ms, priority, shared)"),
+    ({"id": 1, "notify": "nmi"}, "hest.toml: source #2: notify = 'nmi' is not one of polled, gpio, sea, sdei, sei"),
+    ({"id": 0x10000, "notify": "gpio"}, "hest.toml: source #2: id = 65536 is outside 0..65534"),
+    ({"id": 1, "notify": "gpio", "block_length": 64}, "hest.toml: source #2: block_length = 64 is outside 128..32768"),
+    ({"id": 1, "notify": "gpio", "poll_interval_ms": 5}, "hest.toml: source #2: poll_interval_ms does not apply to a gpio source"),
+    ({"id": 1, "notify": "sea", "event": 5}, "hest.toml: source #2: event does not apply to a sea source"),
+    ({"id": 1, "notify": "sea", "priority": "normal"}, "hest.toml: source #2: priority does not apply to a sea source"),
+    ({"id": 1, "notify": "sei", "shared": False}, "hest.toml: source #2: shared does not apply to a sei source"),
+    ({"id": 1, "notify": "polled", "poll_interval_ms": 0}, "hest.toml: source #2: poll_interval_ms = 0 is outside 1..3600000"),
+    ({"id": 1, "notify": "sdei", "event": 0}, "hest.toml: source #2: event = 0 is outside 1..2147483647"),
+    ({"id": 1, "notify": "sdei", "event": 7, "shared": "yes"}, "hest.toml: source #2: shared = 'yes' must be true or false"),
+])
+def test_source_mistakes_are_one_line_naming_file_and_source(entry: dict, message: str) -> None:
+    with pytest.raises(ArmrasError) as e:
+        parse_sources([{"id": 0, "notify": "sea"}, entry], "hest.toml")
+    assert str(e.value) == message
+
+
+def test_source_list_mistakes_name_the_file() -> None:
+    with pytest.raises(ArmrasError) as e:
+        parse_sources([{"id": 1, "notify": "sea"}, {"id": 1, "notify": "gpio"}], "hest.toml")
+    assert str(e.value) == "hest.toml: source id 1 is given twice"

@@ -515,3 +515,83 @@ el0_code:
     inject_on_hvc(b.machine, AET_UER)
     assert b.run().status == 0
     assert b.x(15) == 0x80000C11 and b.x(19) == 0
+
+
+# --- ESR decoding in crash reports: mutants of armras/arch/cpu.py describe_esr ----------
+
+@pytest.mark.parametrize("esr, text", [
+    # Arm ARM D17.2.37 ESR_ELx: EC [31:26], IL [25], ISS [24:0]; EC values from its table.
+    (0x0000_0000, "ESR 0x00000000 EC 0x0 (unknown/undefined instruction)"),
+    (0x1E00_0000, "ESR 0x1e000000 EC 0x7 (FP/SIMD access)"),
+    (0x5600_0000, "ESR 0x56000000 EC 0x15 (SVC)"),
+    (0x5A00_0000, "ESR 0x5a000000 EC 0x16 (HVC)"),
+    (0x5E00_0000, "ESR 0x5e000000 EC 0x17 (SMC)"),
+    (0x6200_0000, "ESR 0x62000000 EC 0x18 (trapped MSR/MRS)"),
+    (0x8200_0010, "ESR 0x82000010 EC 0x20 (instruction abort (lower EL)) FSC 0x10"),
+    (0x8600_0410, "ESR 0x86000410 EC 0x21 (instruction abort (same EL)) FSC 0x10 FnV"),
+    (0x8A00_0000, "ESR 0x8a000000 EC 0x22 (PC alignment)"),
+    (0x9200_0050, "ESR 0x92000050 EC 0x24 (data abort (lower EL)) FSC 0x10"),
+    (0x9600_0410, "ESR 0x96000410 EC 0x25 (data abort (same EL)) FSC 0x10 FnV"),
+    (0x9A00_0000, "ESR 0x9a000000 EC 0x26 (SP alignment)"),
+    (0xBE00_0000, "ESR 0xbe000000 EC 0x2f (SError) AET UC"),
+    (0xBE00_0400, "ESR 0xbe000400 EC 0x2f (SError) AET UEU"),
+    (0xBE00_0800, "ESR 0xbe000800 EC 0x2f (SError) AET UEO"),
+    (0xBE00_0C00, "ESR 0xbe000c00 EC 0x2f (SError) AET UER"),
+    (0xBE00_1800, "ESR 0xbe001800 EC 0x2f (SError) AET CE"),
+    (0xBE00_1000, "ESR 0xbe001000 EC 0x2f (SError) AET 0b100"),     # reserved AET
+    (0xBF00_0000, "ESR 0xbf000000 EC 0x2f (SError)"),                # IDS: implementation defined
+    (0xF200_0000, "ESR 0xf2000000 EC 0x3c (BRK)"),
+    (0x4E00_0000, "ESR 0x4e000000 EC 0x13 (other)"),
+])
+def test_esr_descriptions(esr: int, text: str) -> None:
+    from armras.arch.cpu import describe_esr
+
+    assert describe_esr(esr) == text
+
+
+def test_serror_aet_names_and_the_el1h_stack_pointer_choice() -> None:
+    # ESR_ELx.ISS AET [12:10] for an SError: 000 UC, 001 UEU, 010 UEO, 011 UER, 110 CE;
+    # the names are --inject's. PSTATE.M[3:0]: EL in [3:2], SP select in [0] (Arm ARM C5.2.18).
+    from armras.arch.cpu import _uses_sp_el1, serror_aet_name
+
+    names = {aet: serror_aet_name(0xBE00_0000 | aet << 10) for aet in range(8)}
+    assert names == {0: "uc", 1: "ue", 2: "ueo", 3: "uer", 4: "0b100", 5: "0b101", 6: "ce", 7: "0b111"}
+    assert [_uses_sp_el1(m) for m in (0b0101, 0b0100, 0b0000, 0b1001, 0b1000, 0x3C5, 0x3C4)] == \
+        [True, False, False, True, False, True, False]
+    assert _uses_sp_el1(0b0001) is False      # EL0 with SP select set: still SP_EL0
+
+
+def test_sea_and_serror_syndromes_as_kvm_and_qemu_build_them() -> None:
+    # QEMU kvm_inject_arm_sea / Linux KVM: data abort, IL, FnV, DFSC 0x10 (SEA).
+    from armras.arch.cpu import sea_syndrome, serror_syndrome
+
+    assert sea_syndrome(1) == 0x9600_0410 and sea_syndrome(0) == 0x9200_0410
+    assert sea_syndrome(1, instruction=True) == 0x8600_0410
+    assert sea_syndrome(1, fnv=False) == 0x9600_0010
+    assert serror_syndrome(0b000) == 0xBE00_0011 and serror_syndrome(0b110) == 0xBE00_1811
+    with pytest.raises(ValueError, match="0x4 is not an AET encoding of the RAS extension"):
+        serror_syndrome(0b100)
+
+
+def test_crash_report_registers_are_the_cpus(board) -> None:
+    from test_machine import POWER_OFF
+
+    b = board("""
+ ldr x0, =0x40300000
+ mov sp, x0
+ ldr x1, =0x40001000
+ msr vbar_el1, x1
+ ldr x2, =0x12345678
+ msr far_el1, x2
+ ldr x3, =0x96000410
+ msr esr_el1, x3
+ ldr x4, =0x40002004
+ msr elr_el1, x4
+ isb
+""" + POWER_OFF)
+    assert b.run().status == 0
+    regs = b.machine.cpu.snapshot()
+    assert {k: regs[k] for k in ("sp", "vbar_el1", "far_el1", "esr_el1", "elr_el1")} == {
+        "sp": 0x40300000, "vbar_el1": 0x40001000, "far_el1": 0x12345678, "esr_el1": 0x96000410,
+        "elr_el1": 0x40002004}
+    assert set(regs) == {"pc", "sp", "pstate", "elr_el1", "esr_el1", "far_el1", "vbar_el1"}

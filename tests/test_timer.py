@@ -121,6 +121,55 @@ def test_physical_and_virtual_timers_are_independent(timer) -> None:
     assert lines.level == {PPI_PHYS: True, PPI_VIRT: True}
 
 
+def test_timer_handles_only_the_el0_timer_registers(timer) -> None:
+    t, _, _ = timer
+    assert t.handles(3, 3, 14, 2) and t.handles(3, 3, 14, 3)     # CNTP_*, CNTV_*
+    assert not t.handles(2, 3, 14, 2)          # op0 2: debug registers
+    assert not t.handles(3, 4, 14, 2)          # CNTHP_*_EL2
+    assert not t.handles(3, 3, 13, 2)
+    assert not t.handles(3, 3, 14, 0)          # CNTFRQ/CNTPCT/CNTVCT: the counter, not a timer
+    assert not t.handles(3, 3, 14, 1)          # CNTKCTL_EL1 (op1 0) / CNTPS
+    assert t.read(PHYS, 3) == 0                # op2 3 is not a timer register
+    t.write(VIRT, CTL, IMASK)                  # disabled: ISTATUS reads 0, IMASK as written
+    assert t.read(VIRT, CTL) == IMASK
+    t.write(VIRT, CTL, 0)
+    assert t.read(VIRT, CTL) == 0
+
+
+def test_timer_ticks_until_next_deadline(timer) -> None:
+    t, counter, _ = timer
+    counter.phys, counter.cntvoff = 1000, 400             # virtual count 600
+    assert t.ticks_until_next(False) is None and t.ticks_until_next(True) is None
+    t.write(PHYS, CVAL, 1500)
+    assert t.ticks_until_next(False) is None              # not enabled
+    t.write(PHYS, CTL, ENABLE)
+    assert t.ticks_until_next(False) == 500
+    assert t.ticks_until_next(True) is None               # the virtual timer is off
+    t.write(PHYS, CTL, ENABLE | IMASK)
+    assert t.ticks_until_next(False) is None              # masked: no interrupt to wait for
+    t.write(PHYS, CTL, ENABLE)
+    t.write(VIRT, CVAL, 700)
+    t.write(VIRT, CTL, ENABLE)
+    assert t.ticks_until_next(True) == 100                # against the virtual count
+    counter.phys = 1500                                   # physical deadline reached
+    assert t.ticks_until_next(False) is None
+    counter.phys = 2000
+    assert t.ticks_until_next(False) is None
+
+
+def test_timer_write_notifies_and_describe_names_both_timers(timer) -> None:
+    counter, lines = FakeCounter(), Lines()
+    changes: list[int] = []
+    t = GenericTimer(counter, lines, on_change=lambda: changes.append(1), phys_intid=30, virt_intid=27)
+    counter.phys = 0x40
+    t.write(PHYS, CVAL, 0x50)
+    t.write(PHYS, CTL, 0xFF)
+    assert len(changes) == 2
+    assert t.read(PHYS, CTL) == ENABLE | IMASK             # only ENABLE and IMASK are stored
+    # the text of the "idle with nothing that could wake it" error
+    assert t.describe() == "phys timer CTL=0x3 CVAL=0x50 count=0x40, virt timer CTL=0x0 CVAL=0x0 count=0x40"
+
+
 # --- on the board ----------------------------------------------------------------------
 
 def test_physical_timer_deadline_raises_ppi_30(board) -> None:

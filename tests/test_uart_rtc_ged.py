@@ -12,6 +12,7 @@ from test_machine import POWER_OFF
 
 # PL011 (DDI 0183 3.2): DR, FR, IMSC, RIS, MIS, ICR; FR bits 3.3.3; interrupt bits 3.3.13
 DR, FR, IMSC, RIS, MIS, ICR = 0x000, 0x018, 0x038, 0x03C, 0x040, 0x044
+RSR, ILPR, IBRD, FBRD, LCR_H, CR, IFLS, DMACR = 0x004, 0x020, 0x024, 0x028, 0x02C, 0x030, 0x034, 0x048
 FR_BUSY, FR_RXFE, FR_TXFF, FR_TXFE = 1 << 3, 1 << 4, 1 << 5, 1 << 7
 RXIM, TXIM, RTIM = 1 << 4, 1 << 5, 1 << 6
 UART_INTID = 33          # QEMU virt: VIRT_UART is SPI 1
@@ -174,3 +175,114 @@ def test_rtc_reads_2024_at_guest_time_zero_in_deterministic_mode(board, loops: i
     r = b.run()
     assert r.status == 0
     assert b.x(22) == expected
+
+
+# --- behaviour mutation testing found unchecked (benchmarks/mutation.sh) -----------
+
+def test_pl011_reset_values_and_read_back_registers() -> None:
+    # DDI 0183 table 3-1 and QEMU hw/char/pl011.c pl011_reset: CR 0x300, IFLS 0x12.
+    out: list[bytes] = []
+    u = Pl011(out.append, Line(), UART_INTID)
+    assert u.read(CR, 4) == 0x300              # TXE | RXE, UART disabled
+    assert u.read(IFLS, 4) == 0x12             # both FIFO levels 1/2
+    assert u.read(RSR, 4) == 0
+    for off in (ILPR, IBRD, FBRD, LCR_H, DMACR, IMSC, RIS, MIS):
+        assert u.read(off, 4) == 0, hex(off)
+    # Linux's amba-pl011 programs the baud divisors and line control and reads them back.
+    u.write(IBRD, 4, 0x27)
+    u.write(FBRD, 4, 0x04)
+    u.write(LCR_H, 4, 0x70)                    # 8 bits, FIFOs enabled
+    u.write(CR, 4, 0x301)
+    assert (u.read(IBRD, 4), u.read(FBRD, 4), u.read(LCR_H, 4), u.read(CR, 4)) == (0x27, 0x04, 0x70, 0x301)
+    # An offset outside the map reads as zero and a write there changes nothing.
+    u.write(0x800, 4, 0xFF)
+    assert u.read(0x800, 4) == 0
+    # ID registers: 8 bits in a 32-bit word (DDI 0183 3.3.14-3.3.21), [31:8] read as zero.
+    assert u.read(0xFFC, 1) == 0xB1 and u.read(0xFFD, 1) == 0
+    assert out == []                           # none of that transmitted anything
+
+
+def test_pl011_receive_reads_zero_when_empty_and_interrupt_follows_the_mask() -> None:
+    line = Line()
+    u = Pl011(lambda b: None, line, UART_INTID)
+    assert u.read(DR, 4) == 0                  # empty FIFO
+    u.write(IMSC, 4, 0xFFFF_FFFF)
+    assert u.read(IMSC, 4) == 0x7FF            # IMSC is 11 bits wide (3.3.10)
+    u.feed(b"z")
+    assert u.read(FR, 4) == FR_TXFE               # 0x80: RXFE clear, and no other flag
+    assert line.level(UART_INTID) is True
+    assert u.read(DR, 4) == ord("z")
+    assert u.read(RIS, 4) & RXIM == 0
+    assert line.level(UART_INTID) is False
+    u.write(DR, 4, ord("a"))                   # TX interrupt raised...
+    u.feed(b"b")                               # ...and still raised next to RX
+    assert u.read(RIS, 4) & (RXIM | TXIM) == RXIM | TXIM
+
+
+def test_pl031_register_widths_and_unmapped_offsets() -> None:
+    clock = Clock(2000.0)
+    rtc = Pl031(now=clock)
+    rtc.write(RTC_IMSC, 4, 0xFFFF_FFFF)
+    assert rtc.read(RTC_IMSC, 4) == 1          # one interrupt: bit 0 only
+    rtc.write(RTC_MR, 4, 0x1_0000_0005)        # 32-bit registers
+    assert rtc.read(RTC_MR, 4) == 5
+    rtc.write(RTC_LR, 4, 0x1_0000_0010)
+    assert rtc.read(RTC_DR, 4) == 0x10
+    assert rtc.read(0x20, 4) == 0 and rtc.read(0xFDC, 4) == 0
+    # The ID registers hold 8 bits in a 32-bit word (DDI 0224 3.3.9-3.3.16: [31:8] read
+    # as zero): a byte read of an upper byte of the last one is 0.
+    assert rtc.read(0xFFC, 1) == 0xB1 and rtc.read(0xFFD, 1) == 0
+    rtc.write(RTC_LR, 4, 0xFFFF_FFFF)          # the counter wraps at 32 bits
+    clock.t += 2
+    assert rtc.read(RTC_DR, 4) == 1
+
+
+def test_pl031_icr_writing_zero_keeps_the_interrupt() -> None:
+    clock = Clock(100.0)
+    rtc = Pl031(now=clock)
+    rtc.write(RTC_LR, 4, 10)
+    rtc.write(RTC_MR, 4, 11)
+    clock.t += 1
+    rtc.write(RTC_ICR, 4, 0)                   # 0 clears nothing
+    assert rtc.read(RTC_RIS, 4) == 1
+    rtc.write(RTC_ICR, 4, 2)                   # only bit 0 is the interrupt
+    assert rtc.read(RTC_RIS, 4) == 1
+    rtc.write(RTC_ICR, 4, 1)
+    assert rtc.read(RTC_RIS, 4) == 0
+    rtc.write(RTC_ICR, 4, 0)                   # ...and does not set it either
+    assert rtc.read(RTC_RIS, 4) == 0
+    rtc.write(RTC_IMSC, 4, 1)
+    rtc.write(RTC_IMSC, 4, 2)                  # bit 1 is not a mask bit: masked again
+    assert rtc.read(RTC_IMSC, 4) == 0
+
+
+def test_pl031_match_reached_without_a_status_read_in_between() -> None:
+    # The match is latched on the first read after the count passes MR, however late.
+    clock = Clock(0.0)
+    rtc = Pl031(now=clock)
+    rtc.write(RTC_MR, 4, 50)
+    rtc.write(RTC_IMSC, 4, 1)
+    clock.t = 49.9
+    assert rtc.read(RTC_MIS, 4) == 0
+    clock.t = 500.0
+    assert rtc.read(RTC_MIS, 4) == 1 and rtc.read(RTC_RIS, 4) == 1
+
+
+def test_ged_other_offsets_read_zero_and_events_accumulate() -> None:
+    line = Line()
+    ged = Ged(line, 41)
+    ged.raise_event(0x20)
+    assert ged.read(4, 4) == 0                 # not ESEL: reads 0, clears nothing
+    ged.raise_event(0x20)
+    assert line.pulses == [41, 41]
+    assert ged.read(0, 4) == 0x20
+
+
+def test_pl011_transmit_and_receive_interrupts_are_independent() -> None:
+    u = Pl011(lambda b: None, Line(), UART_INTID)
+    u.feed(b"q")
+    u.write(DR, 4, ord("w"))                      # TX raised, RX still raised
+    assert u.read(RIS, 4) == RXIM | TXIM
+    assert u.read(DR, 4) == ord("q")
+    u.write(ICR, 4, TXIM)                         # 3.3.14: clears exactly the bits written
+    assert u.read(RIS, 4) == 0

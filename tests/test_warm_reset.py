@@ -161,3 +161,56 @@ def test_max_reboots_is_checked(value: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "armras", "run", "--max-reboots", value, "x.elf"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "--max-reboots" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# --- the boot error region's bookkeeping: mutants of armras/ras/bert.py ---------------
+
+def test_boot_error_region_keeps_room_for_the_terminating_header() -> None:
+    # ACPI 6.4 18.3.1: the region holds Generic Error Status Blocks one after another; an
+    # empty block header (20 bytes, 18.3.2.7) ends the list. QEMU's memory-error record is
+    # 172 bytes (20 + a 72-byte data entry + an 80-byte memory error section).
+    from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+
+    from armras.board.memory import PhysicalMemory, Region
+    from armras.ras.bert import BootErrorRegion
+    from armras.ras.cper import memory_error_record
+
+    base, ram = 0x4000_0000, 0x10_0000
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+    uc.mem_map(base, ram)
+    mem = PhysicalMemory(uc, [Region("ram", base, ram)])
+    record = memory_error_record(0x4012_3000)
+    assert len(record) == 172
+    region = BootErrorRegion(mem, base, 2 * 172 + 20)
+    region.append(record)
+    region.append(record)                           # exactly fills it, header included
+    assert region.records == 2 and region.used == 344
+    assert uc.mem_read(base + 172, 172) == record
+    with pytest.raises(ArmrasError, match=r"\(364 bytes\) has no room for another 172-byte record \(2 recorded\)"):
+        region.append(record)
+    small = BootErrorRegion(mem, base, 2 * 172 + 19)
+    small.append(record)
+    with pytest.raises(ArmrasError, match=r"\(1 recorded\)"):
+        small.append(record)
+    inactive = bytes(4) + record[4:]                # Block Status 0: not a record (Linux skips it)
+    with pytest.raises(ArmrasError):
+        region.install([inactive])
+
+
+def test_boot_error_region_takes_records_longer_than_a_ghes_block() -> None:
+    # The BERT region is not a 1 KiB GHES block: a record is bounded by the region only.
+    from unicorn import UC_ARCH_ARM64, UC_MODE_ARM, Uc
+
+    from armras.board.memory import PhysicalMemory, Region
+    from armras.ras.bert import BootErrorRegion
+    from armras.ras.cper import MEMORY_ERROR_GUID, generic_error_status, memory_error_section
+
+    base, ram = 0x4000_0000, 0x10_0000
+    uc = Uc(UC_ARCH_ARM64, UC_MODE_ARM)
+    uc.mem_map(base, ram)
+    region = BootErrorRegion(PhysicalMemory(uc, [Region("ram", base, ram)]), base, 4096)
+    record = generic_error_status([(MEMORY_ERROR_GUID, memory_error_section(0x4000_0000 + i * 0x1000))
+                                   for i in range(20)])
+    assert len(record) == 20 + 20 * (72 + 80)
+    region.install([record])
+    assert region.records == 1 and uc.mem_read(base, len(record)) == record

@@ -319,7 +319,7 @@ class GicV2:
             sources = self.banks[cpu].sgi_sources
             return sum((sources[i] & 0xFF) << (8 * k) for k, i in enumerate(range(idx, idx + size)) if i < NUM_SGIS)
         if off == GICD_PIDR2:
-            return 0x20  # ArchRev 2
+            return 0x2B  # ArchRev 2 [7:4]; JEDEC [3] and JEP106 Arm [2:0] (QEMU arm_gic.c gic_id_gicv2)
         return 0
 
     def _dist_write(self, off: int, size: int, value: int) -> None:
