@@ -98,7 +98,8 @@ def test_debian_kernel_handles_gpio_notified_errors(inject: str, expected: list[
     console = tmp_path / "console.log"
     proc = subprocess.run(
         [sys.executable, "-m", "armras", "run", "--kernel", str(kernel), "--initrd", str(initramfs),
-         "--append", "console=ttyAMA0 seatest", "--inject", inject, "--timeout", "300",
+         # nokaslr: 0x48000000 must be a free page; a KASLR-placed kernel image may cover it.
+         "--append", "console=ttyAMA0 nokaslr seatest", "--inject", inject, "--timeout", "300",
          "--console", str(console)], capture_output=True, text=True, timeout=400)
     out = console.read_text(errors="replace")
     assert proc.returncode == 0, f"{proc.stderr}\n{out[-3000:]}"

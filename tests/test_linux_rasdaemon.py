@@ -42,7 +42,8 @@ from test_smp import initramfs  # noqa: F401  (fixture: builds the project's /in
 pytestmark = pytest.mark.kernel
 
 SCRIPT = REPO / "tests" / "data" / "rasdaemon.sh"
-GPIO_PA = 0x4800_0000                 # a free page well inside the 512 MiB guest
+GPIO_PA = 0x4800_0000                 # a free page well inside the 512 MiB guest (nokaslr: no
+                                      # KASLR-placed kernel image over it)
 ARM_MPIDR_RES1 = 1 << 31             # MPIDR_EL1 bit 31 is RES1; Aff0 (bits 7:0) = the CPU
 
 
@@ -79,7 +80,7 @@ def _run(series: str, initrd: Path, log_path: Path) -> tuple[str, int, float]:
     m = Machine(MachineConfig(console=console, cpus=cpus, timeout=1800.0))
     start = time.monotonic()
     try:
-        boot_linux(m, debian_kernel(series), initrd, "console=ttyAMA0 armras_sh=/rasdaemon.sh")
+        boot_linux(m, debian_kernel(series), initrd, "console=ttyAMA0 nokaslr armras_sh=/rasdaemon.sh")
         schedule_poison_on(m, r"^SEATEST victim .*PADDR=(0x[0-9a-f]+)")
         schedule(m, parse_inject_spec(f"gpio:pa={GPIO_PA:#x},on=^RASTEST gpio$"))
         schedule(m, parse_inject_spec(f"arm:cpu={cpus - 1},severity=corrected,on=^RASTEST arm$"))
