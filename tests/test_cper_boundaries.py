@@ -305,3 +305,16 @@ def test_short_fru_text_is_zero_padded_after_it_and_block_status_can_be_given() 
     # 18.3.2.7 Block Status, u32 at 0: as given (0 = no valid data), else from the severity.
     assert struct.unpack_from("<I", generic_error_status([(MEM_GUID, bytes(80))], block_status=0))[0] == 0
     assert struct.unpack_from("<I", generic_error_status([(MEM_GUID, bytes(80))], block_status=0x13))[0] == 0x13
+
+
+def test_memory_section_module_handle_names_the_dimm() -> None:
+    # UEFI 2.9 N.2.5 Memory Error Section: Validation Bits at 0 (bit 1 physical address, bit 14
+    # memory error type, bit 17 module handle), Module Handle (u16) at 78; QEMU sets neither.
+    from armras.ras.cper import memory_error_section
+
+    plain = memory_error_section(0x4800_0000)
+    named = memory_error_section(0x4800_0000, module_handle=0x1100)
+    assert len(named) == 80 and int.from_bytes(plain[0:8], "little") == 0x4002
+    assert int.from_bytes(named[0:8], "little") == 0x2_4002
+    assert named[78:80] == b"\x00\x11" and plain[78:80] == b"\x00\x00"
+    assert named[8:78] == plain[8:78]

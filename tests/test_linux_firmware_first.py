@@ -132,3 +132,16 @@ def test_sei_source_is_refused_by_linux_and_its_serror_graded_by_severity(series
     assert sei.records_written == 1 and sei.block_status() == 0x2     # correctable, never consumed
     assert m.vcpus[0].serrors_taken == 1
     assert "SLEEP DONE" in out and "SError Interrupt" not in out and "Kernel panic" not in out
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_memory_error_names_its_dimm_from_smbios(series: str, initramfs: Path) -> None:  # noqa: F811
+    # dimm=yes sets the memory section's Module Handle (UEFI N.2.5, validation bit 17) to the
+    # board's SMBIOS type 17 structure; Linux's cper_print_mem looks it up with dmi_memdev_name
+    # and prints its bank and device locators.
+    m, out, status = _boot(series, initramfs, f"console=ttyAMA0 {NOKASLR} armras_sleep_ms=1000",
+                           [f"gpio:pa={SDEI_PA:#x},dimm=yes,on=^SLEEP ms="])
+    assert status == 0, out[-3000:]
+    gpio = _block(out, 1)
+    assert f"physical_address: {SDEI_PA:#018x}" in gpio
+    assert "DIMM location: BANK 0 DIMM 0" in gpio, gpio

@@ -35,6 +35,9 @@ Spec grammar (the value of `armras run --inject`):
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
     severity= recoverable (default) | fatal | corrected | none (pcie: from the error's class)
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
+    dimm=       memory errors: yes (the board's one DIMM, SMBIOS handle 0x1100) or an SMBIOS
+                handle: the record's Module Handle, so the OS can name the DIMM (Linux:
+                "DIMM location: BANK 0 DIMM 0"); QEMU's records never carry one
     aet=        serror only, required: the RAS error type in ESR_EL1.AET: uc | ue (UEU) |
                 uer | ueo | ce (armras.arch.cpu.serror_syndrome)
     cpu=N       the CPU (0-based index) that takes the SEA / SError / SDEI event or reports
@@ -63,6 +66,7 @@ from armras.events import hex_or_none
 from armras.arch.cpu import MIDR_EL1, SERROR_AETS
 from armras.board.vcpu import MPIDR_RES1
 from armras.devices import pcie
+from armras.firmware.smbios import HANDLE_MEMORY_DEVICE
 from armras.ras import cper, pcie_errors
 from armras.ras.ghes import GhesSource
 from armras.ras.sources import NOTIFY_BY_NAME, Notify
@@ -93,6 +97,7 @@ class InjectSpec:
     on: str | None = None
     source: int | None = None
     aet: str | None = None                   # serror: a key of SERROR_AETS
+    dimm: int | None = None                  # memory errors: the DIMM's SMBIOS handle (Module Handle)
     dev: str | None = None                   # aer/pcie: BB:DD.F
     status: str | None = None                # aer/pcie: a key of pcie_errors.STATUS_NAMES
     cor: int | None = None                   # aer/pcie: raw Correctable Error Status bits
@@ -216,6 +221,14 @@ def parse_inject_spec(text: str) -> InjectSpec:
             if not all(0 <= n <= 0xFFFF_FFFF for n in numbers):
                 raise ArmrasError(f"--inject {text!r}: header= words must be 32-bit")
             fields["header"] = numbers
+        elif key == "dimm":
+            if value.lower() == "yes":
+                fields["dimm"] = HANDLE_MEMORY_DEVICE
+            else:
+                number = _int(text, key, value)
+                if not 0 <= number <= 0xFFFE:
+                    raise ArmrasError(f"--inject {text!r}: dimm={value} is not an SMBIOS handle (0-0xfffe) or yes")
+                fields["dimm"] = number
         elif key == "aet":
             if value.lower() not in SERROR_AETS:
                 raise ArmrasError(f"--inject {text!r}: unknown aet {value!r} (expected {' | '.join(SERROR_AETS)})")
@@ -239,6 +252,8 @@ def parse_inject_spec(text: str) -> InjectSpec:
             raise ArmrasError(f"--inject {text!r}: mpidr=/va=/cpu= go with type= (an ARM processor error)")
     if spec.kind in MEMORY_KINDS and spec.pa is None:
         raise ArmrasError(f"--inject {text!r}: {spec.kind} needs pa=")
+    if spec.dimm is not None and not (spec.kind in MEMORY_KINDS or (spec.kind == "bert" and spec.error_type is None)):
+        raise ArmrasError(f"--inject {text!r}: dimm= names the DIMM of a memory error (sea/gpio/sdei/polled/sei/bert)")
     _check_serror_keys(text, spec, seen)
     _check_pcie_keys(text, spec, seen)
     if spec.kind == "pcie" and "severity" in seen:
@@ -361,7 +376,8 @@ def _perform(machine: Machine, spec: InjectSpec, pa: int | None) -> GhesSource |
                                     f"({machine.ram.base:#x}-{machine.ram.end - 1:#x})")
     if spec.kind in MEMORY_KINDS:
         assert pa is not None
-        return machine.report(cper.memory_error_record(pa, spec.severity), notify=NOTIFY_BY_NAME[spec.kind],
+        return machine.report(cper.memory_error_record(pa, spec.severity, module_handle=spec.dimm),
+                              notify=NOTIFY_BY_NAME[spec.kind],
                               source_id=spec.source, cpu=spec.cpu)
     if spec.kind in PCIE_KINDS:
         return _perform_pcie(machine, spec)
@@ -371,7 +387,7 @@ def _perform(machine: Machine, spec: InjectSpec, pa: int | None) -> GhesSource |
         return None
     if spec.kind == "bert" and spec.error_type is None:
         assert pa is not None
-        record = cper.memory_error_record(pa, spec.severity)
+        record = cper.memory_error_record(pa, spec.severity, module_handle=spec.dimm)
     else:
         info = cper.ArmErrorInfo(spec.error_type or "cache", virt_addr=spec.va, phys_addr=pa)
         reporter = machine.vcpu(spec.cpu)     # the CPU that reports the error, as firmware would

@@ -87,6 +87,7 @@ MEM_VALID_ERROR_STATUS = 1 << 0
 MEM_VALID_PA = 1 << 1
 MEM_VALID_PA_MASK = 1 << 2
 MEM_VALID_ERROR_TYPE = 1 << 14
+MEM_VALID_MODULE_HANDLE = 1 << 17   # Module Handle: the SMBIOS type 17 (Memory Device) structure
 MEM_PA_OFFSET = 16
 
 MEMORY_ERROR_TYPES: tuple[str, ...] = (
@@ -195,17 +196,26 @@ def memory_error_section(
     *,
     physical_address_mask: int | None = None,
     error_status: int | None = None,
+    module_handle: int | None = None,
 ) -> bytes:
-    """An 80-byte Memory Error Section; with defaults exactly the one QEMU writes."""
+    """An 80-byte Memory Error Section; with defaults exactly the one QEMU writes.
+
+    `module_handle` names the DIMM: the SMBIOS handle of its type 17 structure (Linux
+    prints "DIMM location: <bank locator> <device locator>" from it, dmi_memdev_name).
+    """
     valid = MEM_VALID_ERROR_TYPE | MEM_VALID_PA
     if physical_address_mask is not None:
         valid |= MEM_VALID_PA_MASK
     if error_status is not None:
         valid |= MEM_VALID_ERROR_STATUS
+    if module_handle is not None:
+        if not 0 <= module_handle <= 0xFFFF:
+            raise ArmrasError(f"memory error section: module handle {module_handle:#x} is not a 16-bit SMBIOS handle")
+        valid |= MEM_VALID_MODULE_HANDLE
     return struct.pack(
         MEM_SECTION_FORMAT, valid, _u64(error_status or 0), _u64(physical_address),
         _u64(physical_address_mask or 0), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        error_type & 0xFF, 0, 0, 0, 0,
+        error_type & 0xFF, 0, 0, 0, module_handle or 0,
     )
 
 
@@ -375,10 +385,12 @@ def generic_error_status(
     return struct.pack(ESTATUS_FORMAT, status, 0, 0, len(entries), int(severity)) + entries
 
 
-def memory_error_record(physical_address: int, severity: int = Severity.RECOVERABLE) -> bytes:
-    """The 172-byte memory-error record QEMU's acpi_ghes_memory_errors writes."""
+def memory_error_record(physical_address: int, severity: int = Severity.RECOVERABLE, *,
+                        module_handle: int | None = None) -> bytes:
+    """The 172-byte memory-error record QEMU's acpi_ghes_memory_errors writes (plus, if given,
+    the DIMM's SMBIOS handle, which QEMU never sets)."""
     return generic_error_status(
-        [(MEMORY_ERROR_GUID, memory_error_section(physical_address))], severity
+        [(MEMORY_ERROR_GUID, memory_error_section(physical_address, module_handle=module_handle))], severity
     )
 
 
