@@ -147,6 +147,15 @@ def debian_kernel(series: str) -> Path:
     return path
 
 
+def run_linux(series: str, initrd: Path, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`armras run` a Debian kernel in a child process; returns it and its console (tmp_path/console.log)."""
+    console = tmp_path / "console.log"
+    proc = subprocess.run(
+        [sys.executable, "-m", "armras", "run", "--kernel", str(debian_kernel(series)), "--initrd", str(initrd),
+         "--timeout", "300", "--console", str(console), *args], capture_output=True, text=True, timeout=400)
+    return proc, console.read_text(errors="replace").replace("\r\n", "\n")
+
+
 def in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:
     """Each pattern must match after the previous one's match; returns the matches."""
     pos, found = 0, []

@@ -7,25 +7,15 @@ through cper_estatus_print, and "BERT: Total records found: 1".
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import debian_kernel
+from conftest import run_linux as _run
 from test_smp import initramfs  # noqa: F401  (fixture)
 from test_linux import in_order
 
 pytestmark = pytest.mark.kernel
-
-
-def _run(series: str, initrd: Path, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
-    console = tmp_path / "console.log"
-    proc = subprocess.run(
-        [sys.executable, "-m", "armras", "run", "--kernel", str(debian_kernel(series)), "--initrd", str(initrd),
-         "--timeout", "300", "--console", str(console), *args], capture_output=True, text=True, timeout=400)
-    return proc, console.read_text(errors="replace").replace("\r\n", "\n")
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])

@@ -18,12 +18,11 @@ import base64
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import debian_kernel, require_tool
+from conftest import require_tool, run_linux as _run
 from test_smp import initramfs  # noqa: F401  (fixture)
 from test_linux import in_order
 
@@ -47,14 +46,6 @@ def _ssdt(tmp_path: Path) -> bytes:
     (tmp_path / "ssdt.asl").write_text(SSDT_DSL)
     subprocess.run([iasl, "ssdt.asl"], cwd=tmp_path, capture_output=True, check=True)
     return (tmp_path / "ssdt.aml").read_bytes()
-
-
-def _run(series: str, initrd: Path, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
-    console = tmp_path / "console.log"
-    proc = subprocess.run(
-        [sys.executable, "-m", "armras", "run", "--kernel", str(debian_kernel(series)), "--initrd", str(initrd),
-         "--timeout", "300", "--console", str(console), *args], capture_output=True, text=True, timeout=400)
-    return proc, console.read_text(errors="replace").replace("\r\n", "\n")
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
