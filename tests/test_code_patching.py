@@ -15,7 +15,11 @@ instructions' (`mov x0, #10`, `mov x0, #20`), as on hardware.
 """
 from __future__ import annotations
 
+import sys
+
 import pytest
+
+import armras.arch
 
 ALIAS = 0x4000_0000                  # VA + ALIAS maps the same RAM, EL0/EL1 RW, execute-never
 MOV_X0_10 = 0xD2800140               # movz x0, #10
@@ -99,10 +103,39 @@ def run(board, maintenance: str):
     return b.x(20), b.x(21), b.machine
 
 
+@pytest.fixture(params=["native", "python"])
+def hooks_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The IC hook of _native.c and its Python twin."""
+    if request.param == "python":
+        monkeypatch.delattr(armras.arch, "_native", raising=False)
+        monkeypatch.setitem(sys.modules, "armras.arch._native", None)
+    return request.param
+
+
 @pytest.mark.parametrize("name,maintenance", MAINTENANCE, ids=[c[0] for c in MAINTENANCE])
-def test_patched_code_runs_after_ic_invalidation(board, name, maintenance):
-    f, g, _ = run(board, maintenance)
+def test_patched_code_runs_after_ic_invalidation(board, hooks_kind, name, maintenance):
+    f, g, m = run(board, maintenance)
+    assert m.icache.native == (hooks_kind == "native")
     assert (f, g) == (10, 20), f"{name}: f returned {f}, g {g}; the old instructions still ran"
+    # IC IVAU drops one line's translations, through the execute-never alias too (by its
+    # physical address); only IC IALLU[IS] drops them all.
+    assert m.tb_flushes == (1 if name.startswith("ic_iallu") else 0), name
+
+
+def test_ivau_by_alias_in_a_loop_over_a_page(board, hooks_kind):
+    """Linux's sync of a new user code page: IC IVAU over every line of it through the
+    linear map. The page's translations go, the others stay, and nothing is flushed whole."""
+    loop = """ mov x15, x13
+ bic x15, x15, #0xfff
+ add x16, x15, #4096
+1: ic ivau, x15
+ add x15, x15, #64
+ cmp x15, x16
+ b.lo 1b"""
+    f, g, m = run(board, loop)
+    assert (f, g) == (10, 20)
+    assert m.tb_flushes == 0
+    assert m.icache.lines >= 4096 // 64
 
 
 def test_unicorn_misses_the_second_store_without_maintenance(board):

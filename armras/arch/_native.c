@@ -285,6 +285,8 @@ static uint32_t armras_sysreg_hook(void *uc, int reg, const armras_cp_reg *cp, v
 typedef int (*uc_vmem_translate_fn)(void *uc, uint64_t address, int prot, uint64_t *paddress);
 typedef int (*uc_ctl_fn)(void *uc, int control, ...);
 
+#define ARMRAS_IC_RANGES 64
+
 typedef struct {
     armras_block_state *blocks;     /* where a full flush is requested */
     uc_vmem_translate_fn vmem_translate;
@@ -294,7 +296,52 @@ typedef struct {
     uint64_t line_size;             /* smallest I-cache line, CTR_EL0.IminLine */
     uint64_t lines;                 /* IC IVAU served by dropping one line's translations */
     uint64_t flushes;               /* full flushes requested */
+    int32_t prot_read;              /* UC_PROT_READ */
+    int32_t full;                   /* a full flush is pending (else only `ranges`) */
+    uint64_t nranges;               /* physical ranges pending, merged when adjacent */
+    uint64_t ranges[ARMRAS_IC_RANGES][2];   /* [start, end) physical, dropped at the stop */
 } armras_ic_state;
+
+/* Stop at the next block (a loop of IC IVAU runs on first): Python then drops what is pending. */
+static void armras_ic_request(armras_ic_state *st)
+{
+    if (!st->blocks->tb_flush_pending) {
+        st->blocks->tb_flush_pending = 1;
+        st->blocks->tb_flush_block = st->blocks->block_start;
+    }
+}
+
+static void armras_ic_full(armras_ic_state *st)
+{
+    if (!st->full) {
+        st->full = 1;
+        st->nranges = 0;
+        st->flushes++;
+    }
+    armras_ic_request(st);
+}
+
+/* IC IVAU of a line whose VA translates (for reads: the Arm ARM's rule for IC by VA) but is
+ * not executable here, e.g. Linux syncing a user page through its linear map: its
+ * translations are dropped by physical address at the stop (ICacheMaintenance.apply). */
+static void armras_ic_pending(armras_ic_state *st, uint64_t pa)
+{
+    uint64_t end = pa + st->line_size;
+    if (st->full)
+        return;
+    if (st->nranges && st->ranges[st->nranges - 1][1] == pa) {
+        st->ranges[st->nranges - 1][1] = end;
+    } else if (st->nranges < ARMRAS_IC_RANGES) {
+        st->ranges[st->nranges][0] = pa;
+        st->ranges[st->nranges][1] = end;
+        st->nranges++;
+    } else {
+        armras_ic_full(st);
+        return;
+    }
+    st->lines++;
+    armras_ic_request(st);
+}
 
 static uint32_t armras_ic_hook(void *uc, int reg, const armras_cp_reg *cp, void *user_data)
 {
@@ -310,14 +357,14 @@ static uint32_t armras_ic_hook(void *uc, int reg, const armras_cp_reg *cp, void 
             st->lines++;
             return 0;
         }
+        if (st->vmem_translate(uc, start, st->prot_read, &pa) == 0) {
+            armras_ic_pending(st, pa);
+            return 0;
+        }
     } else if (!(cp->op1 == 0 && cp->op2 == 0 && (cp->crm == 5 || cp->crm == 1))) {
         return 0;                                                   /* not IC IALLU[IS] */
     }
-    if (!st->blocks->tb_flush_pending) {
-        st->blocks->tb_flush_pending = 1;
-        st->blocks->tb_flush_block = st->blocks->block_start;
-        st->flushes++;
-    }
+    armras_ic_full(st);
     return 0;
 }
 

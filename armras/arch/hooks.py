@@ -14,7 +14,7 @@ import logging
 from typing import Callable
 
 from unicorn import UC_HOOK_BLOCK, UC_HOOK_CODE, Uc, UcError
-from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH
+from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH, UC_CTL_TLB_FLUSH
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
@@ -336,15 +336,22 @@ class SysregTrap:
         return update
 
 
+IC_RANGES = 64                        # physical ranges an IC IVAU loop may leave pending (_native.c)
+
+
 class _ICState(ctypes.Structure):
     _fields_ = [("blocks", ctypes.c_void_p), ("vmem_translate", ctypes.c_void_p), ("ctl", ctypes.c_void_p),
                 ("remove_cache", ctypes.c_int32), ("prot_exec", ctypes.c_int32),
-                ("line_size", ctypes.c_uint64), ("lines", ctypes.c_uint64), ("flushes", ctypes.c_uint64)]
+                ("line_size", ctypes.c_uint64), ("lines", ctypes.c_uint64), ("flushes", ctypes.c_uint64),
+                ("prot_read", ctypes.c_int32), ("full", ctypes.c_int32), ("nranges", ctypes.c_uint64),
+                ("ranges", (ctypes.c_uint64 * 2) * IC_RANGES)]
 
 
 IC_IVAU = (3, 5, 1)                   # (op1, CRm, op2) of SYS with op0 1, CRn 7
 IC_IALLU = ((0, 5, 0), (0, 1, 0))     # IC IALLU, IC IALLUIS
 CTR_EL0 = (3, 3, 0, 0, 1)
+SCTLR_EL1 = (3, 0, 1, 0, 0)
+SCTLR_M = 1 << 0                      # stage 1 MMU enable for EL1&0
 
 
 class ICacheMaintenance:
@@ -355,14 +362,20 @@ class ICacheMaintenance:
     tlb_protect_code is a stub). Linux patches its own text through the linear map, so
     the old instructions kept running. Software that writes instructions must follow with
     IC IVAU or IC IALLU[IS] (Arm ARM B2.4.4; this CPU's CTR_EL0.DIC is 0), so: IC IVAU
-    drops the translations of that line (of every alias: a physical line), or all of
-    them when its VA is not executable here; IC IALLU[IS] drops all of them (one cache
-    for every vCPU), before any other block runs (BlockHook.tb_flush_pending).
-    See _native.c armras_ic_hook, which does this without Python.
+    drops the translations of that line (of every alias: a physical line); IC IALLU[IS]
+    drops all of them (one cache for every vCPU), before any other block runs
+    (BlockHook.tb_flush_pending). See _native.c armras_ic_hook, which does this without
+    Python.
+
+    An IC IVAU whose VA is readable but not executable here (Linux syncs every new user
+    code page through its execute-never linear map) is kept as a physical range and
+    dropped at the stop by `apply`: Unicorn drops translations only by an executable VA,
+    so `apply` turns the EL1&0 MMU off for the moment (VA = PA) and drops each range by
+    its physical address. A full flush instead cost ~40 ms of retranslation per page.
     """
 
     def __init__(self, uc: Uc, blocks: BlockHook, line_size: int) -> None:
-        from unicorn import UC_HOOK_INSN, UC_PROT_EXEC
+        from unicorn import UC_HOOK_INSN, UC_PROT_EXEC, UC_PROT_READ
         from unicorn.arm64_const import UC_ARM64_INS_SYS
         from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_REMOVE_CACHE
 
@@ -379,7 +392,7 @@ class ICacheMaintenance:
             _native = None
         self.native = _native is not None and _native.ic_state_size == ctypes.sizeof(_ICState)
         st = self.state = _ICState(blocks=ctypes.addressof(blocks.state), line_size=line_size,
-                                   prot_exec=UC_PROT_EXEC,
+                                   prot_exec=UC_PROT_EXEC, prot_read=UC_PROT_READ,
                                    remove_cache=UC_CTL_TB_REMOVE_CACHE | 2 << 26 | UC_CTL_IO_WRITE << 30,
                                    vmem_translate=ctypes.cast(lib.uc_vmem_translate, ctypes.c_void_p).value,
                                    ctl=ctypes.cast(lib.uc_ctl, ctypes.c_void_p).value)
@@ -391,27 +404,88 @@ class ICacheMaintenance:
             if status != 0:
                 raise UcError(status)
         else:
-            self._prot_exec = UC_PROT_EXEC
             uc.hook_add(UC_HOOK_INSN, self._python_hook, None, 1, 0, UC_ARM64_INS_SYS)
 
+    def _translate(self, uc: Uc, va: int, prot: int) -> int | None:
+        pa = ctypes.c_uint64()
+        if _ucmod.uclib.uc_vmem_translate(uc._uch, va, prot, ctypes.byref(pa)) != 0:
+            return None
+        return pa.value
+
+    def _request(self) -> None:
+        blocks = self._blocks.state
+        if not blocks.tb_flush_pending:
+            blocks.tb_flush_pending = 1
+            blocks.tb_flush_block = blocks.block_start
+
+    def _full(self) -> None:
+        st = self.state
+        if not st.full:
+            st.full, st.nranges = 1, 0
+            st.flushes += 1
+        self._request()
+
+    def _pending(self, pa: int) -> None:
+        st = self.state
+        if st.full:
+            return
+        end = pa + self.line_size
+        if st.nranges and st.ranges[st.nranges - 1][1] == pa:
+            st.ranges[st.nranges - 1][1] = end
+        elif st.nranges < IC_RANGES:
+            st.ranges[st.nranges][0], st.ranges[st.nranges][1] = pa, end
+            st.nranges += 1
+        else:
+            self._full()
+            return
+        st.lines += 1
+        self._request()
+
     def _python_hook(self, uc: Uc, _reg: int, cp: _CpReg, _ud: object) -> bool:
+        """The same as _native.c armras_ic_hook."""
         if cp.op0 != 1 or cp.crn != 7:
             return False
         op = (cp.op1, cp.crm, cp.op2)
         if op == IC_IVAU:
             start = cp.val & ~(self.line_size - 1)
-            pa = ctypes.c_uint64()
-            if _ucmod.uclib.uc_vmem_translate(uc._uch, start, self._prot_exec, ctypes.byref(pa)) == 0:
+            if self._translate(uc, start, self.state.prot_exec) is not None:
                 uc.ctl_remove_cache(start, start + self.line_size)
                 self.state.lines += 1
                 return False
+            pa = self._translate(uc, start, self.state.prot_read)
+            if pa is not None:
+                self._pending(pa)
+                return False
         elif op not in IC_IALLU:
             return False
-        blocks = self._blocks.state
-        if not blocks.tb_flush_pending:
-            blocks.tb_flush_pending = 1
-            blocks.tb_flush_block = blocks.block_start
-            self.state.flushes += 1
+        self._full()
+        return False
+
+    def apply(self, el: int) -> bool:
+        """Drop what the guest's maintenance left pending, with the CPU stopped at `el`.
+
+        Returns whether every translation was dropped (a full flush)."""
+        st = self.state
+        ranges = [(st.ranges[i][0], st.ranges[i][1]) for i in range(st.nranges)]
+        full = bool(st.full) or (bool(ranges) and el > 1)     # the EL2/EL3 regimes: no MMU switch here
+        st.full, st.nranges = 0, 0
+        self._blocks.tb_flushed()
+        uc = self._uc
+        if full:
+            uc.ctl(UC_CTL_TB_FLUSH, UC_CTL_IO_WRITE)
+            return True
+        if ranges:
+            # Unicorn writes SCTLR_EL1 raw (no TLB flush): flush before, so that no guest
+            # entry for VA = PA is used, and after, so that the identity entries go.
+            sctlr = uc.cpr_read(*SCTLR_EL1)
+            uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
+            uc.cpr_write(*SCTLR_EL1, sctlr & ~SCTLR_M)
+            try:
+                for start, end in ranges:
+                    uc.ctl_remove_cache(start, end)
+            finally:
+                uc.cpr_write(*SCTLR_EL1, sctlr)
+                uc.ctl(UC_CTL_TLB_FLUSH, UC_CTL_IO_WRITE)
         return False
 
     @property

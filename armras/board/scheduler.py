@@ -41,7 +41,7 @@ from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH, UC_CTL_TLB_F
 from unicorn.unicorn_py3.unicorn import UcContext
 
 from armras.arch.cpu import PSTATE_A, PSTATE_I, VECTOR_IRQ, Cpu, GuestFault
-from armras.arch.hooks import BlockHook, SysregTrap
+from armras.arch.hooks import BlockHook, ICacheMaintenance, SysregTrap
 from armras.board.vcpu import MPIDR_RES1, VMPIDR_EL2, Power, VCpu
 from armras.devices.gicv2 import GicV2
 from armras.errors import ArmrasError
@@ -112,6 +112,7 @@ class Board(Protocol):
     det: DeterministicClock | None
     vcpus: list[VCpu]
     sdei: SdeiDispatcher
+    icache: ICacheMaintenance
     exit_status: int | None
 
     def sea_safe_at(self, pc: int) -> bool: ...
@@ -340,10 +341,9 @@ class Scheduler:
             self._debug_check(stepping)
 
     def _flush_translations(self) -> None:
-        """Drop every translated block: the guest invalidated its instruction caches."""
-        self.board.blocks.tb_flushed()
-        self.board.uc.ctl(UC_CTL_TB_FLUSH, UC_CTL_IO_WRITE)
-        self.tb_flushes += 1
+        """Drop the translations the guest's instruction cache maintenance invalidated."""
+        if self.board.icache.apply(self.board.cpu.current_el):
+            self.tb_flushes += 1
 
     def _raise_hook_error(self) -> BaseException:
         error, self._hook_error = self._hook_error, None
