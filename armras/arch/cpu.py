@@ -29,6 +29,7 @@ from unicorn.arm64_const import (
     UC_ARM64_REG_X0,
 )
 
+from armras.arch.regs import Regs
 from armras.errors import ArmrasError
 
 log = logging.getLogger(__name__)
@@ -239,6 +240,7 @@ class Cpu:
         _enable_aarch64_el1(self.uc)
         self._exc_offset = exception_offset if exception_offset is not None else _probe_exception_offset()
         self._ctx = self.uc.context_save()
+        self.regs = Regs(self.uc)
         # Consecutive synchronous exceptions taken at the same vector with the same ESR
         # and no progress: a guest stuck in an exception loop.
         self._last_entry: tuple[int, int] | None = None
@@ -250,24 +252,24 @@ class Cpu:
     # --- registers -------------------------------------------------------------------
     @property
     def pc(self) -> int:
-        return self.uc.reg_read(UC_ARM64_REG_PC)
+        return self.regs.read(UC_ARM64_REG_PC)
 
     @pc.setter
     def pc(self, value: int) -> None:
-        self.uc.reg_write(UC_ARM64_REG_PC, value)
+        self.regs.write(UC_ARM64_REG_PC, value)
 
     def x(self, n: int) -> int:
-        return self.uc.reg_read(UC_ARM64_REG_X0 + n)
+        return self.regs.read(UC_ARM64_REG_X0 + n)
 
     def set_x(self, n: int, value: int) -> None:
-        self.uc.reg_write(UC_ARM64_REG_X0 + n, value & 0xFFFF_FFFF_FFFF_FFFF)
+        self.regs.write(UC_ARM64_REG_X0 + n, value & 0xFFFF_FFFF_FFFF_FFFF)
 
     def xs(self, count: int) -> list[int]:
-        return list(self.uc.reg_read_batch([UC_ARM64_REG_X0 + i for i in range(count)]))
+        return list(self.regs.read_many([UC_ARM64_REG_X0 + i for i in range(count)]))
 
     @property
     def pstate(self) -> int:
-        return self.uc.reg_read(UC_ARM64_REG_PSTATE)
+        return self.regs.read(UC_ARM64_REG_PSTATE)
 
     @property
     def current_el(self) -> int:
@@ -285,10 +287,10 @@ class Cpu:
         return bool(self.pstate & PSTATE_A)
 
     def sysreg(self, enc: tuple[int, int, int, int, int]) -> int:
-        return self.uc.cpr_read(*enc)
+        return self.regs.sysreg(enc)
 
     def set_sysreg(self, enc: tuple[int, int, int, int, int], value: int) -> None:
-        self.uc.cpr_write(*enc, value)
+        self.regs.set_sysreg(enc, value)
 
     def exception_info(self) -> ExceptionInfo:
         """env->exception of the exception being reported to UC_HOOK_INTR right now."""
@@ -301,7 +303,7 @@ class Cpu:
         names = ["pc", "sp", "pstate", "elr_el1", "esr_el1", "far_el1", "vbar_el1"]
         ids = [UC_ARM64_REG_PC, UC_ARM64_REG_SP, UC_ARM64_REG_PSTATE, UC_ARM64_REG_ELR_EL1,
                UC_ARM64_REG_ESR_EL1, UC_ARM64_REG_FAR_EL1, UC_ARM64_REG_VBAR_EL1]
-        return dict(zip(names, self.uc.reg_read_batch(ids)))
+        return dict(zip(names, self.regs.read_many(ids)))
 
     @property
     def exceptions_taken(self) -> int:
@@ -319,26 +321,26 @@ class Cpu:
 
     def enter_el1_reset_state(self) -> None:
         """PSTATE as a CPU leaves reset into the OS (PSCI CPU_ON): EL1h, DAIF all masked."""
-        self.uc.reg_write(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF)
-        self.uc.cpr_write(*SPSR_EL1, 0)   # through the cp-reg path: rebuilds QEMU's cached hflags
+        self.regs.write(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF)
+        self.regs.set_sysreg(SPSR_EL1, 0)   # through the cp-reg path: rebuilds QEMU's cached hflags
 
     # --- returns from EL3 (SDEI dispatch and completion) -------------------------------
     def set_elr_spsr(self, elr: int, spsr: int) -> None:
         """ELR_EL1/SPSR_EL1 as an exception taken from (elr, spsr) leaves them."""
-        self.uc.reg_write(UC_ARM64_REG_ELR_EL1, elr)
-        self.uc.cpr_write(*SPSR_EL1, spsr)
+        self.regs.write(UC_ARM64_REG_ELR_EL1, elr)
+        self.regs.set_sysreg(SPSR_EL1, spsr)
 
     def eret_to(self, pc: int, pstate: int) -> None:
         """Continue at `pc` with `pstate`, as an ERET from EL3 would: the live stack pointer
         becomes the one the new EL/SPSel selects (SP_EL0 or SP_EL1), the old one banked.
         EL1 system registers (ELR_EL1, SPSR_EL1, ...) are left as they are."""
-        old, sp = self.uc.reg_read_batch([UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP])
-        self.uc.reg_write(UC_ARM64_REG_SP_EL1 if _uses_sp_el1(old) else UC_ARM64_REG_SP_EL0, sp)
-        new_sp = self.uc.reg_read(UC_ARM64_REG_SP_EL1 if _uses_sp_el1(pstate) else UC_ARM64_REG_SP_EL0)
-        self.uc.reg_write_batch([(UC_ARM64_REG_PSTATE, pstate), (UC_ARM64_REG_SP, new_sp),
+        old, sp = self.regs.read_many([UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP])
+        self.regs.write(UC_ARM64_REG_SP_EL1 if _uses_sp_el1(old) else UC_ARM64_REG_SP_EL0, sp)
+        new_sp = self.regs.read(UC_ARM64_REG_SP_EL1 if _uses_sp_el1(pstate) else UC_ARM64_REG_SP_EL0)
+        self.regs.write_many([(UC_ARM64_REG_PSTATE, pstate), (UC_ARM64_REG_SP, new_sp),
                                  (UC_ARM64_REG_PC, pc)])
         # Through the cp-reg path, as in take_exception: rebuilds QEMU's cached hflags.
-        self.uc.cpr_write(*SPSR_EL1, self.uc.cpr_read(*SPSR_EL1))
+        self.regs.set_sysreg(SPSR_EL1, self.regs.sysreg(SPSR_EL1))
 
     # --- exception entry -----------------------------------------------------------
     def take_exception(self, kind: int, *, elr: int, esr: int | None = None, far: int | None = None) -> int:
@@ -348,7 +350,7 @@ class Cpu:
         Safe to call inside UC_HOOK_INTR (the PC write redirects the running CPU) and
         between emu_start slices.
         """
-        pstate, sp, sp_el1, vbar = self.uc.reg_read_batch(
+        pstate, sp, sp_el1, vbar = self.regs.read_many(
             [UC_ARM64_REG_PSTATE, UC_ARM64_REG_SP, UC_ARM64_REG_SP_EL1, UC_ARM64_REG_VBAR_EL1])
         el = (pstate >> PSTATE_EL_SHIFT) & 3
         if el > 1:
@@ -373,11 +375,11 @@ class Cpu:
         if far is not None:
             writes.append((UC_ARM64_REG_FAR_EL1, far))
         writes += [(UC_ARM64_REG_PSTATE, PSTATE_EL1H | PSTATE_DAIF), (UC_ARM64_REG_PC, target)]
-        self.uc.reg_write_batch(writes)
+        self.regs.write_many(writes)
         self._entries += 1
         # Written last through the cp-reg path: that rebuilds QEMU's cached hflags after
         # the PSTATE change, without which the handler's ERET would UNDEF.
-        self.uc.cpr_write(*SPSR_EL1, pstate)
+        self.regs.set_sysreg(SPSR_EL1, pstate)
         return target
 
     def _check_exception_loop(self, vbar: int, elr: int, esr: int) -> None:
