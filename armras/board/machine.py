@@ -401,14 +401,14 @@ class Machine:
         if not is_write and self.det is not None:
             value = self.det.read_counter(cp.op0, cp.op1, cp.crn, cp.crm, cp.op2)  # type: ignore[attr-defined]
             if value is not None:
-                self.uc.reg_write(reg, value)
+                self.cpu.regs.write(reg, value)
                 return 1
         if not self.timer.handles(cp.op0, cp.op1, cp.crn, cp.crm):  # type: ignore[attr-defined]
             return 0
         if is_write:
             self.timer.write(cp.crm, cp.op2, cp.val)  # type: ignore[attr-defined]
         else:
-            self.uc.reg_write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
+            self.cpu.regs.write(reg, self.timer.read(cp.crm, cp.op2))  # type: ignore[attr-defined]
         return 1
 
     # --- running (armras.board.scheduler) ----------------------------------------------
@@ -730,7 +730,7 @@ class Machine:
             return True      # EL0, or EL1 with IRQs unmasked: exception state already saved
         if self.cpu.exceptions_taken == 0:
             return True      # nothing was ever entered, so nothing is half-saved
-        elr, spsr = self.cpu.uc.reg_read(UC_ARM64_REG_ELR_EL1), self.cpu.sysreg(SPSR_EL1)
+        elr, spsr = self.cpu.regs.read(UC_ARM64_REG_ELR_EL1), self.cpu.sysreg(SPSR_EL1)
         return pc == elr and (spsr ^ pstate) & (PSTATE_EL_MASK | PSTATE_SP) == 0   # just returned
 
     def take_held_sea(self) -> None:

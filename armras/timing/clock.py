@@ -12,6 +12,8 @@ from typing import Callable
 
 from unicorn import Uc
 
+from armras.arch.regs import Regs
+
 CNTFRQ_EL0 = (3, 3, 14, 0, 0)
 CNTPCT_EL0 = (3, 3, 14, 0, 1)
 CNTVCT_EL0 = (3, 3, 14, 0, 2)
@@ -23,28 +25,29 @@ class SystemCounter:
 
     def __init__(self, uc: Uc) -> None:
         self._uc = uc
-        self.frequency = uc.cpr_read(*CNTFRQ_EL0) or 62_500_000
+        self._regs = Regs(uc)
+        self.frequency = self._regs.sysreg(CNTFRQ_EL0) or 62_500_000
         self._cntvoff = 0
         self.skipped_ticks = 0
         self.restart()
 
     def restart(self) -> None:
         """Make the virtual counter (guest time) read zero now."""
-        self._set_offset(self._uc.cpr_read(*CNTPCT_EL0))
+        self._set_offset(self._regs.sysreg(CNTPCT_EL0))
 
     def _set_offset(self, value: int) -> None:
         self._cntvoff = value & 0xFFFF_FFFF_FFFF_FFFF
-        self._uc.cpr_write(*CNTVOFF_EL2, self._cntvoff)
+        self._regs.set_sysreg(CNTVOFF_EL2, self._cntvoff)
 
     def load_cpu(self) -> None:
         """A CPU was switched in: give it the board's CNTVOFF (each CPU's context has its own)."""
-        self._uc.cpr_write(*CNTVOFF_EL2, self._cntvoff)
+        self._regs.set_sysreg(CNTVOFF_EL2, self._cntvoff)
 
     def physical_count(self) -> int:
-        return self._uc.cpr_read(*CNTPCT_EL0)
+        return self._regs.sysreg(CNTPCT_EL0)
 
     def virtual_count(self) -> int:
-        return self._uc.cpr_read(*CNTVCT_EL0)
+        return self._regs.sysreg(CNTVCT_EL0)
 
     def guest_seconds(self) -> float:
         return self.virtual_count() / self.frequency
