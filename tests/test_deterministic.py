@@ -230,3 +230,33 @@ def test_alarm_thread_ends_when_closed() -> None:
     assert alarm_threads() == before + 1
     alarm.close()
     assert alarm_threads() == before
+
+
+def test_alarm_disarmed_by_none_and_rearmed_after_firing() -> None:
+    # --deterministic arms the wall-clock alarm with None (no --timeout): it must never fire;
+    # a deadline equal to one that already fired must fire again.
+    import threading
+    import time
+
+    from armras.timing.clock import Alarm
+
+    fired: list[float] = []
+    event = threading.Event()
+
+    def fire() -> None:
+        fired.append(time.monotonic())
+        event.set()
+
+    alarm = Alarm(fire)
+    try:
+        soon = time.monotonic() + 0.05
+        alarm.arm(soon)
+        alarm.arm(None)                              # disarmed before it was due
+        assert not event.wait(0.3) and fired == []
+        alarm.arm(soon)                              # in the past now: fires at once
+        assert event.wait(5)
+        event.clear()
+        alarm.arm(soon)                              # the same deadline again, after firing
+        assert event.wait(5) and len(fired) == 2
+    finally:
+        alarm.close()

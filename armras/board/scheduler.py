@@ -384,11 +384,11 @@ class Scheduler:
         item.action()
 
     # --- deadlines -----------------------------------------------------------------------
-    def _next_deadline(self) -> float:
+    def _next_deadline(self) -> float | None:
         b = self.board
-        now = time.monotonic()
         if b.det is not None:   # deadlines are instruction counts (stop_at); only --timeout is wall time
-            return self._deadline_wall if self._deadline_wall is not None else now + 3600.0
+            return self._deadline_wall
+        now = time.monotonic()
         quantum = MASKED_IRQ_POLL if b.gic.irq_asserted(self.current) else POLL_QUANTUM
         deadline = now + quantum
         for ticks in self._timer_ticks():

@@ -77,8 +77,13 @@ class Alarm:
         self._thread = threading.Thread(target=self._run, name="armras-alarm", daemon=True)
         self._thread.start()
 
-    def arm(self, deadline: float) -> None:
+    def arm(self, deadline: float | None) -> None:
+        """Fire at `deadline` (time.monotonic()), or never (None). An unchanged deadline
+        does not wake the thread: under --deterministic the loop re-arms at every timer
+        write, and each wake-up made the CPU thread wait for the GIL."""
         with self._cond:
+            if deadline == self._deadline:
+                return
             self._deadline = deadline
             self._cond.notify()
 
