@@ -210,3 +210,29 @@ def test_deterministic_counter_is_exact_inside_a_translation_block(board, nops):
 """, deterministic=True)
     assert b.run().status == 0
     assert b.x(5) == nops + 1
+
+
+def test_a_prompt_without_newline_reaches_the_console_while_the_guest_waits(board):
+    # The console writes whole lines; an unfinished one (a shell prompt) must still show
+    # once the guest idles, not only when the run ends.
+    b = board("""
+ ldr x1, =0x09000000          // PL011 UARTDR
+ mov w2, #'o'
+ strb w2, [x1]
+ mov w2, #'k'
+ strb w2, [x1]
+ mov w2, #'>'
+ strb w2, [x1]
+1: wfi
+ b 1b
+""")
+    m = b.machine
+    seen: list[bytes] = []
+
+    def look() -> None:
+        seen.append(b.console.getvalue())
+        m.power_off(0, "test done")
+
+    m.at_guest_time(0.2, look, "test: look at the console")
+    assert b.run().status == 0
+    assert seen == [b"ok>"]

@@ -512,6 +512,7 @@ class Scheduler:
         b = self.board
         if self._pending:
             return
+        b.flush_console()      # a prompt without a newline shows while the guest waits
         if b.det is not None and b.det.skip_to_next_deadline(
                 self._time_events[0][0] if self._time_events else None):
             return
