@@ -55,7 +55,9 @@ SCTLR_EL1 = (3, 0, 1, 0, 0)
 TCR_EL1 = (3, 0, 2, 0, 2)
 TTBR0_EL1 = (3, 0, 2, 0, 0)
 TTBR1_EL1 = (3, 0, 2, 0, 1)
+MAIR_EL1 = (3, 0, 10, 2, 0)
 MIDR_EL1 = (3, 0, 0, 0, 0)
+SCTLR_M, SCTLR_C, SCTLR_I = 1 << 0, 1 << 2, 1 << 12     # MMU, data and instruction cache enables
 
 SCR_NS = 1 << 0
 SCR_HCE = 1 << 8

@@ -18,6 +18,8 @@ from unicorn.unicorn_const import UC_CTL_IO_WRITE, UC_CTL_TB_FLUSH, UC_CTL_TLB_F
 from unicorn.arm64_const import UC_ARM64_REG_CP_REG, UC_ARM64_REG_ELR_EL1, UC_ARM64_REG_PC, UC_ARM64_REG_PSTATE
 from unicorn.unicorn_py3 import unicorn as _ucmod
 
+from armras.arch.cpu import SCTLR_EL1, SCTLR_M
+
 log = logging.getLogger(__name__)
 
 
@@ -350,8 +352,6 @@ class _ICState(ctypes.Structure):
 IC_IVAU = (3, 5, 1)                   # (op1, CRm, op2) of SYS with op0 1, CRn 7
 IC_IALLU = ((0, 5, 0), (0, 1, 0))     # IC IALLU, IC IALLUIS
 CTR_EL0 = (3, 3, 0, 0, 1)
-SCTLR_EL1 = (3, 0, 1, 0, 0)
-SCTLR_M = 1 << 0                      # stage 1 MMU enable for EL1&0
 
 
 class ICacheMaintenance:

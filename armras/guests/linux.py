@@ -17,7 +17,7 @@ from pathlib import Path
 
 from unicorn.arm64_const import UC_ARM64_REG_SP, UC_ARM64_REG_VBAR_EL1, UC_ARM64_REG_X30
 
-from armras.arch.cpu import SCTLR_EL1, TCR_EL1, TTBR0_EL1, GuestFault
+from armras.arch.cpu import MAIR_EL1, SCTLR_C, SCTLR_EL1, SCTLR_I, SCTLR_M, TCR_EL1, TTBR0_EL1, GuestFault
 from armras.errors import ImageError
 from armras.firmware.efi_memory import PAGE, AllocationError, MemoryType
 from armras.firmware.uefi import DETERMINISTIC_RNG_SEED, Uefi
@@ -30,11 +30,9 @@ from armras.board.memmap import MiB
 
 log = logging.getLogger(__name__)
 
-MAIR_EL1 = (3, 0, 10, 2, 0)
 MAIR_VALUE = 0x00FF            # attr0: Normal WB RA/WA; attr1: Device-nGnRnE
 TCR_VALUE = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32)   # 39-bit VA, 4K, EPD1, 40-bit PA
 SCTLR_RES1 = 0x30D0_0800
-SCTLR_M, SCTLR_C, SCTLR_I = 1 << 0, 1 << 2, 1 << 12
 BLOCK_NORMAL = (1 << 10) | (3 << 8) | (0 << 2) | 1     # AF, inner shareable, attr0, block
 BLOCK_DEVICE = (1 << 10) | (1 << 2) | (1 << 54) | (1 << 53) | 1   # AF, attr1, UXN, PXN, block
 KERNEL_ALIGN = 2 * MiB
