@@ -257,3 +257,12 @@ def test_record_length_includes_raw_data():
     rec[8:12] = struct.pack("<I", 1024 - 180 + 1)
     with pytest.raises(ArmrasError, match="record length 1025 exceeds the 1024-byte"):
         parse_generic_error_status(bytes(rec) + bytes(1024))
+
+
+def test_estatus_severity_reads_the_field_or_nothing():
+    # Error Severity is the fifth u32 of the Generic Error Status Block (ACPI 6.4
+    # Table 18.11); UEFI 2.9 N.2.2: 0 recoverable, 1 fatal, 2 corrected.
+    assert cper.estatus_severity(cper.memory_error_record(0x4100_0000, cper.Severity.FATAL)) == 1
+    assert cper.estatus_severity(cper.memory_error_record(0x4100_0000, cper.Severity.CORRECTED)) == 2
+    assert cper.estatus_severity(bytes(16) + b"\x01\x00\x00") is None     # one byte short
+    assert cper.estatus_severity(bytes(16) + b"\x01\x00\x00\x00") == 1

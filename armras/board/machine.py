@@ -589,7 +589,7 @@ class Machine:
         as that source says (armras.ras.report). `cpu`: the CPU that takes an SEA or SDEI event."""
         source = self.ras.source(notify=notify, source_id=source_id)
         self.ras.report(source, estatus, cpu)
-        if cper.parse_generic_error_status(estatus).severity == cper.Severity.FATAL:
+        if cper.estatus_severity(estatus) == cper.Severity.FATAL:
             # Firmware keeps a fatal error for the next boot's BERT (the OS panics on it).
             self.persistent.record_fatal(estatus)
         return source

@@ -473,6 +473,15 @@ def _memory_pa(payload: bytes) -> int | None:
     return pa if valid & MEM_VALID_PA else None
 
 
+def estatus_severity(data: bytes) -> int | None:
+    """The Error Severity field of a Generic Error Status Block, without parsing the rest
+    (a raw record may be malformed on purpose); None if the block is too short to have one."""
+    if len(data) < ESTATUS_SEVERITY_OFFSET + 4:
+        return None
+    (severity,) = struct.unpack_from("<I", data, ESTATUS_SEVERITY_OFFSET)
+    return severity
+
+
 def parse_generic_error_status(
     data: bytes, *, max_length: int = ERROR_BLOCK_SIZE, require_active: bool = False,
 ) -> ErrorStatus:
