@@ -81,11 +81,11 @@ def firmware_first_record(host: pcie.PcieHost, requester_id: int, error: PcieErr
             bus=requester_id >> 8,
             device=(requester_id >> 3) & 0x1F,
             function=requester_id & 7,
-            secondary_bus=(fn.reg(pcie.PCI_SECONDARY_BUS, 1) if isinstance(fn, pcie.RootPort) else 0),
+            secondary_bus=(fn.reg(pcie.PCI_SECONDARY_BUS, 1) if isinstance(fn, pcie.Bridge) else 0),
             capability=fn.pcie_cap(),
             aer=fn.aer_regs(),
-            bridge_secondary_status=(fn.reg(pcie.PCI_SEC_STATUS, 2) if isinstance(fn, pcie.RootPort) else None),
-            bridge_control=(fn.reg(pcie.PCI_BRIDGE_CONTROL, 2) if isinstance(fn, pcie.RootPort) else None),
+            bridge_secondary_status=(fn.reg(pcie.PCI_SEC_STATUS, 2) if isinstance(fn, pcie.Bridge) else None),
+            bridge_control=(fn.reg(pcie.PCI_BRIDGE_CONTROL, 2) if isinstance(fn, pcie.Bridge) else None),
         )
     finally:
         fn.cfg.data[:] = saved
