@@ -65,7 +65,9 @@ def function_at(host: pcie.PcieHost, requester_id: int) -> pcie.Function:
 def firmware_first_record(host: pcie.PcieHost, requester_id: int, error: PcieError,
                           severity: cper.Severity | None = None) -> bytes:
     """The record firmware writes for `error` at `requester_id`: the function's registers with the
-    error logged, which firmware then clears (the function is left as it was)."""
+    error logged, which firmware then clears (the function is left as it was). The section's
+    severity is the error's class (Linux: cper_severity_to_aer picks the recovery from it);
+    `severity` overrides the record's (GHES panics on a fatal record)."""
     fn = function_at(host, requester_id)
     saved = bytes(fn.cfg.data)
     try:
@@ -89,4 +91,5 @@ def firmware_first_record(host: pcie.PcieHost, requester_id: int, error: PcieErr
         )
     finally:
         fn.cfg.data[:] = saved
-    return cper.pcie_error_record(info, severity if severity is not None else error.severity(fn))
+    own = error.severity(fn)
+    return cper.pcie_error_record(info, severity if severity is not None else own, section_severity=own)

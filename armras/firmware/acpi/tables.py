@@ -25,6 +25,7 @@ from armras.firmware.acpi.builder import (
 from armras.firmware.acpi.erst import build_erst
 from armras.firmware.acpi.einj import build_einj
 from armras.firmware.acpi.hest import build_hest
+from armras.firmware.acpi.iort import build_iort
 from armras.firmware.acpi.msi import GicMsiFrame, gic_msi_frame_entry
 from armras.firmware.acpi.pci import PciHostBridge, build_mcfg, pci_host_bridge_devices
 from armras.errors import ArmrasError
@@ -138,7 +139,7 @@ DBG2_PORT_TYPE_SERIAL = 0x8000
 DBG2_PORT_SUBTYPE_PL011 = 0x0003
 DBG2_UART_NAMESPACE = b"\\_SB.COM0\0"              # the DSDT's PL011, NUL-terminated
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2", "MCFG")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2", "MCFG", "IORT")
 
 
 @dataclass(frozen=True)
@@ -471,8 +472,9 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
     order_in_xsdt = XSDT_ORDER
     if platform.pci is not None:
         fixed["MCFG"] = build_mcfg(platform.pci, platform.oem_id, platform.oem_table_id)
+        fixed["IORT"] = build_iort(platform.pci.segment, platform.oem_id, platform.oem_table_id)
     else:
-        order_in_xsdt = tuple(sig for sig in XSDT_ORDER if sig != "MCFG")
+        order_in_xsdt = tuple(sig for sig in XSDT_ORDER if sig not in ("MCFG", "IORT"))
     sizes = {"XSDT": xsdt_size(len(order_in_xsdt)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}
     order = ("XSDT", "DSDT", *order_in_xsdt)
