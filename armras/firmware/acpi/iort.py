@@ -9,8 +9,8 @@ at (an ITS Group would name an ITS the MADT does not have). The table therefore 
 only what is true of the root complex: its memory access properties (fully coherent,
 as the DSDT's _CCA), ATS unsupported, PCI segment 0 (the MCFG's) and a 64-bit memory
 address size limit (Linux's rc_dma_get_range warns "Root complex has no memory address
-limit" if it is 0). That is what current QEMU builds when there is no ITS ("Always build
-IORT table (even with GIC ITS disabled)"): a Root Complex node alone. Linux then finds no
+limit" if it is 0). That is what QEMU's 2025 series "Always build IORT table (even with
+GIC ITS disabled)" builds for a board without an ITS: a Root Complex node alone. Linux then finds no
 MSI parent in the IORT (iort_get_device_domain returns NULL) and uses the host bridge's
 MSI domain, the GICv2m one registered by gicv2m_acpi_init.
 """
