@@ -165,3 +165,22 @@ def test_downstream_port_fatal_and_firmware_first_recover(series: str, initramfs
     assert m.pcie.switch_downstream.secondary_bus_resets == 1
     assert m.pcie.switch_root_port.secondary_bus_resets == 1
     assert [m.sources.by_id(1).read_ack()] == [1]
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_root_ports_fall_back_to_intx_without_msi(series: str, initramfs: Path) -> None:  # noqa: F811
+    """pci=nomsi: Linux enables no MSI, so the ports' services get INTA through the DSDT's _PRT
+    (slot 1 -> GSI 36, slot 2 -> GSI 37, level). Without MSI Linux asks no _OSC control
+    and runs no AER at all (aer.c pci_aer_available() requires pci_msi_enabled()), so
+    pcie_ports=native makes it drive the PME service, the one left to show the wiring."""
+    m, out, status = _boot(series, initramfs, [], "irqtest pci=nomsi pcie_ports=native")
+    assert status == 0, out[-4000:]
+    found = in_order(out, [
+        r"pcieport 0000:00:01\.0: PME: Signaling with IRQ (\d+)$",
+        rf"pcieport {ROOT_PORT}: PME: Signaling with IRQ (\d+)$",
+        r"^IRQTEST DONE$",
+    ])
+    for match, gsi in zip(found[:2], (36, 37)):
+        assert re.search(rf"^IRQTEST\s+{match[1]}:\s+0\s+GIC-0\s+{gsi}\s+Level\s+PCIe PME$", out, re.M), out[-3000:]
+    assert "AER: enabled" not in out
+    assert (m.pcie.root_port.msi_sent, m.pcie.switch_root_port.msi_sent, m.gic_v2m.raised) == (0, 0, 0)

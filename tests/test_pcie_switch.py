@@ -213,6 +213,14 @@ def test_gicv2m_bad_guest_access_is_ignored_with_one_line(v2m: GicV2m, gic: Gic,
     assert len(caplog.records) == 1 and needle in caplog.text
 
 
+def test_gicv2m_repeated_bad_writes_log_a_few_lines(v2m: GicV2m, gic: Gic,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        for _ in range(10_000):
+            v2m.write(V2M_MSI_SETSPI_NS, 4, 0)
+    assert gic.pulses == [] and len(caplog.records) <= 4
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 0xFFF), st.sampled_from([1, 2, 4, 8]),
                           st.integers(0, 2 ** 64 - 1)), max_size=30))

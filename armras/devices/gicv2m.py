@@ -7,13 +7,15 @@ and MSI_IIDR (0xFCC). Modelled on QEMU's hw/intc/arm_gicv2m.c, which QEMU virt m
 0x0802_0000 with SPIs 48..111 (INTIDs 80..143): the same values here, so MSI_IIDR is
 QEMU's (product id 'Q' in bits 31:20) and the identification registers 0xFD0-0xFFC read 0.
 Guest accesses the frame does not define (other offsets, sizes QEMU rejects, an INTID outside
-the frame) are ignored with one log line, as QEMU's LOG_GUEST_ERROR.
+the frame) are ignored with one log line, as QEMU's LOG_GUEST_ERROR (rate-limited: a guest
+repeating a mistake gets a few lines and a count).
 """
 from __future__ import annotations
 
 import logging
 
 from armras.devices import IrqSink
+from armras.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ class GicV2m:
         self.first_intid = first_intid
         self.count = count
         self._irq = irq
+        self._warnings = RateLimiter(log)
         self.raised = 0                     # SPIs raised through MSI_SETSPI_NS
 
     @property
@@ -52,7 +55,8 @@ class GicV2m:
 
     def read(self, offset: int, size: int) -> int:
         if size not in READ_SIZES:
-            log.warning("%s: %d-byte read at %#x ignored (32-bit registers)", self.name, size, offset)
+            self._warnings.warning("read-size", "%s: %d-byte read at %#x ignored (32-bit registers)",
+                                   self.name, size, offset)
             return 0
         if offset == MSI_TYPER:
             return self.typer
@@ -60,21 +64,22 @@ class GicV2m:
             return PRODUCT_ID_QEMU << IIDR_PRODUCT_ID_SHIFT
         if IIDR0 <= offset <= IIDR11:
             return 0
-        log.warning("%s: read of undefined offset %#x ignored", self.name, offset)
+        self._warnings.warning("read-offset", "%s: read of undefined offset %#x ignored", self.name, offset)
         return 0
 
     def write(self, offset: int, size: int, value: int) -> None:
         if size not in WRITE_SIZES:
-            log.warning("%s: %d-byte write at %#x ignored (16- or 32-bit writes)", self.name, size, offset)
+            self._warnings.warning("write-size", "%s: %d-byte write at %#x ignored (16- or 32-bit writes)",
+                                   self.name, size, offset)
             return
         if offset != MSI_SETSPI_NS:
-            log.warning("%s: write of %#x to offset %#x ignored (only MSI_SETSPI_NS is writable)",
-                        self.name, value, offset)
+            self._warnings.warning("write-offset", "%s: write of %#x to offset %#x ignored "
+                                   "(only MSI_SETSPI_NS is writable)", self.name, value, offset)
             return
         intid = value & SETSPI_INTID_MASK
         if not self.first_intid <= intid < self.first_intid + self.count:
-            log.warning("%s: MSI_SETSPI_NS write of INTID %d ignored (the frame has %d..%d)",
-                        self.name, intid, self.first_intid, self.first_intid + self.count - 1)
+            self._warnings.warning("setspi", "%s: MSI_SETSPI_NS write of INTID %d ignored (the frame has %d..%d)",
+                                   self.name, intid, self.first_intid, self.first_intid + self.count - 1)
             return
         self.raised += 1
         self._irq.pulse(intid)
@@ -82,7 +87,7 @@ class GicV2m:
     def msi_write(self, address: int, data: int) -> None:
         """A PCIe function's MSI: a 32-bit memory write of `data` to `address`."""
         if address != self.base + MSI_SETSPI_NS:
-            log.warning("%s: MSI write of %#x to %#x dropped: not the frame's MSI_SETSPI_NS (%#x)",
-                        self.name, data, address, self.base + MSI_SETSPI_NS)
+            self._warnings.warning("doorbell", "%s: MSI write of %#x to %#x dropped: not the frame's "
+                                   "MSI_SETSPI_NS (%#x)", self.name, data, address, self.base + MSI_SETSPI_NS)
             return
         self.write(MSI_SETSPI_NS, 4, data)
