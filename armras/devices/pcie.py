@@ -14,11 +14,15 @@ below it, as QEMU's `-device pcie-root-port,addr=2 -device x3130-upstream -devic
 xio3130-downstream`: the switch's upstream port is 02:00.0 (104c:8232) and its downstream
 port 03:00.0 (104c:8233), with nothing below it. Every port is a type 1 function that Linux's
 `pcieport` driver binds, so an error at the switch is recoverable (drivers/pci/pcie/err.c).
-A bridge's Secondary Bus Reset (Bridge Control bit 6) hot-resets every function below it. Errors are injected with `Function.aer_error`,
-which logs them in the function's AER registers as the spec's 6.2.5 flowchart says and
-sends ERR_COR / ERR_NONFATAL / ERR_FATAL to the root port; the root port logs the message
-in its Root Error Status / Error Source Identification registers and asserts INTA
-(level) while a reported class is pending and enabled in the Root Error Command register.
+A bridge's Secondary Bus Reset (Bridge Control bit 6) hot-resets every function below it.
+
+Errors are injected with `Function.aer_error`, which logs them in the function's AER
+registers as the spec's 6.2.5 flowchart says and sends ERR_COR / ERR_NONFATAL / ERR_FATAL
+up to the root port (a switch port forwards them from its secondary side only with SERR#
+Enable); the root port logs the message in its Root Error Status / Error Source
+Identification registers and, while a reported class is pending and enabled in the Root
+Error Command register, asserts INTA (level) or, with MSI enabled, sends one MSI (the
+MSI Capability, PCI Local Bus 3.0 6.8.1) on the condition's rising edge.
 """
 from __future__ import annotations
 
