@@ -39,7 +39,7 @@ def iasl() -> str:
 
 SDT_HEADER = 36              # ACPI 6.4 table 5.29: the System Description Table Header
 SDT_SIGNATURES = ("XSDT", "DSDT", "FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ",
-                  "DBG2", "MCFG")
+                  "DBG2", "MCFG", "IORT")
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_xsdt_points_at_tables(tables: AcpiTables) -> None:
         start = address - tables.base
         pointed[tables.blob[start:start + 4].decode()] = address
     assert pointed == {sig: tables.tables[sig][0] for sig in ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI",
-                                                             "PPTT", "ERST", "EINJ", "DBG2", "MCFG")}
+                                                             "PPTT", "ERST", "EINJ", "DBG2", "MCFG", "IORT")}
 
 
 def test_fadt_fields(tables: AcpiTables) -> None:
@@ -450,7 +450,7 @@ def test_iasl_madt_gtdt_spcr(disassembled: dict[str, DataTable | str]) -> None:
     madt, gtdt, spcr = disassembled["APIC"], disassembled["GTDT"], disassembled["SPCR"]
     assert isinstance(madt, DataTable) and isinstance(gtdt, DataTable)
     assert isinstance(spcr, DataTable)
-    gicd, gicc = madt.subtables
+    gicd, gicc, msi_frame = madt.subtables
     assert gicd["Subtable Type"] == "0C [Generic Interrupt Distributor]"
     assert gicd["Base Address"] == "0000000008000000" and gicd["Version"] == "02"
     assert gicc["Subtable Type"] == "0B [Generic Interrupt Controller]"
@@ -458,6 +458,13 @@ def test_iasl_madt_gtdt_spcr(disassembled: dict[str, DataTable | str]) -> None:
     assert gicc["Processor UID"] == "00000000" and gicc["Flags (decoded below)"] == "00000001"
     assert gicc["Base Address"] == "0000000008010000" and gicc["ARM MPIDR"] == "0000000000000000"
     assert gicc["Performance Interrupt"] == "00000017"
+    # ACPI 6.0 5.2.12.16 GIC MSI Frame, as QEMU virt with gic-version=2: the GICv2m frame at
+    # 0x08020000, SPI count/base from the structure (flag 1), 64 SPIs from INTID 80 (SPI 48).
+    assert msi_frame["Subtable Type"] == "0D [Generic MSI Frame]"
+    assert msi_frame["Length"] == "18" and msi_frame["MSI Frame ID"] == "00000000"
+    assert msi_frame["Base Address"] == "0000000008020000"
+    assert msi_frame["Flags (decoded below)"] == "00000001"
+    assert (msi_frame["SPI Count"], msi_frame["SPI Base"]) == ("0040", "0050")
 
     g = gtdt.header
     assert g["Revision"] == "02"
@@ -592,7 +599,7 @@ def test_iasl_madt_and_pptt_describe_every_cpu(tmp_path: Path) -> None:
     madt = parse_data_table(_iasl(tmp_path, "apic", quad.table("APIC")))
     pptt = parse_data_table(_iasl(tmp_path, "pptt", quad.table("PPTT")))
     assert madt.problems == [] and pptt.problems == []
-    giccs = madt.subtables[1:]
+    giccs = [s for s in madt.subtables if s["Subtable Type"].startswith("0B ")]
     assert [g["CPU Interface Number"] for g in giccs] == ["00000000", "00000001", "00000002", "00000003"]
     assert [g["Processor UID"] for g in giccs] == ["00000000", "00000001", "00000002", "00000003"]
     assert [g["ARM MPIDR"] for g in giccs] == [f"000000000000000{i}" for i in range(4)]
@@ -604,3 +611,19 @@ def test_iasl_madt_and_pptt_describe_every_cpu(tmp_path: Path) -> None:
     assert len(cores) == 4
     assert all(c["Flags (decoded below)"] == "0000000A" and c["Parent"] == "00000024" for c in cores)
     assert [c["ACPI Processor ID"] for c in cores] == ["00000000", "00000001", "00000002", "00000003"]
+
+
+def test_iasl_iort(disassembled: dict[str, DataTable | str]) -> None:
+    """IORT (DEN 0049E.b, revision 3 as QEMU 7.2) with one PCI Root Complex node and no ID mapping:
+    the board's GICv2m has no ITS for a mapping to point at."""
+    iort = disassembled["IORT"]
+    assert isinstance(iort, DataTable)
+    h = iort.header
+    assert h["Revision"] == "03" and h["Table Length"] == "00000054"
+    assert (h["Node Count"], h["Node Offset"]) == ("00000001", "00000030")
+    assert h["Type"] == "02" and h["Length"] == "0024" and h["Revision#2"] == "03"
+    assert (h["Mapping Count"], h["Mapping Offset"]) == ("00000000", "00000024")
+    assert h["Memory Properties/Cache Coherency"] == "00000001"
+    assert h["Memory Properties/Memory Flags (decoded below)"] == "03"
+    assert h["ATS Attribute"] == "00000000" and h["PCI Segment Number"] == "00000000"
+    assert h["Memory Size Limit"] == "40"                 # 64 bits

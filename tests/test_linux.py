@@ -120,10 +120,10 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     scenarios = sorted((REPO / "scenarios").glob("linux_*.toml"))
     assert [p.name for p in scenarios] == [
         "linux_6_12_bert.toml", "linux_6_12_einj.toml", "linux_6_12_erst_pstore.toml",
-        "linux_6_12_firmware_first.toml", "linux_6_12_pcie_aer.toml", "linux_6_12_sea.toml",
-        "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml", "linux_6_1_bert.toml", "linux_6_1_einj.toml",
-        "linux_6_1_erst_pstore.toml", "linux_6_1_firmware_first.toml", "linux_6_1_sea.toml",
-        "linux_6_1_serror_ce.toml", "linux_6_1_smp.toml"]
+        "linux_6_12_firmware_first.toml", "linux_6_12_pcie_aer.toml", "linux_6_12_pcie_switch.toml",
+        "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml", "linux_6_1_bert.toml",
+        "linux_6_1_einj.toml", "linux_6_1_erst_pstore.toml", "linux_6_1_firmware_first.toml",
+        "linux_6_1_pcie_switch.toml", "linux_6_1_sea.toml", "linux_6_1_serror_ce.toml", "linux_6_1_smp.toml"]
     proc = subprocess.run([sys.executable, "-m", "armras", "regress", *map(str, scenarios),
                            "--log-dir", str(tmp_path / "logs")],
                           capture_output=True, text=True, timeout=1300, cwd=REPO)
@@ -131,9 +131,10 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp", "linux-6.1-serror-ce",
                  "linux-6.12-serror-uc", "linux-6.1-firmware-first", "linux-6.12-firmware-first",
                  "linux-6.1-erst-pstore", "linux-6.12-erst-pstore", "linux-6.1-einj", "linux-6.12-einj",
-                 "linux-6.12-pcie-aer", "linux-6.1-bert", "linux-6.12-bert"):
+                 "linux-6.12-pcie-aer", "linux-6.1-pcie-switch", "linux-6.12-pcie-switch", "linux-6.1-bert",
+                 "linux-6.12-bert"):
         assert f"[PASS] {name} (" in proc.stdout, proc.stdout
-    assert "15 passed, 0 failed, 0 skipped" in proc.stdout
+    assert "17 passed, 0 failed, 0 skipped" in proc.stdout
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])

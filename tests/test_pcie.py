@@ -24,6 +24,7 @@ AER = 0x100                    # where both functions put AER (PCI_EXT_CAP_ID_ER
 PCI_ERR_UNCOR_STATUS, PCI_ERR_UNCOR_SEVER, PCI_ERR_COR_STATUS, PCI_ERR_COR_MASK = 0x04, 0x0C, 0x10, 0x14
 PCI_ERR_CAP, PCI_ERR_ROOT_COMMAND, PCI_ERR_ROOT_STATUS, PCI_ERR_ROOT_ERR_SRC = 0x18, 0x2C, 0x30, 0x34
 ROOT_PORT_INTID = 32 + 3 + (1 + 0) % 4      # QEMU virt: SPI 3 + (slot 1 + INTA) % 4
+SWITCH_ROOT_PORT_INTID = 32 + 3 + (2 + 0) % 4   # the root port 00:02.0 above the switch
 
 
 class Gic:
@@ -43,7 +44,7 @@ def ep(bus: int = 1) -> int:
 
 @pytest.fixture
 def host() -> PcieHost:
-    h = PcieHost(Gic(), ROOT_PORT_INTID)
+    h = PcieHost(Gic(), ROOT_PORT_INTID, SWITCH_ROOT_PORT_INTID)
     h.write(RP + 0x18, 4, 0x00_01_01_00)       # primary 0, secondary 1, subordinate 1 (as Linux assigns)
     return h
 
@@ -55,13 +56,13 @@ def test_enumeration_ids_and_absent_functions(host: PcieHost) -> None:
     assert host.read(ep() + 0x00, 4) == 0x0005_1B36
     assert host.read(ep() + 0x0E, 1) == 0x00
     # No function: master abort, all ones, at every size; writes vanish.
-    for offset in (0, 1 << 15 | 1 << 12, 2 << 15, 1 << 20 | 1 << 15, 2 << 20, 15 << 20 | 0xFFC):
+    for offset in (0, 1 << 15 | 1 << 12, 3 << 15, 1 << 20 | 1 << 15, 2 << 20, 15 << 20 | 0xFFC):
         assert host.read(offset, 4) == 0xFFFF_FFFF
         assert host.read(offset, 1) == 0xFF
         assert host.read(offset, 8) == 0xFFFF_FFFF_FFFF_FFFF
         host.write(offset, 4, 0)
     # Before the OS numbers the secondary bus, bus 1 is nobody's.
-    fresh = PcieHost(Gic(), ROOT_PORT_INTID)
+    fresh = PcieHost(Gic(), ROOT_PORT_INTID, SWITCH_ROOT_PORT_INTID)
     assert fresh.read(ep(), 4) == 0xFFFF_FFFF
 
 
@@ -194,7 +195,7 @@ def test_inject_grammar_refusals(text: str, needle: str) -> None:
 def test_inject_at_a_missing_function_is_one_line() -> None:
     m = Machine()
     try:
-        with pytest.raises(ArmrasError, match=r"no PCIe function at 01:00.0 \(the board has 00:01.0\)"):
+        with pytest.raises(ArmrasError, match=r"no PCIe function at 01:00.0 \(the board has 00:01.0, 00:02.0\)"):
             perform(m, parse_inject_spec("aer:dev=01:00.0,status=cor"))
     finally:
         m.close()
@@ -251,7 +252,7 @@ _ACCESS = st.tuples(st.booleans(), st.integers(0, 0xFF_FFFF), st.sampled_from([1
 def test_any_guest_access_is_defined(accesses: list[tuple[bool, int, int, int]]) -> None:
     """Whatever the guest reads or writes in the ECAM window, the model answers within the access
     size, never raises, and the read-only identity of both functions survives."""
-    host = PcieHost(Gic(), ROOT_PORT_INTID)
+    host = PcieHost(Gic(), ROOT_PORT_INTID, SWITCH_ROOT_PORT_INTID)
     host.write(RP + 0x18, 4, 0x00_01_01_00)
     for is_write, offset, size, value in accesses:
         if is_write:

@@ -66,7 +66,8 @@ from armras.arch.cpu import (
 from armras.arch.faults import fault_address
 from armras.devices.erst import ErstDevice
 from armras.devices.ged import ACPI_GED_ERROR_EVT, Ged
-from armras.devices.pcie import ROOT_PORT_DEVFN, PcieHost
+from armras.devices.pcie import ROOT_PORT_DEVFN, SWITCH_ROOT_PORT_DEVFN, PcieHost
+from armras.devices.gicv2m import GicV2m
 from armras.firmware.acpi.pci import intx_gsi
 from armras.firmware.acpi.tables import board_pci_host_bridge
 from armras.devices.gicv2 import GicV2
@@ -82,6 +83,7 @@ from armras.board.memmap import (
     DEFAULT_RAM_SIZE,
     ERST_EXCHANGE_SIZE,
     FW_RESERVED_SIZE,
+    GICV2M_SPI_COUNT,
     PPI_NONSEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
     VIRT_MEMMAP,
@@ -211,12 +213,18 @@ class Machine:
         self.ged = Ged(self.gic, intid("ged"))
         self.erst = ErstDevice(self.persistent.erst, self.mem, self.layout.erst_exchange_base)
         self.einj = make_einj(self)              # EINJ action registers (armras.board.einj)
-        # PCIe: root port 00:01.0 (INTA routed by the DSDT's _PRT) and an endpoint below it.
-        self.pcie = PcieHost(self.gic, intx_gsi(board_pci_host_bridge(), ROOT_PORT_DEVFN >> 3, 0))
+        # GICv2m MSI frame (MADT GIC MSI Frame), the doorbell of the root ports' MSIs.
+        self.gic_v2m = GicV2m(self.gic, VIRT_MEMMAP["gic_v2m"].base, intid("gic_v2m"), GICV2M_SPI_COUNT)
+        # PCIe: root port 00:01.0 with an endpoint below it, root port 00:02.0 with a switch below
+        # it (INTA routed by the DSDT's _PRT; MSI through the GICv2m frame once the OS enables it).
+        self.pcie = PcieHost(self.gic, intx_gsi(board_pci_host_bridge(), ROOT_PORT_DEVFN >> 3, 0),
+                             intx_gsi(board_pci_host_bridge(), SWITCH_ROOT_PORT_DEVFN >> 3, 0),
+                             msi=self.gic_v2m.msi_write)
         # The board, as QEMU virt's memmap: name -> device (frames of the GIC separately).
         self.devices = {
             "gic_dist": self.gic.distributor,
             "gic_cpu": self.gic.cpu_interface,
+            "gic_v2m": self.gic_v2m,
             "uart": self.uart,
             "rtc": self.rtc,
             "ged": self.ged,

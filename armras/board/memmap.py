@@ -22,6 +22,7 @@ VIRT_MEMMAP: dict[str, MapEntry] = {
     "flash":    MapEntry(0x0000_0000, 128 * MiB),
     "gic_dist": MapEntry(0x0800_0000, 0x1_0000),
     "gic_cpu":  MapEntry(0x0801_0000, 0x1_0000),
+    "gic_v2m":  MapEntry(0x0802_0000, 0x1000),     # GICv2m MSI frame (armras.devices.gicv2m)
     "uart":     MapEntry(0x0900_0000, 0x1000),
     "rtc":      MapEntry(0x0901_0000, 0x1000),
     "ged":      MapEntry(0x0908_0000, 0x1000),   # ACPI Generic Event Device (GHES GPIO notify)
@@ -39,7 +40,9 @@ VIRT_IRQMAP: dict[str, int] = {
     "rtc": 2,
     "ged": 9,
     "pcie": 3,         # INTA..INTD of the root bus: SPIs 3..6 (swizzled by slot in the _PRT)
+    "gic_v2m": 48,     # the GICv2m frame's first SPI (QEMU: NUM_GICV2M_SPIS = 64 from here)
 }
+GICV2M_SPI_COUNT = 64
 PCIE_INTX_LINES = 4
 
 SPI_BASE = 32

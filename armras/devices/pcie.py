@@ -1,4 +1,4 @@
-"""A PCIe hierarchy behind a generic ECAM host bridge: one root port, one endpoint, both with AER.
+"""A PCIe hierarchy behind a generic ECAM host bridge: two root ports, an endpoint and a switch, all with AER.
 
 PCIe Base Specification 4.0: configuration space (7.5.1: type 0 and type 1 headers), the
 PCI Express Capability (7.5.3) and the Advanced Error Reporting Extended Capability
@@ -9,17 +9,27 @@ keeps). Every guest access is defined: a function that does not exist reads all-
 
 Topology: the root port is device 1 of bus 0 (00:01.0, as QEMU's `-device
 pcie-root-port,addr=1`); the endpoint is device 0 of the root port's secondary bus, which
-the OS assigns (Linux: bus 1, so 01:00.0). Errors are injected with `Function.aer_error`,
-which logs them in the function's AER registers as the spec's 6.2.5 flowchart says and
-sends ERR_COR / ERR_NONFATAL / ERR_FATAL to the root port; the root port logs the message
-in its Root Error Status / Error Source Identification registers and asserts INTA
-(level) while a reported class is pending and enabled in the Root Error Command register.
+the OS assigns (Linux: bus 1, so 01:00.0). A second root port, 00:02.0, has a PCIe switch
+below it, as QEMU's `-device pcie-root-port,addr=2 -device x3130-upstream -device
+xio3130-downstream`: the switch's upstream port is 02:00.0 (104c:8232) and its downstream
+port 03:00.0 (104c:8233), with nothing below it. Every port is a type 1 function that Linux's
+`pcieport` driver binds, so an error at the switch is recoverable (drivers/pci/pcie/err.c).
+A bridge's Secondary Bus Reset (Bridge Control bit 6) hot-resets every function below it.
+
+Errors are injected with `Function.aer_error`, which logs them in the function's AER
+registers as the spec's 6.2.5 flowchart says and sends ERR_COR / ERR_NONFATAL / ERR_FATAL
+up to the root port (a switch port forwards them from its secondary side only with SERR#
+Enable); the root port logs the message in its Root Error Status / Error Source
+Identification registers and, while a reported class is pending and enabled in the Root
+Error Command register, asserts INTA (level) or, with MSI enabled, sends one MSI (the
+MSI Capability, PCI Local Bus 3.0 6.8.1) on the condition's rising edge.
 """
 from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 
 from armras.devices import IrqSink
 
@@ -81,7 +91,9 @@ PCI_BRIDGE_CONTROL = 0x3E
 IO_RANGE_32BIT = 0x01
 PREF_RANGE_64BIT = 0x01
 BRIDGE_CTL_WRITABLE = 0x005F         # parity response, SERR#, ISA, VGA, VGA 16-bit, secondary bus reset
+BRIDGE_CTL_SERR = 1 << 1            # SERR# Enable: forward ERR_* from the secondary side
 BRIDGE_CTL_BUS_RESET = 1 << 6
+SEC_STATUS_RECEIVED_SYSTEM_ERROR = 1 << 14
 
 # --- PCI Express Capability (7.5.3), at PCIE_CAP in both functions ---
 PCIE_CAP = 0x40
@@ -100,6 +112,7 @@ EXP_LNKCAP2 = 0x2C
 EXP_LNKCTL2 = 0x30
 EXP_FLAGS_VERSION_2 = 0x2
 EXP_TYPE_SHIFT = 4
+EXP_NEXT = 0x01                      # the capability's Next Capability Pointer
 DEVCAP_ROLE_BASED_ERROR_REPORTING = 1 << 15
 DEVCTL_CERE = 1 << 0                 # correctable error reporting enable
 DEVCTL_NFERE = 1 << 1
@@ -128,6 +141,8 @@ class PortType(enum.IntEnum):
 
     ENDPOINT = 0x0
     ROOT_PORT = 0x4
+    UPSTREAM = 0x5                   # upstream port of a switch
+    DOWNSTREAM = 0x6                 # downstream port of a switch
 
 
 # --- Advanced Error Reporting Extended Capability (7.8.4), at AER_CAP in both functions ---
@@ -189,6 +204,18 @@ ROOT_ERR_NONFATAL_RCV = 1 << 5
 ROOT_ERR_FATAL_RCV = 1 << 6
 ROOT_ERR_RW1C = 0x7F
 
+# --- MSI Capability (PCI Local Bus 3.0 6.8.1; PCIe Base 4.0 7.7.1), at MSI_CAP in the root ports ---
+MSI_CAP = 0x80
+CAP_ID_MSI = 0x05
+MSI_FLAGS = 0x02                     # Message Control
+MSI_ADDRESS_LO = 0x04
+MSI_ADDRESS_HI = 0x08                # 64-bit capable
+MSI_DATA = 0x0C
+MSI_FLAGS_ENABLE = 1 << 0
+MSI_FLAGS_QSIZE_MASK = 0x7 << 4      # Multiple Message Enable (1 vector: only 0 meaningful)
+MSI_FLAGS_64BIT = 1 << 7
+MSI_ADDRESS_LO_MASK = 0xFFFF_FFFC    # DWORD aligned
+
 # QEMU's Red Hat device ids (docs/specs/pci-ids.rst): generic PCIe root port, PCI test device.
 VENDOR_REDHAT = 0x1B36
 DEVICE_ROOT_PORT = 0x000C
@@ -197,9 +224,16 @@ SUBSYSTEM_VENDOR_QEMU = 0x1AF4
 SUBSYSTEM_QEMU = 0x1100
 CLASS_PCI_BRIDGE = 0x060400
 CLASS_UNCLASSIFIED_OTHER = 0x00FF00
+# QEMU's TI XIO3130 switch ports (hw/pci-bridge/xio3130_upstream.c, xio3130_downstream.c).
+VENDOR_TI = 0x104C
+DEVICE_XIO3130_UPSTREAM = 0x8232
+DEVICE_XIO3130_DOWNSTREAM = 0x8233
+XIO3130_REVISION = 0x02
 
 ROOT_PORT_DEVFN = 1 << 3             # 00:01.0
+SWITCH_ROOT_PORT_DEVFN = 2 << 3      # 00:02.0, the root port above the switch
 ENDPOINT_DEVFN = 0                   # device 0 of the root port's secondary bus
+PORT_DEVFN = 0                       # a switch port: device 0 of its bus
 
 
 class Message(enum.Enum):
@@ -264,19 +298,22 @@ class AerLog:
 
     messages: tuple[Message, ...]
     unreported: tuple[Message, ...]         # signalled but disabled in Device Control
+    blocked_at: str | None = None           # the switch port that did not forward them (SERR# Enable clear)
 
 
 class Function:
     """A PCIe function with the PCI Express Capability and the AER Extended Capability."""
 
     def __init__(self, name: str, vendor: int, device: int, class_code: int, header_type: int,
-                 port_type: PortType) -> None:
+                 port_type: PortType, revision: int = 0) -> None:
         self.name = name
         self.port_type = port_type
+        self.parent: Bridge | None = None    # the port above (None: on the root bus)
+        self.devfn = 0                       # device/function on its bus, set when attached
         self.cfg = c = ConfigSpace()
         c.set(PCI_VENDOR_ID, 2, vendor)
         c.set(PCI_DEVICE_ID, 2, device)
-        c.set(PCI_REVISION_ID, 1, 0)
+        c.set(PCI_REVISION_ID, 1, revision)
         c.set(PCI_CLASS_PROG, 3, class_code)
         c.set(PCI_HEADER_TYPE, 1, header_type)
         c.set(PCI_STATUS, 2, STATUS_CAP_LIST)
@@ -396,20 +433,22 @@ class Endpoint(Function):
         c.seal()
 
 
-class RootPort(Function):
-    """A type 1 PCIe root port with the AER root registers, INTA wired to `intid`."""
+MsiSink = Callable[[int, int], None]     # (address, data): a function's MSI memory write
 
-    def __init__(self, irq: IrqSink, intid: int, port_number: int = 1, name: str = "root_port") -> None:
-        super().__init__(name, VENDOR_REDHAT, DEVICE_ROOT_PORT, CLASS_PCI_BRIDGE, HEADER_TYPE_BRIDGE,
-                         PortType.ROOT_PORT)
-        self._irq = irq
-        self.intid = intid
-        self.line = False
-        self.downstream: Function | None = None
-        c, e, a = self.cfg, PCIE_CAP, AER_CAP
+
+class Bridge(Function):
+    """A type 1 PCIe port (root port or switch port): bus numbers, windows, Bridge Control
+    (PCIe Base 4.0 7.5.1.3) and the functions on its secondary bus (`children`, by devfn)."""
+
+    def __init__(self, name: str, vendor: int, device: int, port_type: PortType, *, revision: int = 0,
+                 port_number: int = 0, link_active_reporting: bool = False, msi_capable: bool = False) -> None:
+        super().__init__(name, vendor, device, CLASS_PCI_BRIDGE, HEADER_TYPE_BRIDGE, port_type, revision)
+        self.children: dict[int, Function] = {}
+        self._in_reset = False
+        self.secondary_bus_resets = 0
+        c, e = self.cfg, PCIE_CAP
         c.mask(PCI_COMMAND, 2, write=COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER | COMMAND_PARITY
                | COMMAND_SERR | COMMAND_INTX_DISABLE)
-        c.set(PCI_INTERRUPT_PIN, 1, INTX_PIN_INTA)
         c.mask(PCI_PRIMARY_BUS, 3, write=0xFF_FFFF)
         c.set(PCI_IO_BASE, 1, IO_RANGE_32BIT)
         c.set(PCI_IO_LIMIT, 1, IO_RANGE_32BIT)
@@ -422,14 +461,23 @@ class RootPort(Function):
         c.mask(PCI_PREF_BASE_UPPER32, 8, write=ALL_ONES)
         c.mask(PCI_IO_BASE_UPPER16, 4, write=0xFFFF_FFFF)
         c.mask(PCI_BRIDGE_CONTROL, 2, write=BRIDGE_CTL_WRITABLE)
-        c.set(e + EXP_LNKCAP, 4, c.get(e + EXP_LNKCAP, 4) | LNKCAP_DLLLARC | (port_number << LNKCAP_PORT_SHIFT))
-        c.set(e + EXP_LNKSTA, 2, c.get(e + EXP_LNKSTA, 2) | LNKSTA_DLLLA)
-        c.mask(e + EXP_RTCTL, 2, write=RTCTL_WRITABLE)
-        c.mask(e + EXP_RTSTA, 4, w1c=RTSTA_PME)
-        c.mask(a + AER_ROOT_COMMAND, 4, write=ROOT_CMD_WRITABLE)
-        c.mask(a + AER_ROOT_STATUS, 4, w1c=ROOT_ERR_RW1C, sticky=0xFFFF_FFFF)
-        c.mask(a + AER_ERROR_SOURCE, 4, sticky=0xFFFF_FFFF)
-        c.seal()
+        lnkcap = c.get(e + EXP_LNKCAP, 4) | (port_number << LNKCAP_PORT_SHIFT)
+        if link_active_reporting:
+            # The link below trains at once: DLLLA is set (and after a secondary bus reset stays set),
+            # so Linux's waits for the link (pci_bridge_wait_for_secondary_bus) end on their first read.
+            lnkcap |= LNKCAP_DLLLARC
+            c.set(e + EXP_LNKSTA, 2, c.get(e + EXP_LNKSTA, 2) | LNKSTA_DLLLA)
+        c.set(e + EXP_LNKCAP, 4, lnkcap)
+        if msi_capable:
+            # MSI after the PCI Express Capability: one vector, 64-bit address, no per-vector masking.
+            m = MSI_CAP
+            c.set(e + EXP_NEXT, 1, m)
+            c.set(m, 1, CAP_ID_MSI)
+            c.set(m + MSI_FLAGS, 2, MSI_FLAGS_64BIT)
+            c.mask(m + MSI_FLAGS, 2, write=MSI_FLAGS_ENABLE | MSI_FLAGS_QSIZE_MASK)
+            c.mask(m + MSI_ADDRESS_LO, 4, write=MSI_ADDRESS_LO_MASK)
+            c.mask(m + MSI_ADDRESS_HI, 4, write=0xFFFF_FFFF)
+            c.mask(m + MSI_DATA, 2, write=0xFFFF)
 
     @property
     def secondary_bus(self) -> int:
@@ -439,12 +487,104 @@ class RootPort(Function):
     def subordinate_bus(self) -> int:
         return self.cfg.data[PCI_SUBORDINATE_BUS]
 
+    def attach(self, devfn: int, fn: Function) -> None:
+        fn.parent, fn.devfn = self, devfn
+        self.children[devfn] = fn
+
+    def subtree(self) -> Iterator[Function]:
+        """Every function below this port, each before those below it."""
+        for _, fn in sorted(self.children.items()):
+            yield fn
+            if isinstance(fn, Bridge):
+                yield from fn.subtree()
+
+    def route(self, bus: int, devfn: int) -> Function | None:
+        """The function a config request to bus/devfn reaching this port's primary side targets
+        below it: type 1 to type 0 on the secondary bus, forwarded on within (secondary, subordinate]."""
+        secondary = self.secondary_bus
+        if secondary == 0:
+            return None
+        if bus == secondary:
+            return self.children.get(devfn)
+        if secondary < bus <= self.subordinate_bus:
+            for child in self.children.values():
+                if isinstance(child, Bridge) and (fn := child.route(bus, devfn)) is not None:
+                    return fn
+        return None
+
+    def hot_reset(self) -> None:
+        super().hot_reset()
+        self._in_reset = False
+
     def after_write(self, reg: int, size: int) -> None:
-        end = reg + size
-        if reg <= PCI_BRIDGE_CONTROL < end and self.cfg.data[PCI_BRIDGE_CONTROL] & BRIDGE_CTL_BUS_RESET:
-            if self.downstream is not None:      # Secondary Bus Reset: a hot reset below the port
+        if reg <= PCI_BRIDGE_CONTROL < reg + size:
+            asserted = bool(self.cfg.data[PCI_BRIDGE_CONTROL] & BRIDGE_CTL_BUS_RESET)
+            if asserted and not self._in_reset:      # Secondary Bus Reset: a hot reset of all below
                 log.debug("%s: secondary bus reset", self.name)
-                self.downstream.hot_reset()
+                self.secondary_bus_resets += 1
+                for fn in self.subtree():
+                    fn.hot_reset()
+            self._in_reset = asserted
+
+    def received_from_secondary(self, message: Message) -> bool:
+        """An error message from below (7.5.1.3.7, 7.5.1.3.13): an uncorrectable one sets Received
+        System Error in Secondary Status; a switch port forwards it upstream only with SERR# Enable."""
+        if message is not Message.ERR_COR:
+            status = self.reg(PCI_SEC_STATUS, 2)
+            self.cfg.set(PCI_SEC_STATUS, 2, status | SEC_STATUS_RECEIVED_SYSTEM_ERROR)
+        return bool(self.reg(PCI_BRIDGE_CONTROL, 2) & BRIDGE_CTL_SERR)
+
+
+class SwitchUpstreamPort(Bridge):
+    """The upstream port of a PCIe switch (QEMU's x3130-upstream ids). It has an MSI capability as
+    QEMU's does and signals nothing through it: Linux 6.1's portdrv asks for an interrupt for the
+    AER service of any port with AER (6.3+ only for root ports) and does not bind a port without one."""
+
+    def __init__(self, name: str = "switch_upstream") -> None:
+        super().__init__(name, VENDOR_TI, DEVICE_XIO3130_UPSTREAM, PortType.UPSTREAM, revision=XIO3130_REVISION,
+                         msi_capable=True)
+        self.cfg.seal()
+
+
+class SwitchDownstreamPort(Bridge):
+    """A downstream port of a PCIe switch (QEMU's xio3130-downstream ids), with an empty link below
+    and, as the upstream port, an MSI capability it never signals through."""
+
+    def __init__(self, port_number: int = 0, name: str = "switch_downstream") -> None:
+        super().__init__(name, VENDOR_TI, DEVICE_XIO3130_DOWNSTREAM, PortType.DOWNSTREAM,
+                         revision=XIO3130_REVISION, port_number=port_number, link_active_reporting=True,
+                         msi_capable=True)
+        self.cfg.seal()
+
+
+class RootPort(Bridge):
+    """A PCIe root port with the AER root registers and an MSI capability; INTA wired to `intid`.
+
+    The AER interrupt (7.8.4.9) is INTA (level) while MSI is disabled; with MSI enabled (and Bus
+    Master Enable set) each rising edge of it is one MSI memory write of Message Data to
+    Message Address, handed to `msi` (the system's doorbell decoder, e.g. a GICv2m frame)."""
+
+    def __init__(self, irq: IrqSink, intid: int, port_number: int = 1, name: str = "root_port",
+                 msi: MsiSink | None = None) -> None:
+        super().__init__(name, VENDOR_REDHAT, DEVICE_ROOT_PORT, PortType.ROOT_PORT, port_number=port_number,
+                         link_active_reporting=True, msi_capable=msi is not None)
+        self._irq = irq
+        self._msi = msi
+        self.intid = intid
+        self.line = False
+        self._pending = False
+        self.msi_sent = 0                    # MSI writes issued (for tests and the control socket)
+        c, e, a = self.cfg, PCIE_CAP, AER_CAP
+        c.set(PCI_INTERRUPT_PIN, 1, INTX_PIN_INTA)
+        c.mask(e + EXP_RTCTL, 2, write=RTCTL_WRITABLE)
+        c.mask(e + EXP_RTSTA, 4, w1c=RTSTA_PME)
+        c.mask(a + AER_ROOT_COMMAND, 4, write=ROOT_CMD_WRITABLE)
+        c.mask(a + AER_ROOT_STATUS, 4, w1c=ROOT_ERR_RW1C, sticky=0xFFFF_FFFF)
+        c.mask(a + AER_ERROR_SOURCE, 4, sticky=0xFFFF_FFFF)
+        c.seal()
+
+    def after_write(self, reg: int, size: int) -> None:
+        super().after_write(reg, size)
         self.update_irq()
 
     def receive(self, message: Message, requester_id: int) -> None:
@@ -479,47 +619,88 @@ class RootPort(Function):
                     or (status & ROOT_ERR_NONFATAL_RCV and command & ROOT_CMD_NONFATAL_EN)
                     or (status & ROOT_ERR_FATAL_RCV and command & ROOT_CMD_FATAL_EN))
 
+    def msi_enabled(self) -> bool:
+        return self._msi is not None and bool(self.reg(MSI_CAP + MSI_FLAGS, 2) & MSI_FLAGS_ENABLE)
+
     def update_irq(self) -> None:
         pending = self.interrupt_pending()
         status = self.reg(PCI_STATUS, 2)
         self.cfg.set(PCI_STATUS, 2, (status | STATUS_INTERRUPT) if pending else (status & ~STATUS_INTERRUPT))
-        level = pending and not self.reg(PCI_COMMAND, 2) & COMMAND_INTX_DISABLE
+        msi = self.msi_enabled()
+        level = pending and not msi and not self.reg(PCI_COMMAND, 2) & COMMAND_INTX_DISABLE
         if level != self.line:
             self.line = level
             self._irq.set_level(self.intid, level)
+        if msi and pending and not self._pending:
+            self._send_msi()
+        self._pending = pending
+
+    def _send_msi(self) -> None:
+        assert self._msi is not None
+        if not self.reg(PCI_COMMAND, 2) & COMMAND_MASTER:
+            log.info("%s: MSI not sent: Bus Master Enable is clear in the Command register", self.name)
+            return
+        m = MSI_CAP
+        address = self.reg(m + MSI_ADDRESS_LO) | (self.reg(m + MSI_ADDRESS_HI) << 32)
+        self.msi_sent += 1
+        self._msi(address, self.reg(m + MSI_DATA, 2))
 
 
 class PcieHost:
     """The ECAM window of a generic host bridge (PCIe Base 4.0 7.2.2): bus/device/function/register
-    from the offset, one root port on bus 0 and one endpoint below it."""
+    from the offset; root ports 00:01.0 (an endpoint below) and 00:02.0 (a switch below)."""
 
-    def __init__(self, irq: IrqSink, root_port_intid: int, name: str = "pcie_ecam") -> None:
+    def __init__(self, irq: IrqSink, root_port_intid: int, switch_root_port_intid: int,
+                 msi: MsiSink | None = None, name: str = "pcie_ecam") -> None:
         self.name = name
-        self.root_port = RootPort(irq, root_port_intid)
+        self.root_port = RootPort(irq, root_port_intid, port_number=1, msi=msi)
         self.endpoint = Endpoint()
-        self.root_port.downstream = self.endpoint
+        self.root_port.attach(ENDPOINT_DEVFN, self.endpoint)
+        self.switch_root_port = RootPort(irq, switch_root_port_intid, port_number=2, name="switch_root_port",
+                                         msi=msi)
+        self.switch_upstream = SwitchUpstreamPort()
+        self.switch_downstream = SwitchDownstreamPort()
+        self.switch_root_port.attach(PORT_DEVFN, self.switch_upstream)
+        self.switch_upstream.attach(PORT_DEVFN, self.switch_downstream)
+        self.root_bus: dict[int, RootPort] = {}
+        for devfn, port in ((ROOT_PORT_DEVFN, self.root_port), (SWITCH_ROOT_PORT_DEVFN, self.switch_root_port)):
+            port.devfn = devfn
+            self.root_bus[devfn] = port
 
     def function(self, bus: int, devfn: int) -> Function | None:
         """The function a type 0/1 config request to bus/devfn reaches, or None (master abort)."""
         if bus == 0:
-            return self.root_port if devfn == ROOT_PORT_DEVFN else None
-        rp = self.root_port
-        if bus == rp.secondary_bus and devfn == ENDPOINT_DEVFN:
-            return self.endpoint
+            return self.root_bus.get(devfn)
+        for port in self.root_bus.values():
+            if (fn := port.route(bus, devfn)) is not None:
+                return fn
         return None
 
     def requester_id(self, fn: Function) -> int | None:
-        """The function's bus/device/function as configured now (None: the endpoint's bus is unassigned)."""
-        if fn is self.root_port:
-            return bdf(0, ROOT_PORT_DEVFN)
-        bus = self.root_port.secondary_bus
-        return bdf(bus, ENDPOINT_DEVFN) if bus != 0 else None
+        """The function's bus/device/function as configured now (None: its bus is not reachable yet)."""
+        bus = 0 if fn.parent is None else fn.parent.secondary_bus
+        if fn.parent is not None and bus == 0:
+            return None
+        rid = bdf(bus, fn.devfn)
+        return rid if self.find(rid) is fn else None
 
     def find(self, requester_id: int) -> Function | None:
         return self.function(requester_id >> 8, requester_id & DEVFN_MASK)
 
     def functions(self) -> list[tuple[int | None, Function]]:
-        return [(self.requester_id(f), f) for f in (self.root_port, self.endpoint)]
+        every: list[Function] = []
+        for _, port in sorted(self.root_bus.items()):
+            every.append(port)
+            every.extend(port.subtree())
+        return [(self.requester_id(f), f) for f in every]
+
+    def root_port_of(self, fn: Function) -> RootPort:
+        """The root port above `fn` (or `fn` itself)."""
+        node = fn
+        while not isinstance(node, RootPort):
+            assert node.parent is not None, f"{node.name} is not below a root port"
+            node = node.parent
+        return node
 
     # --- MMIO ---------------------------------------------------------------------------
     def _decode(self, offset: int) -> tuple[Function | None, int]:
@@ -551,11 +732,29 @@ class PcieHost:
     def inject_aer(self, requester_id: int, cor: int = 0, uncor: int = 0,
                    header_log: tuple[int, int, int, int] | None = None) -> AerLog:
         """An error detected by function `requester_id`: logged in its AER registers, its messages
-        delivered to the root port (the root port's own errors included)."""
+        carried up through the switch ports (PCIe Base 4.0 6.2.6) to its root port (the root
+        port's own errors included)."""
         fn = self.find(requester_id)
         if fn is None:
             raise LookupError(f"no PCIe function at {format_bdf(requester_id)}")
         result = fn.aer_error(cor, uncor, header_log)
         for message in result.messages:
-            self.root_port.receive(message, requester_id)
+            blocked = self._deliver(fn, message, requester_id)
+            if blocked is not None:
+                result = replace(result, blocked_at=blocked)
         return result
+
+    def _deliver(self, fn: Function, message: Message, requester_id: int) -> str | None:
+        """Carry `message` from `fn` to its root port; the name of the port that stopped it, if one did."""
+        node = fn
+        while not isinstance(node, RootPort):
+            parent = node.parent
+            assert parent is not None, f"{node.name} is not below a root port"
+            forwarded = parent.received_from_secondary(message)
+            if not forwarded and not isinstance(parent, RootPort):
+                log.info("%s: %s from %s not forwarded: SERR# Enable is clear in Bridge Control",
+                         parent.name, message.value, format_bdf(requester_id))
+                return parent.name
+            node = parent
+        node.receive(message, requester_id)
+        return None

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from armras import limits
 from armras.errors import ArmrasError, GuestAddressError, NotAcknowledged
-from armras.ras import cper
+from armras.ras import cper, pcie_errors
 from armras.ras.sources import Notify, notify_name
 from armras.arch.cpu import SERROR_AETS
 from armras.devices import pcie as pcie_dev
@@ -482,7 +482,9 @@ class ControlServer:
                 assert source is not None
                 return {"source_id": source.source_id, "dev": spec.dev, "records_written": source.records_written}
             result = perform_aer(m, spec)
-            rp = m.pcie.root_port
+            fn = m.pcie.find(pcie_errors.parse_bdf(spec.dev))
+            assert fn is not None
+            rp = m.pcie.root_port_of(fn)
             return {"dev": spec.dev, "sent": [msg.value for msg in result.messages],
                     "not_sent": [msg.value for msg in result.unreported],
                     "root_error_status": rp.reg(pcie_dev.AER_CAP + pcie_dev.AER_ROOT_STATUS),

@@ -19,11 +19,11 @@ Spec grammar (the value of `armras run --inject`):
                      once PSTATE.A allows it
               aer    a native PCIe AER error at dev=: logged in that function's AER
                      registers and signalled to the root port (Root Error Status, Error
-                     Source ID), which interrupts the OS on INTA
+                     Source ID), which interrupts the OS (INTA, or an MSI once enabled)
               pcie   firmware-first PCIe error at dev=: a CPER PCIe error section with the
                      function's registers, in the GPIO-notified source (1) unless source=
-    dev=BB:DD.F aer/pcie: the function (root port 00:01.0; endpoint 01:00.0 once the OS
-                numbered its bus)
+    dev=BB:DD.F aer/pcie: the function (root ports 00:01.0 and 00:02.0; once the OS numbered
+                the buses as Linux does: endpoint 01:00.0, switch ports 02:00.0 and 03:00.0)
     status=     aer/pcie: cor | uncor-nonfatal | uncor-fatal (Receiver Error, Completion
                 Timeout, Data Link Protocol Error), or give raw AER status bits:
     cor=, uncor= aer/pcie: Correctable / Uncorrectable Error Status bits (PCIe Base 4.0 7.8.4)
@@ -33,7 +33,10 @@ Spec grammar (the value of `armras run --inject`):
               that way; arm: any, notified as that source says)
     pa=       physical address, a symbol of the guest ELF, or $N / $name: a group of
               the `on=` match (e.g. on=PADDR=(0x[0-9a-f]+),pa=$1 is written pa=$1,on=...)
-    severity= recoverable (default) | fatal | corrected | none (pcie: from the error's class)
+    severity= recoverable (default) | fatal | corrected | none (pcie: the record's severity,
+              by default the error's class; the PCIe section always has the error's class,
+              so status=uncor-fatal,severity=recoverable is a fatal AER error the OS may
+              recover, while a fatal record makes Linux's GHES panic)
     mpidr=, type=, va=   ARM processor error fields (type: cache|tlb|bus|micro-arch)
     dimm=       memory errors: yes (the board's one DIMM, SMBIOS handle 0x1100) or an SMBIOS
                 handle: the record's Module Handle, so the OS can name the DIMM (Linux:

@@ -317,9 +317,11 @@ def pcie_error_section(info: PcieErrorInfo) -> bytes:
     return section
 
 
-def pcie_error_record(info: PcieErrorInfo, severity: int = Severity.RECOVERABLE) -> bytes:
-    """A record with one PCI Express Error Section (Linux: ghes_handle_aer -> aer_recover_queue)."""
-    return generic_error_status([(PCIE_ERROR_GUID, pcie_error_section(info))], severity)
+def pcie_error_record(info: PcieErrorInfo, severity: int = Severity.RECOVERABLE,
+                      section_severity: int | None = None) -> bytes:
+    """A record with one PCI Express Error Section (Linux: ghes_handle_aer -> aer_recover_queue);
+    the section's severity is the record's unless `section_severity` is given."""
+    return generic_error_status([Section(PCIE_ERROR_GUID, pcie_error_section(info), section_severity)], severity)
 
 
 GuidLike = Union[bytes, uuid.UUID, str]

@@ -65,7 +65,9 @@ def function_at(host: pcie.PcieHost, requester_id: int) -> pcie.Function:
 def firmware_first_record(host: pcie.PcieHost, requester_id: int, error: PcieError,
                           severity: cper.Severity | None = None) -> bytes:
     """The record firmware writes for `error` at `requester_id`: the function's registers with the
-    error logged, which firmware then clears (the function is left as it was)."""
+    error logged, which firmware then clears (the function is left as it was). The section's
+    severity is the error's class (Linux: cper_severity_to_aer picks the recovery from it);
+    `severity` overrides the record's (GHES panics on a fatal record)."""
     fn = function_at(host, requester_id)
     saved = bytes(fn.cfg.data)
     try:
@@ -81,12 +83,13 @@ def firmware_first_record(host: pcie.PcieHost, requester_id: int, error: PcieErr
             bus=requester_id >> 8,
             device=(requester_id >> 3) & 0x1F,
             function=requester_id & 7,
-            secondary_bus=(fn.reg(pcie.PCI_SECONDARY_BUS, 1) if isinstance(fn, pcie.RootPort) else 0),
+            secondary_bus=(fn.reg(pcie.PCI_SECONDARY_BUS, 1) if isinstance(fn, pcie.Bridge) else 0),
             capability=fn.pcie_cap(),
             aer=fn.aer_regs(),
-            bridge_secondary_status=(fn.reg(pcie.PCI_SEC_STATUS, 2) if isinstance(fn, pcie.RootPort) else None),
-            bridge_control=(fn.reg(pcie.PCI_BRIDGE_CONTROL, 2) if isinstance(fn, pcie.RootPort) else None),
+            bridge_secondary_status=(fn.reg(pcie.PCI_SEC_STATUS, 2) if isinstance(fn, pcie.Bridge) else None),
+            bridge_control=(fn.reg(pcie.PCI_BRIDGE_CONTROL, 2) if isinstance(fn, pcie.Bridge) else None),
         )
     finally:
         fn.cfg.data[:] = saved
-    return cper.pcie_error_record(info, severity if severity is not None else error.severity(fn))
+    own = error.severity(fn)
+    return cper.pcie_error_record(info, severity if severity is not None else own, section_severity=own)

@@ -78,6 +78,8 @@
  * "fwtest_settime=S" it then sets /dev/rtc0 to S (ioctl RTC_SET_TIME: rtc-efi calls
  * UEFI SetTime) and reads it back (RTC_RD_TIME: GetTime), printing
  * "FWTEST rtc set=<S>" and "FWTEST rtc read=<YYYY-MM-DDTHH:MM:SS>".
+ * With "irqtest" it prints, last (after armras_sleep_ms), each line of /proc/interrupts as
+ * "IRQTEST <line>" and then "IRQTEST DONE" (or "IRQTEST ERROR ...").
  *
  * Finally sync() and reboot(RB_POWER_OFF) (PSCI SYSTEM_OFF).  Every failure
  * prints one "INIT ERROR ..." / "SEATEST ERROR ..." line and still powers off.
@@ -745,6 +747,19 @@ static void armras_bench(long divisor)
         printf("BENCH DONE\n");
 }
 
+/* irqtest: /proc/interrupts as the kernel counts it (e.g. MSIs through the GICv2m frame). */
+static void irqtest(void)
+{
+    static char buf[16384];
+    if (read_text("/proc/interrupts", buf, sizeof buf) < 0) {
+        printf("IRQTEST ERROR read /proc/interrupts: %s\n", strerror(errno));
+        return;
+    }
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
+        printf("IRQTEST %s\n", line);
+    printf("IRQTEST DONE\n");
+}
+
 /* fwtest: SMBIOS (DMI) values and the UEFI clock as Linux sees them. */
 static void fwtest(const char *cmdline)
 {
@@ -950,6 +965,8 @@ int main(int argc, char **argv)
         sleep_ms(sleep_for);
         printf("SLEEP DONE\n");
     }
+    if (cmdline_has(cmdline, "irqtest"))
+        irqtest();
 
     sync();
     reboot(RB_POWER_OFF);

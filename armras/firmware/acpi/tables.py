@@ -25,6 +25,8 @@ from armras.firmware.acpi.builder import (
 from armras.firmware.acpi.erst import build_erst
 from armras.firmware.acpi.einj import build_einj
 from armras.firmware.acpi.hest import build_hest
+from armras.firmware.acpi.iort import build_iort
+from armras.firmware.acpi.msi import GicMsiFrame, gic_msi_frame_entry
 from armras.firmware.acpi.pci import PciHostBridge, build_mcfg, pci_host_bridge_devices
 from armras.errors import ArmrasError
 from armras.board.memmap import (
@@ -33,6 +35,7 @@ from armras.board.memmap import (
     PPI_SEC_PHYS_TIMER,
     PPI_VIRT_TIMER,
     BERT_REGION_SIZE,
+    GICV2M_SPI_COUNT,
     SPI_BASE,
     VIRT_IRQMAP,
     VIRT_MEMMAP,
@@ -136,7 +139,7 @@ DBG2_PORT_TYPE_SERIAL = 0x8000
 DBG2_PORT_SUBTYPE_PL011 = 0x0003
 DBG2_UART_NAMESPACE = b"\\_SB.COM0\0"              # the DSDT's PL011, NUL-terminated
 
-XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2", "MCFG")
+XSDT_ORDER = ("FACP", "APIC", "GTDT", "SPCR", "HEST", "BERT", "SDEI", "PPTT", "ERST", "EINJ", "DBG2", "MCFG", "IORT")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class AcpiPlatform:
     erst_base: int = 0                        # the ERST device's register frame (armras.devices.erst)
     einj_base: int = VIRT_MEMMAP["einj"].base  # the EINJ action registers (armras.devices.einj)
     pci: PciHostBridge | None = None          # the PCIe host bridge (MCFG, DSDT PCI0)
+    gic_msi_frame: GicMsiFrame | None = None  # the GICv2m frame (MADT GIC MSI Frame)
     oem_id: bytes = b"ARMRAS"
     oem_table_id: bytes = b"ARMRASVT"
 
@@ -194,6 +198,7 @@ def board_platform(ram_base: int, ram_size: int, mpidrs: tuple[int, ...] = (0,),
         bert_region=(layout.bert_region_base, BERT_REGION_SIZE),
         erst_base=VIRT_MEMMAP["erst"].base,
         pci=board_pci_host_bridge(),
+        gic_msi_frame=GicMsiFrame(VIRT_MEMMAP["gic_v2m"].base, intid("gic_v2m"), GICV2M_SPI_COUNT),
     )
 
 
@@ -334,6 +339,8 @@ def build_madt(platform: AcpiPlatform) -> bytes:
         tb.u8(0)                     # Processor Power Efficiency Class
         tb.reserved(3)
         assert tb.offset - start == MADT_GICC_LENGTH
+    if platform.gic_msi_frame is not None:
+        tb.raw(gic_msi_frame_entry(platform.gic_msi_frame))
     return tb.finish()
 
 
@@ -465,8 +472,9 @@ def build_acpi_tables(platform: AcpiPlatform, base: int, max_size: int = 64 * 10
     order_in_xsdt = XSDT_ORDER
     if platform.pci is not None:
         fixed["MCFG"] = build_mcfg(platform.pci, platform.oem_id, platform.oem_table_id)
+        fixed["IORT"] = build_iort(platform.pci.segment, platform.oem_id, platform.oem_table_id)
     else:
-        order_in_xsdt = tuple(sig for sig in XSDT_ORDER if sig != "MCFG")
+        order_in_xsdt = tuple(sig for sig in XSDT_ORDER if sig not in ("MCFG", "IORT"))
     sizes = {"XSDT": xsdt_size(len(order_in_xsdt)), "FACP": FADT_SIZE,
              **{sig: len(data) for sig, data in fixed.items()}}
     order = ("XSDT", "DSDT", *order_in_xsdt)
