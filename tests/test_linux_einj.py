@@ -119,7 +119,9 @@ def test_einj_fatal_panics_the_kernel(series: str, einj_initramfs: dict[str, Pat
         r"section_type: memory error",
         r"Kernel panic - not syncing: GHES: Fatal hardware error",
     ])
-    assert "EINJTEST error_inject ok" not in out
+    # Whether /init's write to error_inject returns (and it prints "error_inject ok")
+    # before the panic is up to the kernel: the GED's handler is a threaded IRQ, so the
+    # GHES work may run after the writer is scheduled again, as on hardware.
 
 
 def test_modules_come_from_the_kernels_own_package() -> None:
