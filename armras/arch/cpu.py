@@ -56,6 +56,7 @@ TCR_EL1 = (3, 0, 2, 0, 2)
 TTBR0_EL1 = (3, 0, 2, 0, 0)
 TTBR1_EL1 = (3, 0, 2, 0, 1)
 MAIR_EL1 = (3, 0, 10, 2, 0)
+VBAR_EL1 = (3, 0, 12, 0, 0)
 MIDR_EL1 = (3, 0, 0, 0, 0)
 SCTLR_M, SCTLR_C, SCTLR_I = 1 << 0, 1 << 2, 1 << 12     # MMU, data and instruction cache enables
 

@@ -6,7 +6,11 @@ cannot be looked up in the link-time symbol table as it is. The image is physica
 contiguous, though: a kernel virtual address, translated through the CPU's own page
 tables, lands at `text_pa + (link address - _text)`. The image's physical address is
 where the firmware loaded it or, when the stub relocated it, the newest EFI_LOADER_CODE
-allocation that holds a copy of the Image header. This needs neither the offset nor a
+allocation whose image-sized range holds the kernel's exception vectors (VBAR_EL1,
+translated the same way). The header page is no proof of where the image runs: arm64
+reserves its image from _stext, so Linux may reuse the pages between _text and _stext;
+a copy of the header decides only before the kernel has installed its vectors. This
+needs neither the offset nor a
 symbol the kernel may not export (6.1's kallsyms has no data symbols), and works for
 any seed; addresses outside the image fall back to the link-time table.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from armras.arch.cpu import VBAR_EL1
 from armras.arch.mmu import translate
 from armras.errors import ArmrasError
 from armras.guests.elf import Symbolizer
@@ -37,11 +42,19 @@ class KaslrSymbolizer(Symbolizer):
         self.mem = mem
 
     def text_pa(self) -> int | None:
-        """The physical address of the running Image (the newest copy of its header)."""
-        for pa in reversed(self.candidates()):
+        """The physical address of the running Image: the newest candidate whose image-sized
+        range holds the kernel's vectors, else the newest copy of its header."""
+        candidates = list(reversed(self.candidates()))
+        vbar = self.cpu.sysreg(VBAR_EL1)
+        vectors = translate(self.cpu, self.mem, vbar) if vbar & KERNEL_VA_BIT else None
+        if vectors is not None:
+            for base in candidates:
+                if base <= vectors < base + self.image_size:
+                    return base
+        for base in candidates:
             try:
-                if self.mem.read(pa, len(self.header)) == self.header:
-                    return pa
+                if self.mem.read(base, len(self.header)) == self.header:
+                    return base
             except ArmrasError:
                 continue
         return None
