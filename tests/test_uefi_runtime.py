@@ -37,6 +37,16 @@ NOT_FOUND = (1 << 63) | 14
 NV, BS, RT, APPEND = 0x1, 0x2, 0x4, 0x40   # EFI_VARIABLE_* attributes (8.2.1)
 NV_BS_RT = NV | BS | RT
 
+# What the firmware defines (UEFI 2.10 3.3, Table 3-1: all BS|RT, read-only): name -> data.
+GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c").bytes_le
+FIRMWARE = {
+    "OsIndicationsSupported": bytes(8),    # UINT64, no EFI_OS_INDICATIONS_* bit supported
+    "PlatformLangCodes": b"en-US\0",        # ASCII, RFC 4646
+    "LangCodes": b"eng\0",                  # ASCII, ISO 639-2
+    "SecureBoot": b"\x00",                  # UINT8: not in Secure Boot mode
+    "SetupMode": b"\x01",                   # UINT8: setup mode (no PK)
+}
+
 DATA = 0x4100_0000                 # what the test writes for the guest
 RESULTS = 0x4200_0000              # one EFI_STATUS per call, 8 bytes each
 PL031_RTCDR = 0x0901_0000          # QEMU virt's PL031, data register
@@ -70,6 +80,13 @@ class Calls:
  str x0, [x21, #{8 * self.n}]""")
         self.n += 1
         return self.n - 1
+
+    def store(self, addr: int, value: int) -> None:
+        """A 64-bit store by the guest between calls (e.g. resetting an IN OUT size)."""
+        self.lines.append(f"""
+ ldr x9, ={addr:#x}
+ ldr x10, ={value:#x}
+ str x10, [x9]""")
 
     def program(self) -> str:
         return """
@@ -148,8 +165,13 @@ def test_variable_services_status_codes(board) -> None:  # type: ignore[no-untyp
     empty_name = c.call(SET_VARIABLE, DATA + 0x900, guid, NV_BS_RT, 1, data)
     unmapped = c.call(SET_VARIABLE, 0x7_0000_0000, guid, NV_BS_RT, 1, data)
     delete_missing = c.call(SET_VARIABLE, name2, guid, NV_BS_RT, 0, 0)
-    first = c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid)
-    after = c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid)
+    # The firmware's own variables come first (defined at boot), then ArmrasTest, then no more.
+    walk = []
+    for _ in range(len(FIRMWARE) + 1):
+        c.store(nextsize, 0x100)                 # the buffer's size again, as a caller must
+        walk.append(c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid))
+    first = walk.pop()
+    after = c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid)   # size 22 from `first`
     query = c.call(QUERY_VARIABLE_INFO, NV_BS_RT, qi, qi + 8, qi + 16)
     deleted = c.call(SET_VARIABLE, name, guid, NV_BS_RT, 0, 0)
     gone = c.call(GET_VARIABLE, name, guid, attr, size, out)
@@ -167,6 +189,7 @@ def test_variable_services_status_codes(board) -> None:  # type: ignore[no-untyp
         mem.write_u64(nextsize, 0x100)
 
     m, uefi, st = run(board, c, prepare)
+    assert [st[i] for i in walk] == [SUCCESS] * len(walk)
     assert st[missing] == NOT_FOUND
     assert st[created] == SUCCESS
     assert st[probe] == BUFFER_TOO_SMALL and m.mem.read_u64(DATA + 0x310) == 5
@@ -189,7 +212,8 @@ def test_variable_services_status_codes(board) -> None:  # type: ignore[no-untyp
     assert st[query] == SUCCESS
     total, remaining, largest = (m.mem.read_u64(qi + 8 * i) for i in range(3))
     assert total > remaining > 0 and largest <= total
-    assert total - remaining == 22 + 8                                     # name with its NUL + data
+    firmware = sum(2 * (len(n) + 1) + len(d) for n, d in FIRMWARE.items())
+    assert total - remaining == firmware + 22 + 8                          # names with their NUL + data
     assert st[deleted] == SUCCESS and st[gone] == NOT_FOUND
 
 
