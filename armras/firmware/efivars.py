@@ -58,7 +58,8 @@ class Variable:
 
 
 def _cost(name: str, data: bytes) -> int:
-    return 2 * (len(name) + 1) + len(data)
+    """Bytes a variable takes: its UCS-2 name with the NUL (a surrogate pair is two CHAR16) + data."""
+    return len(name.encode("utf-16-le")) + 2 + len(data)
 
 
 @dataclass
