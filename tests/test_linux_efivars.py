@@ -212,11 +212,11 @@ def test_efi_pstore_keeps_the_panic_across_a_warm_reset_and_into_the_next_run(
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])
-def test_pstore_backend_keeps_the_erst_out_and_a_full_store_keeps_the_panic(
+def test_pstore_backend_keeps_the_erst_out_and_a_full_store_keeps_the_panic_until_cleared(
         series: str, efivars_initramfs: dict[str, Path], tmp_path: Path) -> None:
     """pstore.backend=<efi-pstore's name> with the ERST present; the store nearly full:
     Linux's SetVariable of the later parts gets OUT_OF_RESOURCES, the panic's part 1 fits,
-    and the file grows no further than the store's size."""
+    and the file grows no further than the store's size; removing the pstore files frees it."""
     from armras.firmware.efivars import VariableStore
 
     backend = BACKEND[series]
@@ -250,3 +250,15 @@ def test_pstore_backend_keeps_the_erst_out_and_a_full_store_keeps_the_panic(
     used = sum(len(name.encode("utf-16-le")) + 2 + len(data) for (_, name), (_, data) in variables.items())
     assert EDK2_VARIABLE_STORE_SIZE - 0x1000 < used <= EDK2_VARIABLE_STORE_SIZE
     assert store.stat().st_size < 2 * EDK2_VARIABLE_STORE_SIZE    # base64 + JSON of a full store
+
+    # Run 2: removing the dmesg files makes efi-pstore delete its variables (SetVariable, size 0).
+    run2 = tmp_path / "run2"
+    run2.mkdir()
+    proc, out = run_linux(series, efivars_initramfs[series], run2, "--efivars", str(store),
+                          "--append", f"console=ttyAMA0 pstore.backend={backend} efipstore efipstore_clear "
+                                      "pstoretest")
+    assert proc.returncode == 0, proc.stderr + out[-3000:]
+    removed = re.findall(rf"^EFITEST pstore removed (dmesg-{backend}-\d+)$", out, re.MULTILINE)
+    assert sorted(removed) == sorted(files)
+    in_order(out, [r"^PSTORE files=0 dmesg=0$", r"reboot: Power down"])
+    assert _dump_variables(store) == {} and len(_stored(store)) == 8

@@ -79,7 +79,9 @@
  *           chattr -i <file>"), unlinks ArmrasScratch-<guid>: "EFITEST deleted <file>",
  *           "EFITEST gone <file>".
  * With "efipstore" it loads efi-pstore.ko and prints "EFITEST efi_pstore pstore_disable=<N|Y>"
- * (before "pstoretest" mounts pstore; pstore.backend=efi_pstore keeps the ERST out).
+ * (before "pstoretest" mounts pstore; erst_disable or pstore.backend=<name> keeps the ERST
+ * out); with "efipstore_clear" as well it then mounts pstore and removes every dmesg-* file
+ * there ("EFITEST pstore removed <file>"), which makes the backend erase the record.
  *
  * With "armras_sleep_ms=N" it then prints "SLEEP ms=N", sleeps N ms (so the host can
  * inject while the kernel runs idle, e.g. a record in a polled error source, which the
@@ -1036,14 +1038,43 @@ static void efitest(char *steps)
     }
 }
 
-/* "efipstore": efi-pstore.ko as pstore's backend (with pstore.backend=efi_pstore, or erst_disable). */
-static void efipstore(void)
+/* Remove every dmesg-* file of /sys/fs/pstore: the backend erases its record. */
+static void efipstore_clear(void)
+{
+    if (mount("pstore", PSTORE_DIR, "pstore", 0, NULL) < 0 && errno != EBUSY) {
+        printf("EFITEST ERROR mount pstore on %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    DIR *d = opendir(PSTORE_DIR);
+    if (!d) {
+        printf("EFITEST ERROR opendir %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "dmesg-", 6) != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, PSTORE_DIR "/%s", e->d_name);
+        if (unlink(path) < 0)
+            printf("EFITEST ERROR unlink %s: %s\n", path, strerror(errno));
+        else
+            printf("EFITEST pstore removed %s\n", e->d_name);
+    }
+    closedir(d);
+}
+
+/* "efipstore": efi-pstore.ko as pstore's backend (with erst_disable or pstore.backend=...);
+ * "efipstore_clear": then remove the saved dmesg files. */
+static void efipstore(int clear)
 {
     char buf[16];
     if (load_module("EFITEST", "efi-pstore") < 0)
         return;
     if (read_text("/sys/module/efi_pstore/parameters/pstore_disable", buf, sizeof buf) == 0)
         printf("EFITEST efi_pstore pstore_disable=%s\n", buf);
+    if (clear)
+        efipstore_clear();
 }
 
 #define SH_ARG_MAX 256
@@ -1135,7 +1166,7 @@ int main(int argc, char **argv)
         printf("EFITEST DONE\n");
     }
     if (cmdline_has(cmdline, "efipstore"))
-        efipstore();
+        efipstore(cmdline_has(cmdline, "efipstore_clear"));
     if (cmdline_has(cmdline, "pstoretest"))
         pstoretest(cmdline_has(cmdline, "pstore_crash"));
     char einj_modes[64];
