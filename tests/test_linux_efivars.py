@@ -262,3 +262,25 @@ def test_pstore_backend_keeps_the_erst_out_and_a_full_store_keeps_the_panic_unti
     assert sorted(removed) == sorted(files)
     in_order(out, [r"^PSTORE files=0 dmesg=0$", r"reboot: Power down"])
     assert _dump_variables(store) == {} and len(_stored(store)) == 8
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12"])
+def test_efi_pstore_pstore_disable_from_the_command_line_keeps_it_out(
+        series: str, efivars_initramfs: dict[str, Path], tmp_path: Path) -> None:
+    """efi_pstore.pstore_disable=Y on the kernel command line reaches the module (/init passes
+    "<module>.<param>=" words to finit_module as modprobe does): efi-pstore does not register,
+    and a panic writes no variable."""
+    store = tmp_path / "vars.json"
+    proc, out = run_linux(series, efivars_initramfs[series], tmp_path, "--efivars", str(store), "--max-reboots", "0",
+                          "--append", "console=ttyAMA0 panic=1 erst_disable efi_pstore.pstore_disable=Y efipstore "
+                                      "pstoretest pstore_crash")
+    assert proc.returncode == 1 and "--max-reboots 0 ends the run here" in proc.stderr, proc.stderr + out[-3000:]
+    in_order(out, [
+        r"^EFITEST parameters pstore_disable=Y$",
+        r"^EFITEST loaded /lib/modules/[^/]+/kernel/drivers/firmware/efi/efi-pstore\.ko$",
+        r"^EFITEST efi_pstore pstore_disable=Y$",
+        r"^PSTORE files=0 dmesg=0$",
+        PANIC,
+    ])
+    assert "as persistent store backend" not in out
+    assert not store.exists()                                # nothing non-volatile was ever written

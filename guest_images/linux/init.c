@@ -34,7 +34,9 @@
  * the platform's EINJ table with Debian's own einj.ko (packed into the initramfs with
  * `python -m armras.guests.initramfs --kernel K --module einj`):
  *   1. loads einj.ko and what /lib/modules/<release>/modules.dep says it depends on
- *      (finit_module), mounts debugfs and prints each line of
+ *      (finit_module, with the "<module>.<param>=<value>" words of the kernel command line
+ *      as its parameters, as modprobe passes them: "EINJTEST parameters ..."), mounts
+ *      debugfs and prints each line of
  *      apei/einj/available_error_type as "EINJTEST available: <line>";
  *   2. maps and dirties a page, finds its physical address (pagemap) and writes
  *      error_type (uc 0x10, ce 0x8, fatal 0x20), param1 (the address), param2
@@ -586,6 +588,35 @@ static int cmdline_value(const char *cmdline, const char *word, char *buf, size_
 #define EINJ_ONE_PAGE "0xfffffffffffff000"
 #define EINJ_CE_WAIT_MS 500
 
+/* The "<module>.<param>=<value>" words of the kernel command line as the module's
+ * parameters ("param=value ..."), as modprobe passes them: the kernel applies such words
+ * itself only to built-in code. `path` names the module file (dashes read as underscores). */
+static void module_cmdline_params(const char *path, char *params, size_t size)
+{
+    char name[128], cmdline[4096];
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t n = strcspn(base, ".");
+    if (n >= sizeof name - 1)
+        n = sizeof name - 2;
+    for (size_t i = 0; i < n; i++)
+        name[i] = base[i] == '-' ? '_' : base[i];
+    name[n] = '.';
+    name[n + 1] = '\0';
+    params[0] = '\0';
+    if (read_text(INIT_CMDLINE_PATH, cmdline, sizeof cmdline) < 0)
+        return;
+    size_t used = 0;
+    char *save = NULL;      /* strtok_r: a caller may be inside its own strtok loop */
+    for (char *word = strtok_r(cmdline, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+        if (strncmp(word, name, n + 1) != 0 || !word[n + 1])
+            continue;
+        int w = snprintf(params + used, size - used, "%s%s", used ? " " : "", word + n + 1);
+        if (w < 0 || (size_t)w >= size - used)
+            break;
+        used += (size_t)w;
+    }
+}
+
 static int load_module_file(const char *tag, const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -593,7 +624,11 @@ static int load_module_file(const char *tag, const char *path)
         printf("%s ERROR open %s: %s\n", tag, path, strerror(errno));
         return -1;
     }
-    long rc = syscall(SYS_finit_module, fd, "", 0);
+    char params[512];
+    module_cmdline_params(path, params, sizeof params);
+    if (params[0])
+        printf("%s parameters %s\n", tag, params);
+    long rc = syscall(SYS_finit_module, fd, params, 0);
     int e = errno;
     close(fd);
     if (rc < 0 && e != EEXIST) {
