@@ -14,7 +14,7 @@ guests:
 # bookworm-backports source (needs root; what .ci/run's fresh machine needs).
 kernels:
 	$(PYTHON) -m armras fetch-kernel --setup-apt 6.1 6.12
-	$(MAKE) -C guest_images/linux PYTHON=$(PYTHON) einj
+	$(MAKE) -C guest_images/linux PYTHON=$(PYTHON) einj efivars
 
 # Debian trixie's arm64 busybox-static and rasdaemon (+ their Depends) for the rasdaemon test
 # (tests/test_linux_rasdaemon.py): private apt state and .debs under ~/.cache/armras/debian,

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="print only the last N lines of each dmesg record")
     erst.set_defaults(func=cmd_erst)
 
+    efivars = sub.add_parser("efivars", help="list the UEFI variables of a store file (armras run --efivars) "
+                                              "and decode Linux efi-pstore dumps")
+    efivars.add_argument("file", type=Path, help="the store file")
+    efivars.add_argument("--lines", type=limits.as_argument(_parse_lines), default=None, metavar="N",
+                         help="print only the last N lines of each dmesg dump")
+    efivars.set_defaults(func=cmd_efivars)
+
     hest = sub.add_parser("hest", help="print the ACPI tables and HEST error sources the board installs")
     hest.add_argument("-m", "--memory", type=parse_memory, default=None)
     hest.add_argument("--hest", type=Path, default=None, metavar="FILE",
@@ -221,6 +228,16 @@ def cmd_erst(args: argparse.Namespace) -> int:
     print(f"{args.file}: {len(store)} record(s) of at most {store.record_size} bytes, capacity {store.capacity}")
     for record_id, record in store.records.items():
         print(describe(record_id, record, args.lines))
+    return 0
+
+
+def cmd_efivars(args: argparse.Namespace) -> int:
+    from armras.firmware.efivars import VariableStore
+    from armras.firmware.efivars_dump import describe_store
+
+    if not args.file.exists():
+        raise ArmrasError(f"{args.file} does not exist")
+    print(describe_store(VariableStore.open(args.file), args.lines))
     return 0
 
 

@@ -114,27 +114,30 @@ def test_shipped_linux_scenarios_pass(tmp_path: Path) -> None:
     gz = REPO / "guest_images" / "build" / "linux" / "initramfs.cpio.gz"
     if not gz.exists():
         subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
-    # The EINJ scenarios boot an initramfs with each kernel's einj.ko (`make kernels` builds it).
-    subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}", "einj"],
-                   check=True)
+    # The EINJ and efivars scenarios boot an initramfs with each kernel's einj.ko, efivarfs.ko and
+    # efi-pstore.ko (`make kernels` builds them).
+    subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}", "einj",
+                    "efivars"], check=True)
     scenarios = sorted((REPO / "scenarios").glob("linux_*.toml"))
     assert [p.name for p in scenarios] == [
-        "linux_6_12_bert.toml", "linux_6_12_einj.toml", "linux_6_12_erst_pstore.toml",
-        "linux_6_12_firmware_first.toml", "linux_6_12_pcie_aer.toml", "linux_6_12_pcie_switch.toml",
+        "linux_6_12_bert.toml", "linux_6_12_efi_pstore.toml", "linux_6_12_efivars.toml", "linux_6_12_einj.toml",
+        "linux_6_12_erst_pstore.toml", "linux_6_12_firmware_first.toml", "linux_6_12_pcie_aer.toml", "linux_6_12_pcie_switch.toml",
         "linux_6_12_sea.toml", "linux_6_12_serror_uc.toml", "linux_6_12_smp.toml", "linux_6_1_bert.toml",
-        "linux_6_1_einj.toml", "linux_6_1_erst_pstore.toml", "linux_6_1_firmware_first.toml",
-        "linux_6_1_pcie_switch.toml", "linux_6_1_sea.toml", "linux_6_1_serror_ce.toml", "linux_6_1_smp.toml"]
+        "linux_6_1_efi_pstore.toml", "linux_6_1_efivars.toml", "linux_6_1_einj.toml", "linux_6_1_erst_pstore.toml",
+        "linux_6_1_firmware_first.toml", "linux_6_1_pcie_switch.toml", "linux_6_1_sea.toml", "linux_6_1_serror_ce.toml",
+        "linux_6_1_smp.toml"]
     proc = subprocess.run([sys.executable, "-m", "armras", "regress", *map(str, scenarios),
                            "--log-dir", str(tmp_path / "logs")],
-                          capture_output=True, text=True, timeout=1300, cwd=REPO)
+                          capture_output=True, text=True, timeout=1800, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("linux-6.1-sea", "linux-6.12-sea", "linux-6.1-smp", "linux-6.12-smp", "linux-6.1-serror-ce",
                  "linux-6.12-serror-uc", "linux-6.1-firmware-first", "linux-6.12-firmware-first",
                  "linux-6.1-erst-pstore", "linux-6.12-erst-pstore", "linux-6.1-einj", "linux-6.12-einj",
                  "linux-6.12-pcie-aer", "linux-6.1-pcie-switch", "linux-6.12-pcie-switch", "linux-6.1-bert",
-                 "linux-6.12-bert"):
+                 "linux-6.12-bert", "linux-6.1-efivars", "linux-6.12-efivars", "linux-6.1-efi-pstore",
+                 "linux-6.12-efi-pstore"):
         assert f"[PASS] {name} (" in proc.stdout, proc.stdout
-    assert "17 passed, 0 failed, 0 skipped" in proc.stdout
+    assert "21 passed, 0 failed, 0 skipped" in proc.stdout
 
 
 @pytest.mark.parametrize("series", ["6.1", "6.12"])

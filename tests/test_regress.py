@@ -29,7 +29,7 @@ def test_shipped_bare_metal_scenarios_pass_with_junit(tmp_path: Path, guest_imag
     junit = tmp_path / "out.xml"
     logs = tmp_path / "logs"
     linux = sorted(set(SCENARIOS.glob("*.toml")) - set(BARE_METAL))
-    assert len(linux) == 17
+    assert len(linux) == 21
     # An empty kernel cache: the Linux scenarios must skip, not fetch or fail.
     proc = regress_cli(*map(str, BARE_METAL + linux), "--junit", str(junit), "--jobs", "4", "--log-dir", str(logs),
                        env={**ENV, "ARMRAS_CACHE": str(tmp_path / "empty-cache")})
@@ -45,11 +45,11 @@ def test_shipped_bare_metal_scenarios_pass_with_junit(tmp_path: Path, guest_imag
         assert f"[SKIP] linux-{series}-einj: " in proc.stdout
     assert "[SKIP] linux-6.1-serror-ce: " in proc.stdout and "[SKIP] linux-6.12-serror-uc: " in proc.stdout
     assert "[SKIP] linux-6.12-pcie-aer: " in proc.stdout
-    assert f"{len(BARE_METAL)} passed, 0 failed, 17 skipped" in proc.stdout
+    assert f"{len(BARE_METAL)} passed, 0 failed, 21 skipped" in proc.stdout
 
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(BARE_METAL) + 17), "0", "17")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == (str(len(BARE_METAL) + 21), "0", "21")
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert cases["linux-6.12-sea"].find("skipped") is not None
     assert cases["linux-6.12-smp"].find("skipped") is not None

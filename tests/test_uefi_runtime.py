@@ -37,6 +37,16 @@ NOT_FOUND = (1 << 63) | 14
 NV, BS, RT, APPEND = 0x1, 0x2, 0x4, 0x40   # EFI_VARIABLE_* attributes (8.2.1)
 NV_BS_RT = NV | BS | RT
 
+# What the firmware defines (UEFI 2.10 3.3, Table 3-1: all BS|RT, read-only): name -> data.
+GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c").bytes_le
+FIRMWARE = {
+    "OsIndicationsSupported": bytes(8),    # UINT64, no EFI_OS_INDICATIONS_* bit supported
+    "PlatformLangCodes": b"en-US\0",        # ASCII, RFC 4646
+    "LangCodes": b"eng\0",                  # ASCII, ISO 639-2
+    "SecureBoot": b"\x00",                  # UINT8: not in Secure Boot mode
+    "SetupMode": b"\x01",                   # UINT8: setup mode (no PK)
+}
+
 DATA = 0x4100_0000                 # what the test writes for the guest
 RESULTS = 0x4200_0000              # one EFI_STATUS per call, 8 bytes each
 PL031_RTCDR = 0x0901_0000          # QEMU virt's PL031, data register
@@ -70,6 +80,13 @@ class Calls:
  str x0, [x21, #{8 * self.n}]""")
         self.n += 1
         return self.n - 1
+
+    def store(self, addr: int, value: int) -> None:
+        """A 64-bit store by the guest between calls (e.g. resetting an IN OUT size)."""
+        self.lines.append(f"""
+ ldr x9, ={addr:#x}
+ ldr x10, ={value:#x}
+ str x10, [x9]""")
 
     def program(self) -> str:
         return """
@@ -148,8 +165,13 @@ def test_variable_services_status_codes(board) -> None:  # type: ignore[no-untyp
     empty_name = c.call(SET_VARIABLE, DATA + 0x900, guid, NV_BS_RT, 1, data)
     unmapped = c.call(SET_VARIABLE, 0x7_0000_0000, guid, NV_BS_RT, 1, data)
     delete_missing = c.call(SET_VARIABLE, name2, guid, NV_BS_RT, 0, 0)
-    first = c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid)
-    after = c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid)
+    # The firmware's own variables come first (defined at boot), then ArmrasTest, then no more.
+    walk = []
+    for _ in range(len(FIRMWARE) + 1):
+        c.store(nextsize, 0x100)                 # the buffer's size again, as a caller must
+        walk.append(c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid))
+    first = walk.pop()
+    after = c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid)   # size 22 from `first`
     query = c.call(QUERY_VARIABLE_INFO, NV_BS_RT, qi, qi + 8, qi + 16)
     deleted = c.call(SET_VARIABLE, name, guid, NV_BS_RT, 0, 0)
     gone = c.call(GET_VARIABLE, name, guid, attr, size, out)
@@ -167,6 +189,7 @@ def test_variable_services_status_codes(board) -> None:  # type: ignore[no-untyp
         mem.write_u64(nextsize, 0x100)
 
     m, uefi, st = run(board, c, prepare)
+    assert [st[i] for i in walk] == [SUCCESS] * len(walk)
     assert st[missing] == NOT_FOUND
     assert st[created] == SUCCESS
     assert st[probe] == BUFFER_TOO_SMALL and m.mem.read_u64(DATA + 0x310) == 5
@@ -189,8 +212,137 @@ def test_variable_services_status_codes(board) -> None:  # type: ignore[no-untyp
     assert st[query] == SUCCESS
     total, remaining, largest = (m.mem.read_u64(qi + 8 * i) for i in range(3))
     assert total > remaining > 0 and largest <= total
-    assert total - remaining == 22 + 8                                     # name with its NUL + data
+    firmware = sum(2 * (len(n) + 1) + len(d) for n, d in FIRMWARE.items())
+    assert total - remaining == firmware + 22 + 8                          # names with their NUL + data
     assert st[deleted] == SUCCESS and st[gone] == NOT_FOUND
+
+
+RAM_END = 0x6000_0000              # the board's default 512 MiB of RAM at 0x4000_0000 (QEMU virt's base)
+AUTHENTICATED_WRITE, HARDWARE_ERROR = 0x10, 0x08
+
+
+def test_hostile_arguments_get_the_spec_status_and_change_nothing(board) -> None:  # type: ignore[no-untyped-def]
+    """Bad pointers, sizes, names and attributes a guest can pass (UEFI 2.10 8.2.1-8.2.4
+    status codes): never an emulator error, no partial variable left behind."""
+    name, guid, data, size, attr, out = DATA, DATA + 0x100, DATA + 0x200, DATA + 0x300, DATA + 0x308, DATA + 0x400
+    long_name = DATA + 0x1_0000                  # 9 KiB of 'A' with no terminator
+    straddle = DATA + 0x2_0ffe                   # "Pg" crossing a page boundary
+    surrogate = DATA + 0x3_0000                  # a lone UTF-16 surrogate: not a CHAR16 string
+    nextname, nextsize, nextguid = DATA + 0x4_0000, DATA + 0x4_0100, DATA + 0x4_0108
+    global_guid, secure_boot = DATA + 0x5_0000, DATA + 0x5_0100
+    qi = DATA + 0x6_0000
+    bad = 0x7_0000_0000                          # outside guest memory
+    c = Calls()
+    created = c.call(SET_VARIABLE, name, guid, NV_BS_RT, 5, data)
+    calls = {
+        "get: name unmapped": (c.call(GET_VARIABLE, bad, guid, attr, size, out), INVALID_PARAMETER),
+        "get: GUID runs off RAM": (c.call(GET_VARIABLE, name, RAM_END - 8, attr, size, out), INVALID_PARAMETER),
+        "get: DataSize NULL": (c.call(GET_VARIABLE, name, guid, attr, 0, out), INVALID_PARAMETER),
+        "get: DataSize huge, Data off RAM": (c.call(GET_VARIABLE, name, guid, attr, DATA + 0x310, RAM_END - 2),
+                                             INVALID_PARAMETER),
+        "get: name not terminated": (c.call(GET_VARIABLE, long_name, guid, attr, size, out), INVALID_PARAMETER),
+        "get: name runs off RAM": (c.call(GET_VARIABLE, RAM_END - 4, guid, attr, size, out), INVALID_PARAMETER),
+        "get: name across a page": (c.call(GET_VARIABLE, straddle, guid, attr, size, out), NOT_FOUND),
+        "get: lone surrogate": (c.call(GET_VARIABLE, surrogate, guid, attr, size, out), INVALID_PARAMETER),
+        "next: size 1": (c.call(GET_NEXT_VARIABLE_NAME, DATA + 0x318, nextname, nextguid), INVALID_PARAMETER),
+        "next: not a variable": (c.call(GET_NEXT_VARIABLE_NAME, nextsize, DATA + 0x4_0200, nextguid),
+                                 INVALID_PARAMETER),
+        "next: not terminated in size": (c.call(GET_NEXT_VARIABLE_NAME, DATA + 0x320, long_name, nextguid),
+                                         INVALID_PARAMETER),
+        "next: GUID unmapped": (c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, bad), INVALID_PARAMETER),
+        "next: size huge": (c.call(GET_NEXT_VARIABLE_NAME, nextsize, nextname, nextguid), SUCCESS),
+        "set: attributes over 32 bits": (c.call(SET_VARIABLE, name, guid, (1 << 32) | NV_BS_RT, 1, data),
+                                         INVALID_PARAMETER),
+        "set: all attribute bits": (c.call(SET_VARIABLE, name, guid, 0xFFFF_FFFF, 1, data), INVALID_PARAMETER),
+        "set: HR without NV": (c.call(SET_VARIABLE, DATA + 0x4_0200, guid, BS | RT | HARDWARE_ERROR, 1, data),
+                               INVALID_PARAMETER),
+        "set: deprecated authenticated write": (c.call(SET_VARIABLE, DATA + 0x4_0200, guid,
+                                                       NV_BS_RT | AUTHENTICATED_WRITE, 1, data), UNSUPPORTED),
+        "set: 8 KiB + 1": (c.call(SET_VARIABLE, DATA + 0x4_0200, guid, NV_BS_RT, 0x2001, data), INVALID_PARAMETER),
+        "set: size 2^64-1": (c.call(SET_VARIABLE, DATA + 0x4_0200, guid, NV_BS_RT, (1 << 64) - 1, data),
+                             INVALID_PARAMETER),
+        "set: data runs off RAM": (c.call(SET_VARIABLE, DATA + 0x4_0200, guid, NV_BS_RT, 0x100, RAM_END - 0x80),
+                                   INVALID_PARAMETER),
+        "set: name not terminated": (c.call(SET_VARIABLE, long_name, guid, NV_BS_RT, 1, data), INVALID_PARAMETER),
+        "set: lone surrogate": (c.call(SET_VARIABLE, surrogate, guid, NV_BS_RT, 1, data), INVALID_PARAMETER),
+        "set: firmware's SecureBoot": (c.call(SET_VARIABLE, secure_boot, global_guid, BS | RT, 1, data),
+                                       WRITE_PROTECTED),
+        "set: delete SecureBoot": (c.call(SET_VARIABLE, secure_boot, global_guid, 0, 0, 0), WRITE_PROTECTED),
+        "left: no partial variable": (c.call(GET_VARIABLE, DATA + 0x4_0200, guid, attr, size, out), NOT_FOUND),
+        "query: attributes 0": (c.call(QUERY_VARIABLE_INFO, 0, qi, qi + 8, qi + 16), INVALID_PARAMETER),
+        "query: over 32 bits": (c.call(QUERY_VARIABLE_INFO, (1 << 32) | NV_BS_RT, qi, qi + 8, qi + 16),
+                                INVALID_PARAMETER),
+        "query: NULL pointer": (c.call(QUERY_VARIABLE_INFO, NV_BS_RT, qi, 0, qi + 16), INVALID_PARAMETER),
+        "query: pointer off RAM": (c.call(QUERY_VARIABLE_INFO, NV_BS_RT, qi, qi + 8, RAM_END - 4),
+                                   INVALID_PARAMETER),
+        "query: authenticated": (c.call(QUERY_VARIABLE_INFO, NV_BS_RT | 0x20, qi, qi + 8, qi + 16), UNSUPPORTED),
+    }
+    still = c.call(GET_VARIABLE, name, guid, attr, size, out)
+
+    def prepare(mem):  # type: ignore[no-untyped-def]
+        assert mem.contains(RAM_END - 1) and not mem.contains(RAM_END)
+        mem.write(name, ucs2("ArmrasTest"))
+        mem.write(guid, VENDOR)
+        mem.write(data, b"hello")
+        mem.write_u64(size, 64)
+        mem.write_u64(DATA + 0x310, (1 << 64) - 1)
+        mem.write_u64(DATA + 0x318, 1)
+        mem.write_u64(DATA + 0x320, 4)
+        mem.write(long_name, b"A\0" * 0x1200)
+        mem.write(straddle, ucs2("Pg"))
+        mem.write(surrogate, b"\x00\xd8\0\0")
+        mem.write(RAM_END - 4, b"A\0B\0")
+        mem.write(nextname, b"\0\0")
+        mem.write_u64(nextsize, (1 << 64) - 1)
+        mem.write(DATA + 0x4_0200, ucs2("Nobody"))
+        mem.write(global_guid, GLOBAL_VARIABLE)
+        mem.write(secure_boot, ucs2("SecureBoot"))
+
+    m, uefi, st = run(board, c, prepare)
+    assert st[created] == SUCCESS
+    got = {what: st[i] for what, (i, _) in calls.items()}
+    assert got == {what: want for what, (_, want) in calls.items()}
+    # GetVariable told the size it needs before refusing the bad Data pointer (8.2.1).
+    assert m.mem.read_u64(DATA + 0x310) == 5
+    # GetNextVariableName with a huge size: the first variable, the firmware's.
+    assert m.mem.read(nextname, 46) == ucs2("OsIndicationsSupported") and m.mem.read_u64(nextsize) == 46
+    assert st[still] == SUCCESS and m.mem.read(out, 5) == b"hello"
+    assert uefi.variables.get(GLOBAL_VARIABLE, "SecureBoot").data == b"\x00"
+
+
+def test_firmware_variables_as_the_spec_defines_them(board) -> None:  # type: ignore[no-untyped-def]
+    """SecureBoot, SetupMode, ... (UEFI 2.10 3.3): BS|RT, volatile, the values in FIRMWARE."""
+    global_guid = DATA
+    c = Calls()
+    slots = {}
+    for i, var in enumerate(FIRMWARE):
+        base = DATA + 0x1000 * (i + 1)
+        slots[var] = (base, c.call(GET_VARIABLE, base, global_guid, base + 0x200, base + 0x208, base + 0x300))
+
+    def prepare(mem):  # type: ignore[no-untyped-def]
+        mem.write(global_guid, GLOBAL_VARIABLE)
+        for var, (base, _) in slots.items():
+            mem.write(base, ucs2(var))
+            mem.write_u64(base + 0x208, 0x100)
+
+    m, _, st = run(board, c, prepare)
+    for var, (base, call) in slots.items():
+        n = m.mem.read_u64(base + 0x208)
+        assert (var, st[call], m.mem.read_u32(base + 0x200), m.mem.read(base + 0x300, n)) == \
+            (var, SUCCESS, BS | RT, FIRMWARE[var])
+
+
+def test_volatile_variables_end_at_a_reset_and_the_firmware_defines_its_own_again() -> None:
+    store = VariableStore()
+    store.set(VENDOR, "Volatile", BS | RT, b"v", runtime=True)
+    store.set(VENDOR, "Kept", NV_BS_RT, b"k", runtime=True)
+    store.define(GLOBAL_VARIABLE, "SecureBoot", BS | RT, b"\0")
+    with pytest.raises(Exception) as locked:
+        store.set(GLOBAL_VARIABLE, "SecureBoot", BS | RT, b"\1", runtime=True)
+    assert getattr(locked.value, "status") == "WRITE_PROTECTED"
+    store.reset()
+    assert list(store.variables) == [(VENDOR, "Kept")]
+    store.set(GLOBAL_VARIABLE, "SecureBoot", BS | RT, b"\1", runtime=True)   # no longer the firmware's
 
 
 def test_get_next_variable_name_reports_the_size_it_needs(board) -> None:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ class PersistentState:
 
     def after_reset(self, poisoned: set[int]) -> "PersistentState":
         """The state the next boot starts from."""
+        self.variables.reset()
         return PersistentState(boot=self.boot + 1, bert_records=list(self.next_bert),
                                poisoned=set(poisoned) if self.keep_poison else set(),
                                keep_poison=self.keep_poison, erst=self.erst,

@@ -58,13 +58,28 @@ class Variable:
 
 
 def _cost(name: str, data: bytes) -> int:
-    return 2 * (len(name) + 1) + len(data)
+    """Bytes a variable takes: its UCS-2 name with the NUL (a surrogate pair is two CHAR16) + data."""
+    return len(name.encode("utf-16-le")) + 2 + len(data)
 
 
 @dataclass
 class VariableStore:
     path: Path | None = None
     variables: dict[tuple[bytes, str], Variable] = field(default_factory=dict)
+    read_only: set[tuple[bytes, str]] = field(default_factory=set)   # the firmware's own (define())
+
+    def reset(self) -> None:
+        """A platform reset: volatile variables are lost (UEFI 2.10 8.2: they last until the
+        next reset), and with them what the firmware defined for the boot that ended."""
+        self.variables = {k: v for k, v in self.variables.items() if v.attributes & NON_VOLATILE}
+        self.read_only.clear()
+
+    def define(self, guid: bytes, name: str, attributes: int, data: bytes) -> None:
+        """A variable the firmware itself provides for this boot, read-only for the OS
+        (SetVariable gets WRITE_PROTECTED, as EDK2's variable lock gives)."""
+        _check_name(name)
+        self.variables[(guid, name)] = Variable(attributes & STORED_ATTRIBUTES, bytes(data))
+        self.read_only.add((guid, name))
 
     @classmethod
     def open(cls, path: Path) -> "VariableStore":
@@ -139,6 +154,8 @@ class VariableStore:
             raise VariableError("INVALID_PARAMETER", "RUNTIME_ACCESS without BOOTSERVICE_ACCESS")
         if attributes & HARDWARE_ERROR_RECORD and not attributes & NON_VOLATILE:
             raise VariableError("INVALID_PARAMETER", "HARDWARE_ERROR_RECORD must be non-volatile")
+        if (guid, name) in self.read_only:
+            raise VariableError("WRITE_PROTECTED", f"{name!r} is read-only (defined by the firmware)")
         existing = self.variables.get((guid, name))
         append = bool(attributes & APPEND_WRITE)
         stored = attributes & STORED_ATTRIBUTES

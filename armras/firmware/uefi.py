@@ -43,7 +43,14 @@ from armras.firmware.efi_memory import (
     MemoryType,
 )
 from armras.arch.mmu import translate
-from armras.firmware.efivars import MAX_NAME_CHARS, MAX_VARIABLE_SIZE, VariableError, VariableStore
+from armras.firmware.efivars import (
+    BOOTSERVICE_ACCESS,
+    MAX_NAME_CHARS,
+    MAX_VARIABLE_SIZE,
+    RUNTIME_ACCESS,
+    VariableError,
+    VariableStore,
+)
 from armras.firmware.smbios import SmbiosPlatform, build_entry_point, build_structures
 
 if TYPE_CHECKING:
@@ -116,6 +123,18 @@ RNG_ALGORITHM_RAW = guid("e43176d7-b6e8-4827-b784-7ffdc4b68561")
 DETERMINISTIC_RNG_SEED = 0x41524D524153     # --deterministic: the same "random" bytes every run
 LINUX_EFI_INITRD_MEDIA_GUID = guid("5568e427-68fc-4f3d-ac74-ca555231cc68")
 
+# The variables this firmware defines at every boot (UEFI 2.10 3.3, "Globally Defined
+# Variables"): volatile, BS|RT, read-only for the OS.
+EFI_GLOBAL_VARIABLE_GUID = guid("8be4df61-93ca-11d2-aa0d-00e098032b8c")
+FIRMWARE_VARIABLE_ATTRIBUTES = BOOTSERVICE_ACCESS | RUNTIME_ACCESS
+FIRMWARE_VARIABLES: dict[str, bytes] = {
+    "OsIndicationsSupported": (0).to_bytes(8, "little"),  # UINT64: no OsIndications bit supported
+    "PlatformLangCodes": b"en-US\0",                       # RFC 4646 language codes, ASCII
+    "LangCodes": b"eng\0",                                 # ISO 639-2 (deprecated, still defined)
+    "SecureBoot": b"\0",                                   # UINT8 0: Secure Boot off
+    "SetupMode": b"\1",                                    # UINT8 1: no Platform Key enrolled
+}
+
 MEDIA_DEVICE_PATH = 4
 MEDIA_VENDOR_DP = 3
 END_DEVICE_PATH = 0x7F
@@ -187,6 +206,8 @@ class Uefi:
         self._rng = random.Random(self.rng_seed if self.rng_seed is not None else secrets.randbits(128))
         self.loader_code: list[tuple[int, int]] = []   # (address, pages) the OS loader allocated as code
         self._reserve_platform_firmware()
+        for name, data in FIRMWARE_VARIABLES.items():
+            self.variables.define(EFI_GLOBAL_VARIABLE_GUID, name, FIRMWARE_VARIABLE_ATTRIBUTES, data)
         self._build_tables()
         m.hvc_handlers.update(self._handlers())
 

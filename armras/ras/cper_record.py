@@ -108,17 +108,23 @@ def pstore_text(record: CperRecord, section: SectionDescriptor) -> str | None:
     if section.section_type == SECTION_TYPE_DMESG:
         raw = payload
     elif section.section_type == SECTION_TYPE_DMESG_Z:
-        d = zlib.decompressobj(-zlib.MAX_WBITS)
-        try:
-            raw = d.decompress(payload, MAX_TEXT)
-        except zlib.error as e:
-            return f"<compressed dmesg that does not inflate: {e}>"
+        return inflate_dmesg(payload)
     else:
         return None
     return raw.decode("utf-8", "replace")
 
 
-def _printable(line: str) -> str:
+def inflate_dmesg(payload: bytes) -> str:
+    """A compressed pstore dmesg (raw deflate, at most MAX_TEXT bytes once inflated) as text."""
+    d = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        raw = d.decompress(payload, MAX_TEXT)
+    except zlib.error as e:
+        return f"<compressed dmesg that does not inflate: {e}>"
+    return raw.decode("utf-8", "replace")
+
+
+def printable(line: str) -> str:
     """Guest text with control characters (terminal escapes) made visible."""
     return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in line)
 
@@ -145,7 +151,7 @@ def describe(record_id: int, data: bytes, text_lines: int | None = None) -> str:
             body = text.rstrip("\n").split("\n")
             if text_lines is not None:
                 body = body[-text_lines:]
-            lines.extend(f"    | {_printable(line)}" for line in body)
+            lines.extend(f"    | {printable(line)}" for line in body)
     return "\n".join(lines)
 
 
@@ -157,6 +163,8 @@ __all__ = [
     "SECTION_TYPE_DMESG",
     "SECTION_TYPE_DMESG_Z",
     "describe",
+    "inflate_dmesg",
     "parse_record",
+    "printable",
     "pstore_text",
 ]

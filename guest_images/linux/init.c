@@ -34,7 +34,9 @@
  * the platform's EINJ table with Debian's own einj.ko (packed into the initramfs with
  * `python -m armras.guests.initramfs --kernel K --module einj`):
  *   1. loads einj.ko and what /lib/modules/<release>/modules.dep says it depends on
- *      (finit_module), mounts debugfs and prints each line of
+ *      (finit_module, with the "<module>.<param>=<value>" words of the kernel command line
+ *      as its parameters, as modprobe passes them: "EINJTEST parameters ..."), mounts
+ *      debugfs and prints each line of
  *      apei/einj/available_error_type as "EINJTEST available: <line>";
  *   2. maps and dirties a page, finds its physical address (pagemap) and writes
  *      error_type (uc 0x10, ce 0x8, fatal 0x20), param1 (the address), param2
@@ -63,6 +65,25 @@
  * With "pstore_crash" as well, and no dmesg file yet, it then prints "PSTORE crash" and
  * writes 'c' to /proc/sysrq-trigger: the kernel panics (pstore saves its dmesg) and,
  * with panic=N, resets; the next boot lists the saved dmesg.
+ *
+ * With "efitest=STEP,..." (an initramfs with Debian's efivarfs.ko and efi-pstore.ko:
+ * `python -m armras.guests.initramfs --kernel K --module efivarfs --module efi_pstore`) it
+ * loads efivarfs.ko ("EFITEST loaded <path>"), mounts efivarfs on /sys/firmware/efi/efivars
+ * ("EFITEST mounted efivarfs") and runs the steps in turn, then prints "EFITEST DONE":
+ *   list:   "EFITEST var <Name>-<guid> attr=0x<attributes> size=<data bytes>" per variable
+ *           (sorted by file name), then "EFITEST vars=<n>";
+ *   write:  creates ArmrasTest-<guid> and ArmrasScratch-<guid> (vendor GUID EFITEST_GUID),
+ *           attributes NV|BS|RT and data "armras efitest 1", with one write of both:
+ *           "EFITEST wrote <file> attr=0x7 size=16";
+ *   read:   "EFITEST read <file> attr=0x<attributes> data=<text>" or "EFITEST read <file> missing"
+ *           for both;
+ *   delete: clears the immutable flag efivarfs gives a variable it does not know ("EFITEST
+ *           chattr -i <file>"), unlinks ArmrasScratch-<guid>: "EFITEST deleted <file>",
+ *           "EFITEST gone <file>".
+ * With "efipstore" it loads efi-pstore.ko and prints "EFITEST efi_pstore pstore_disable=<N|Y>"
+ * (before "pstoretest" mounts pstore; erst_disable or pstore.backend=<name> keeps the ERST
+ * out); with "efipstore_clear" as well it then mounts pstore and removes every dmesg-* file
+ * there ("EFITEST pstore removed <file>"), which makes the backend erase the record.
  *
  * With "armras_sleep_ms=N" it then prints "SLEEP ms=N", sleeps N ms (so the host can
  * inject while the kernel runs idle, e.g. a record in a polled error source, which the
@@ -97,6 +118,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <linux/rtc.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -568,30 +590,64 @@ static int cmdline_value(const char *cmdline, const char *word, char *buf, size_
 #define EINJ_ONE_PAGE "0xfffffffffffff000"
 #define EINJ_CE_WAIT_MS 500
 
-static int load_module_file(const char *path)
+/* The "<module>.<param>=<value>" words of the kernel command line as the module's
+ * parameters ("param=value ..."), as modprobe passes them: the kernel applies such words
+ * itself only to built-in code. `path` names the module file (dashes read as underscores). */
+static void module_cmdline_params(const char *path, char *params, size_t size)
+{
+    char name[128], cmdline[4096];
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    size_t n = strcspn(base, ".");
+    if (n >= sizeof name - 1)
+        n = sizeof name - 2;
+    for (size_t i = 0; i < n; i++)
+        name[i] = base[i] == '-' ? '_' : base[i];
+    name[n] = '.';
+    name[n + 1] = '\0';
+    params[0] = '\0';
+    if (read_text(INIT_CMDLINE_PATH, cmdline, sizeof cmdline) < 0)
+        return;
+    size_t used = 0;
+    char *save = NULL;      /* strtok_r: a caller may be inside its own strtok loop */
+    for (char *word = strtok_r(cmdline, " ", &save); word; word = strtok_r(NULL, " ", &save)) {
+        if (strncmp(word, name, n + 1) != 0 || !word[n + 1])
+            continue;
+        int w = snprintf(params + used, size - used, "%s%s", used ? " " : "", word + n + 1);
+        if (w < 0 || (size_t)w >= size - used)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static int load_module_file(const char *tag, const char *path)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        printf("EINJTEST ERROR open %s: %s\n", path, strerror(errno));
+        printf("%s ERROR open %s: %s\n", tag, path, strerror(errno));
         return -1;
     }
-    long rc = syscall(SYS_finit_module, fd, "", 0);
+    char params[512];
+    module_cmdline_params(path, params, sizeof params);
+    if (params[0])
+        printf("%s parameters %s\n", tag, params);
+    long rc = syscall(SYS_finit_module, fd, params, 0);
     int e = errno;
     close(fd);
     if (rc < 0 && e != EEXIST) {
-        printf("EINJTEST ERROR finit_module %s: %s\n", path, strerror(e));
+        printf("%s ERROR finit_module %s: %s\n", tag, path, strerror(e));
         return -1;
     }
-    printf("EINJTEST loaded %s\n", path);
+    printf("%s loaded %s\n", tag, path);
     return 0;
 }
 
-/* Load module `name` and its dependencies as modules.dep lists them (the last first). */
-static int load_module(const char *name)
+/* Load module `name` and its dependencies as modules.dep lists them (the last first);
+ * messages start with `tag`. */
+static int load_module(const char *tag, const char *name)
 {
     struct utsname u;
     if (uname(&u) < 0) {
-        printf("EINJTEST ERROR uname: %s\n", strerror(errno));
+        printf("%s ERROR uname: %s\n", tag, strerror(errno));
         return -1;
     }
     char root[256], dep_path[300];
@@ -599,7 +655,7 @@ static int load_module(const char *name)
     snprintf(dep_path, sizeof dep_path, "%s/modules.dep", root);
     FILE *f = fopen(dep_path, "r");
     if (!f) {
-        printf("EINJTEST ERROR open %s: %s\n", dep_path, strerror(errno));
+        printf("%s ERROR open %s: %s\n", tag, dep_path, strerror(errno));
         return -1;
     }
     char line[4096], want[128];
@@ -622,17 +678,17 @@ static int load_module(const char *name)
         char path[600];
         for (int i = n - 1; i >= 0 && rc == 0; i--) {
             snprintf(path, sizeof path, "%s/%s", root, deps[i]);
-            rc = load_module_file(path);
+            rc = load_module_file(tag, path);
         }
         if (rc == 0) {
             snprintf(path, sizeof path, "%s/%s", root, line);
-            rc = load_module_file(path);
+            rc = load_module_file(tag, path);
         }
         break;
     }
     fclose(f);
     if (rc < 0 && errno == 0)
-        printf("EINJTEST ERROR no %s.ko in %s\n", name, dep_path);
+        printf("%s ERROR no %s.ko in %s\n", tag, name, dep_path);
     return rc;
 }
 
@@ -659,7 +715,7 @@ static void einjtest(const char *mode)
         return;
     }
     errno = 0;
-    if (load_module("einj") < 0)
+    if (load_module("EINJTEST", "einj") < 0)
         return;
     do_mount("debugfs", "/sys/kernel/debug", "debugfs");
     FILE *avail = fopen(EINJ_DIR "/available_error_type", "r");
@@ -863,6 +919,214 @@ static void pstoretest(int crash)
     }
 }
 
+/* efitest / efipstore: UEFI variables from Linux (efivarfs.ko, efi-pstore.ko in the initramfs). */
+#define EFIVARS_DIR "/sys/firmware/efi/efivars"
+#define EFITEST_GUID "a4a3c0f2-8d1e-4b5c-9f60-7e2d1c0b9a81"   /* the test's own vendor GUID */
+#define EFITEST_VAR "ArmrasTest-" EFITEST_GUID                  /* written, kept, read back */
+#define EFITEST_SCRATCH "ArmrasScratch-" EFITEST_GUID           /* written, then deleted */
+#define EFITEST_DATA "armras efitest 1"
+#define EFI_VARIABLE_NV_BS_RT 0x7u        /* NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS */
+#define EFITEST_MAX_VARS 128
+#define EFITEST_MAX_DATA 0x2004           /* 4 attribute bytes + the firmware's largest variable */
+
+static int efitest_mount(void)
+{
+    if (load_module("EFITEST", "efivarfs") < 0)
+        return -1;
+    if (mount("efivarfs", EFIVARS_DIR, "efivarfs", 0, NULL) < 0 && errno != EBUSY) {
+        printf("EFITEST ERROR mount efivarfs on %s: %s\n", EFIVARS_DIR, strerror(errno));
+        return -1;
+    }
+    printf("EFITEST mounted efivarfs\n");
+    return 0;
+}
+
+/* One variable's file: its attributes and data; the data length, or -1. */
+static long efitest_read_var(const char *name, uint32_t *attr, unsigned char *data, size_t size)
+{
+    static unsigned char buf[EFITEST_MAX_DATA];
+    char path[512];
+    snprintf(path, sizeof path, EFIVARS_DIR "/%s", name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof buf);     /* efivarfs returns the whole variable at once */
+    int e = errno;
+    close(fd);
+    errno = e;
+    if (n < 4) {
+        if (n >= 0)
+            errno = EIO;
+        return -1;
+    }
+    memcpy(attr, buf, 4);
+    size_t len = (size_t)n - 4 < size ? (size_t)n - 4 : size;
+    memcpy(data, buf + 4, len);
+    return (long)n - 4;
+}
+
+static int efitest_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void efitest_list(void)
+{
+    DIR *d = opendir(EFIVARS_DIR);
+    if (!d) {
+        printf("EFITEST ERROR opendir %s: %s\n", EFIVARS_DIR, strerror(errno));
+        return;
+    }
+    char *names[EFITEST_MAX_VARS];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < EFITEST_MAX_VARS)
+        if (e->d_name[0] != '.')
+            names[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], efitest_cmp);
+    for (int i = 0; i < n; i++) {
+        uint32_t attr;
+        unsigned char data[8];
+        long size = efitest_read_var(names[i], &attr, data, sizeof data);
+        if (size < 0)
+            printf("EFITEST ERROR read %s: %s\n", names[i], strerror(errno));
+        else
+            printf("EFITEST var %s attr=0x%x size=%ld\n", names[i], attr, size);
+        free(names[i]);
+    }
+    printf("EFITEST vars=%d\n", n);
+}
+
+static void efitest_write(const char *name)
+{
+    unsigned char buf[4 + sizeof EFITEST_DATA - 1];
+    uint32_t attr = EFI_VARIABLE_NV_BS_RT;
+    memcpy(buf, &attr, 4);
+    memcpy(buf + 4, EFITEST_DATA, sizeof EFITEST_DATA - 1);
+    char path[512];
+    snprintf(path, sizeof path, EFIVARS_DIR "/%s", name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        printf("EFITEST ERROR create %s: %s\n", name, strerror(errno));
+        return;
+    }
+    ssize_t n = write(fd, buf, sizeof buf);    /* efivarfs: attributes and data in one write */
+    int e = errno;
+    close(fd);
+    if (n != (ssize_t)sizeof buf)
+        printf("EFITEST ERROR write %s: %s\n", name, n < 0 ? strerror(e) : "short write");
+    else
+        printf("EFITEST wrote %s attr=0x%x size=%zu\n", name, attr, sizeof buf - 4);
+}
+
+static void efitest_read(const char *name)
+{
+    uint32_t attr;
+    unsigned char data[128];
+    long size = efitest_read_var(name, &attr, data, sizeof data - 1);
+    if (size < 0) {
+        printf(errno == ENOENT ? "EFITEST read %s missing\n" : "EFITEST ERROR read %s\n", name);
+        return;
+    }
+    data[size < (long)sizeof data - 1 ? size : (long)sizeof data - 1] = '\0';
+    printf("EFITEST read %s attr=0x%x data=%s\n", name, attr, (char *)data);
+}
+
+static void efitest_delete(const char *name)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, EFIVARS_DIR "/%s", name);
+    /* efivarfs makes a variable it does not know immutable: clear it first, as `chattr -i` does. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC), flags = 0;
+    if (fd < 0 || ioctl(fd, FS_IOC_GETFLAGS, &flags) < 0) {
+        printf("EFITEST ERROR get flags of %s: %s\n", name, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    if (flags & FS_IMMUTABLE_FL) {
+        flags &= ~FS_IMMUTABLE_FL;
+        if (ioctl(fd, FS_IOC_SETFLAGS, &flags) < 0) {
+            printf("EFITEST ERROR chattr -i %s: %s\n", name, strerror(errno));
+            close(fd);
+            return;
+        }
+        printf("EFITEST chattr -i %s\n", name);
+    }
+    close(fd);
+    if (unlink(path) < 0) {
+        printf("EFITEST ERROR unlink %s: %s\n", name, strerror(errno));
+        return;
+    }
+    printf("EFITEST deleted %s\n", name);
+    if (stat(path, &st) < 0 && errno == ENOENT)
+        printf("EFITEST gone %s\n", name);
+    else
+        printf("EFITEST ERROR %s still there\n", name);
+}
+
+/* "efitest=list,write,read,delete": the steps in order (see the header). */
+static void efitest(char *steps)
+{
+    if (efitest_mount() < 0)
+        return;
+    for (char *step = strtok(steps, ","); step; step = strtok(NULL, ",")) {
+        if (strcmp(step, "list") == 0)
+            efitest_list();
+        else if (strcmp(step, "write") == 0) {
+            efitest_write(EFITEST_VAR);
+            efitest_write(EFITEST_SCRATCH);
+        } else if (strcmp(step, "read") == 0) {
+            efitest_read(EFITEST_VAR);
+            efitest_read(EFITEST_SCRATCH);
+        } else if (strcmp(step, "delete") == 0)
+            efitest_delete(EFITEST_SCRATCH);
+        else
+            printf("EFITEST ERROR unknown step %s (list, write, read or delete)\n", step);
+    }
+}
+
+/* Remove every dmesg-* file of /sys/fs/pstore: the backend erases its record. */
+static void efipstore_clear(void)
+{
+    if (mount("pstore", PSTORE_DIR, "pstore", 0, NULL) < 0 && errno != EBUSY) {
+        printf("EFITEST ERROR mount pstore on %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    DIR *d = opendir(PSTORE_DIR);
+    if (!d) {
+        printf("EFITEST ERROR opendir %s: %s\n", PSTORE_DIR, strerror(errno));
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "dmesg-", 6) != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, PSTORE_DIR "/%s", e->d_name);
+        if (unlink(path) < 0)
+            printf("EFITEST ERROR unlink %s: %s\n", path, strerror(errno));
+        else
+            printf("EFITEST pstore removed %s\n", e->d_name);
+    }
+    closedir(d);
+}
+
+/* "efipstore": efi-pstore.ko as pstore's backend (with erst_disable or pstore.backend=...);
+ * "efipstore_clear": then remove the saved dmesg files. */
+static void efipstore(int clear)
+{
+    char buf[16];
+    if (load_module("EFITEST", "efi-pstore") < 0)
+        return;
+    if (read_text("/sys/module/efi_pstore/parameters/pstore_disable", buf, sizeof buf) == 0)
+        printf("EFITEST efi_pstore pstore_disable=%s\n", buf);
+    if (clear)
+        efipstore_clear();
+}
+
 #define SH_ARG_MAX 256
 #define SEATEST_CHILD_ARG "--seatest"   /* argv[1] of "/init --seatest [CPU]" run from a script */
 
@@ -946,6 +1210,13 @@ int main(int argc, char **argv)
         seatest(cmdline_number(cmdline, "seatest_cpu", -1));
         printf("SEATEST DONE\n");
     }
+    char efi_steps[64];
+    if (cmdline_value(cmdline, "efitest", efi_steps, sizeof efi_steps) == 0) {
+        efitest(efi_steps);
+        printf("EFITEST DONE\n");
+    }
+    if (cmdline_has(cmdline, "efipstore"))
+        efipstore(cmdline_has(cmdline, "efipstore_clear"));
     if (cmdline_has(cmdline, "pstoretest"))
         pstoretest(cmdline_has(cmdline, "pstore_crash"));
     char einj_modes[64];
