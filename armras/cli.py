@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
@@ -277,6 +278,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("armras: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`armras erst FILE | head`): stop quietly, as `cat` does.
+        # Point stdout at /dev/null so that the interpreter's final flush fails no more.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141                                   # 128 + SIGPIPE, what a shell reports
 
 
 if __name__ == "__main__":

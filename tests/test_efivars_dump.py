@@ -82,3 +82,12 @@ def test_bad_lines_is_a_usage_error(tmp_path: Path, lines: str) -> None:
     path = _store(tmp_path / "vars.json", [])
     proc = _efivars(str(path), "--lines", lines)
     assert proc.returncode == 2 and "--lines" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(tmp_path: Path) -> None:
+    # `armras efivars FILE | head -1`: no traceback when the pipe closes early.
+    path = _store(tmp_path / "vars.json", [(VENDOR, f"Var{i:03d}", 7, b"x" * 200) for i in range(200)])
+    proc = subprocess.run(f"'{sys.executable}' -m armras efivars '{path}' | head -1", shell=True,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith(f"{path}: 200 variable(s), ")
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
