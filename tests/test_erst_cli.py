@@ -137,3 +137,19 @@ def test_scenario_erst_key(tmp_path: Path, guest_images: Path) -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "fresh.erst").read_bytes()[:8] == b"ARMRERST"
     assert foreign.read_bytes() == b"keep me"
+
+
+def test_scenario_efivars_key(tmp_path: Path, guest_images: Path) -> None:
+    # The same contract as `erst`: the file is the scenario's UEFI variable store (relative
+    # to the scenario), a foreign file fails the scenario and is left as it was.
+    foreign = tmp_path / "foreign.json"
+    foreign.write_bytes(b"keep me")
+    for name, store, status in (("fresh", "fresh.json", 0), ("foreign", "foreign.json", 1)):
+        scenario = tmp_path / f"{name}.toml"
+        scenario.write_text(f'image = "{guest_images / "exc_test.elf"}"\nefivars = "{store}"\ntimeout = 30\n'
+                            f'deterministic = true\n[[step]]\nexit = {status}\n'
+                            + ('[[step]]\nexpect = "not an armras variable store"\n' if status else ""))
+        proc = armras("regress", str(scenario), "--log-dir", str(tmp_path / "logs"), timeout=200)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert foreign.read_bytes() == b"keep me"
+    assert not (tmp_path / "fresh.json").exists()      # nothing non-volatile was written

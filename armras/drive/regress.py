@@ -13,6 +13,7 @@ A scenario file::
     keep_poison = false                  # optional: poisoned pages survive a warm reset
     erst = "pstore.erst"                 # optional: the ERST's store file, relative to this file
                                          # (created if absent; default: in memory for the run)
+    efivars = "vars.json"                # optional: the UEFI variable store's file, the same way
     [[hest.source]]                      # optional: the error sources (armras.drive.hestfile)
     id = 0
     notify = "sea"
@@ -86,7 +87,7 @@ else:  # pragma: no cover - Python 3.10
 
 STEP_KINDS = ("wait", "inject", "poison", "expect", "expect_not", "exit")
 TOP_KEYS = ("name", "description", "image", "kernel", "initrd", "append", "memory", "timeout",
-            "deterministic", "smp", "hest", "max_reboots", "keep_poison", "erst", "step")
+            "deterministic", "smp", "hest", "max_reboots", "keep_poison", "erst", "efivars", "step")
 DEFAULT_TIMEOUT = 60.0
 WORKER_GRACE = 60.0            # extra seconds a worker gets beyond the scenario's timeout
 _GROUP_REF = re.compile(r"\$(\w+)")
@@ -118,6 +119,7 @@ class Scenario:
     max_reboots: int = DEFAULT_MAX_REBOOTS
     keep_poison: bool = False
     erst: Path | None = None
+    efivars: Path | None = None
     steps: tuple[Step, ...] = ()
 
     @property
@@ -194,7 +196,7 @@ def load_scenario(path: Path) -> Scenario:
     for key in ("initrd", "append"):
         if key in data and "kernel" not in data:
             raise ArmrasError(f"{path}: {key} needs kernel")
-    for key in ("name", "description", "image", "kernel", "initrd", "append", "erst"):
+    for key in ("name", "description", "image", "kernel", "initrd", "append", "erst", "efivars"):
         if key in data and not isinstance(data[key], str):
             raise ArmrasError(f"{path}: {key} must be a string")
     base = path.parent
@@ -232,6 +234,8 @@ def load_scenario(path: Path) -> Scenario:
         fields["max_reboots"] = check_max_reboots(data["max_reboots"], f"{path}: max_reboots")
     if "erst" in data:
         fields["erst"] = base / data["erst"]
+    if "efivars" in data:
+        fields["efivars"] = base / data["efivars"]
     if "keep_poison" in data:
         if not isinstance(data["keep_poison"], bool):
             raise ArmrasError(f"{path}: keep_poison must be true or false")
@@ -418,7 +422,7 @@ def run_scenario(scenario: Scenario, log_path: Path, events_path: Path | None = 
 
                 erst = ErstStore.open(scenario.erst)
             session = RunSession(config, guest, max_reboots=scenario.max_reboots, keep_poison=scenario.keep_poison,
-                                 erst=erst, every_boot=[BootPhases().attach, driver.attach])
+                                 erst=erst, efivars=scenario.efivars, every_boot=[BootPhases().attach, driver.attach])
             result = session.run()
             status, guest_seconds = result.status, result.guest_seconds
         except ArmrasError as e:
@@ -615,6 +619,7 @@ def _refuse_overwriting_inputs(config: RegressConfig, scenarios: Sequence[Scenar
             inputs.append((f"kernel of {s.path}", Path(s.kernel)))
     outputs = [("--log-dir", log) for log in logs]
     outputs += [(f"erst of {s.path}", s.erst) for s in scenarios if s.erst is not None]
+    outputs += [(f"efivars of {s.path}", s.efivars) for s in scenarios if s.efivars is not None]
     if config.junit is not None:
         outputs.insert(0, ("--junit", config.junit))
         clash = next((log for log in logs if same_file(config.junit, log)), None)
