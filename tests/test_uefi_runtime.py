@@ -513,3 +513,18 @@ def test_rng_protocol(board) -> None:  # type: ignore[no-untyped-def]
     # A fixed seed (--deterministic) gives the same bytes every run; another seed others.
     assert _rng_run(board, 1234)[2:] == (bytes64, raw32)
     assert _rng_run(board, 4321)[2] != bytes64
+
+
+RESET_SYSTEM = 104                 # EFI_RUNTIME_SERVICES.ResetSystem (4.5.1)
+EFI_RESET_SHUTDOWN = 2             # EFI_RESET_TYPE (8.5.1)
+
+
+def test_reset_system_shutdown_powers_the_board_off_with_its_status(board) -> None:  # type: ignore[no-untyped-def]
+    c = Calls()
+    c.call(RESET_SYSTEM, EFI_RESET_SHUTDOWN, 0x2A, 0, 0)    # does not return
+    c.lines.append("\n ldr x0, =0x84000008\n mov x1, #1\n hvc #0")  # would power off with 1 instead
+    b = board(c.program())
+    m = b.machine
+    uefi = Uefi(m, variables=VariableStore())
+    m.cpu.set_x(1, uefi.system_table)
+    assert b.run().status == 0x2A, b.output
