@@ -224,3 +224,35 @@ def test_progress_resets_the_count(cpu: Cpu) -> None:
     _repeat(cpu, VBAR + 0x200, 4, esr=ESR_SEA_SAME)          # 64 entries of it so far
     with pytest.raises(GuestFault, match="ESR 0x96000410 taken again and again at 0x10200"):
         cpu.take_exception(0x000, elr=VBAR + 0x200, esr=ESR_SEA_SAME)
+
+
+# --- returns from EL3 (SDEI dispatch and completion) and the reset state ------------------------
+def test_eret_to_el1h_from_el0_banks_the_el0_stack_pointer(cpu: Cpu) -> None:
+    # SDEI dispatch to an interrupted EL0 context: EL0's SP goes to SP_EL0, the handler
+    # runs on SP_EL1 (Arm ARM D1.6.2: at EL1h the stack pointer is SP_EL1).
+    uc = cpu.uc
+    _at(cpu, 0x0, sp=0x3000, sp_el0=0xDEAD0, sp_el1=0x8000)
+    cpu.eret_to(CODE, EL1H_DAIF)
+    assert uc.reg_read(UC_ARM64_REG_PC) == CODE and uc.reg_read(UC_ARM64_REG_PSTATE) == EL1H_DAIF
+    assert uc.reg_read(UC_ARM64_REG_SP) == 0x8000
+    assert uc.reg_read(UC_ARM64_REG_SP_EL0) == 0x3000
+
+
+def test_eret_to_el0_from_el1h_banks_the_el1_stack_pointer(cpu: Cpu) -> None:
+    # SDEI completion back to EL0: the live SP becomes SP_EL0, SP_EL1 keeps the handler's.
+    uc = cpu.uc
+    _at(cpu, 0x5, sp=0x8800, sp_el0=0x3000, sp_el1=0xDEAD0)
+    cpu.eret_to(CODE + 4, 0x0)
+    assert uc.reg_read(UC_ARM64_REG_PC) == CODE + 4 and uc.reg_read(UC_ARM64_REG_PSTATE) == 0
+    assert uc.reg_read(UC_ARM64_REG_SP) == 0x3000
+    assert uc.reg_read(UC_ARM64_REG_SP_EL1) == 0x8800
+
+
+def test_the_reset_state_is_el1h_masked_with_spsr_0(cpu: Cpu) -> None:
+    # PSCI CPU_ON: "the core is in EL1 (or EL2) with DAIF masked"; SPSR_EL1 is UNKNOWN in the
+    # architecture, QEMU's CPU reset clears it (arm_cpu_reset_hold zeroes the banked SPSRs).
+    _at(cpu, 0x6000_0000, sp=0x3000, sp_el0=0x3000, sp_el1=0x8000)
+    cpu.uc.cpr_write(*SPSR_EL1, 0x3C5)
+    cpu.enter_el1_reset_state()
+    assert cpu.uc.reg_read(UC_ARM64_REG_PSTATE) == EL1H_DAIF
+    assert cpu.uc.cpr_read(*SPSR_EL1) == 0
