@@ -1,0 +1,554 @@
+"""`armras regress` in this process: scenario parsing, the step driver on real bare-metal
+guests, the checks of a finished run, the worker protocol, the summary and JUnit.
+
+The child-process tests (tests/test_regress.py, test_regress_outputs.py) show the command
+as a user runs it; these reach the same code in-process, a fraction of a second each, so
+mutation testing (benchmarks/mutation.sh regress) can run them per mutant.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from armras.drive import regress
+from armras.errors import ArmrasError
+from conftest import REPO, assemble, make_elf
+
+SCENARIOS = REPO / "scenarios"
+STEP_KINDS = "wait, inject, poison, expect, expect_not, exit"
+TOP_KEYS = ("name, description, image, kernel, initrd, append, memory, timeout, deterministic, smp, hest, "
+            "max_reboots, keep_poison, erst, step")
+
+
+def scenario_file(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def load_error(tmp_path: Path, text: str) -> str:
+    path = scenario_file(tmp_path, text)
+    with pytest.raises(ArmrasError) as e:
+        regress.load_scenario(path)
+    return str(e.value).replace(str(path), "S")
+
+
+def printing_guest(path: Path, text: bytes, status: int = 0) -> Path:
+    """A guest that writes `text` to the PL011 (0x09000000), then powers off (PSCI
+    SYSTEM_OFF, 0x84000008) or, with a status, resets (SYSTEM_RESET, 0x84000009) never."""
+    data = ", ".join(str(b) for b in text) or "0"
+    path.write_bytes(make_elf(assemble(f"""
+ ldr x1, =0x09000000
+ adr x3, msg
+ mov x4, #{len(text)}
+ cbz x4, 2f
+1: ldrb w2, [x3], #1
+ str w2, [x1]
+ subs x4, x4, #1
+ b.ne 1b
+2: ldr x0, =0x84000008
+ mov x1, #{status}
+ hvc #0
+ .ltorg
+msg: .byte {data}
+""")))
+    return path
+
+
+# --- loading ------------------------------------------------------------------------------------
+def test_every_field_of_a_scenario_is_read(tmp_path: Path) -> None:
+    path = scenario_file(tmp_path, """
+name = "full"
+description = "all the keys"
+kernel = "vmlinuz"
+initrd = "initrd.cpio"
+append = "console=ttyAMA0"
+memory = "512M"
+timeout = 2.5
+deterministic = true
+smp = 4
+max_reboots = 1
+keep_poison = true
+erst = "pstore.erst"
+[[step]]
+wait = "^READY (0x[0-9a-f]+)"
+[[step]]
+poison = "$1"
+[[step]]
+inject = "sea:pa=$1"
+[[step]]
+expect = "^DONE"
+[[step]]
+expect_not = "UNEXPECTED"
+[[step]]
+exit = 3
+[[step]]
+exit = 5
+""")
+    s = regress.load_scenario(path)
+    assert (s.name, s.path, s.image) == ("full", path, None)
+    assert s.kernel == str(tmp_path / "vmlinuz") and s.initrd == tmp_path / "initrd.cpio"
+    assert s.append == "console=ttyAMA0"
+    assert s.memory == 512 * 1024 * 1024 and s.timeout == 2.5 and s.deterministic is True and s.smp == 4
+    assert s.max_reboots == 1 and s.keep_poison is True and s.erst == tmp_path / "pstore.erst"
+    assert [(st.index, st.kind, st.value) for st in s.steps] == [
+        (1, "wait", "^READY (0x[0-9a-f]+)"), (2, "poison", "$1"), (3, "inject", "sea:pa=$1"),
+        (4, "expect", "^DONE"), (5, "expect_not", "UNEXPECTED"), (6, "exit", 3), (7, "exit", 5)]
+    assert s.expected_exit == 5                        # the last exit step counts
+    assert s.steps[0].describe() == "step 1 (wait = '^READY (0x[0-9a-f]+)')"
+    assert s.hest is None
+
+
+def test_defaults_of_a_bare_metal_scenario(tmp_path: Path) -> None:
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "sub/guest.elf"\n', "plain.toml"))
+    assert (s.name, s.image, s.kernel, s.initrd, s.append) == ("plain", tmp_path / "sub/guest.elf", None, None, "")
+    assert (s.memory, s.timeout, s.deterministic, s.smp, s.hest) == (None, 60.0, False, 1, None)
+    assert (s.max_reboots, s.keep_poison, s.erst, s.steps, s.expected_exit) == (3, False, None, (), 0)
+    assert regress.load_scenario(scenario_file(tmp_path, 'name = ""\nimage = "g.elf"\n', "unnamed.toml")).name \
+        == "unnamed"
+
+
+def test_kernel_and_memory_forms(tmp_path: Path) -> None:
+    s = regress.load_scenario(scenario_file(tmp_path, 'kernel = "debian:6.12"\nmemory = 268435456\n'))
+    assert s.kernel == "debian:6.12" and s.append == "" and s.memory == 256 * 1024 * 1024
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\ntimeout = 7\n'))
+    assert s.timeout == 7
+
+
+def test_hest_sources_are_read(tmp_path: Path) -> None:
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\n[[hest.source]]\nid = 0\nnotify = "sea"\n'))
+    assert s.hest is not None and len(s.hest) == 1 and s.hest[0].source_id == 0
+
+
+BAD_FILES = [
+    ('imag = "x.elf"\n', f"S: unknown key 'imag' (expected {TOP_KEYS})"),
+    ('image = "x.elf"\nkernel = "debian:6.1"\n', "S: give exactly one of image (bare-metal ELF) and kernel (Linux)"),
+    ('name = "x"\n', "S: give exactly one of image (bare-metal ELF) and kernel (Linux)"),
+    ('image = "x.elf"\ninitrd = "i"\n', "S: initrd needs kernel"),
+    ('image = "x.elf"\nappend = "a"\n', "S: append needs kernel"),
+    ('image = "x.elf"\nname = 1\n', "S: name must be a string"),
+    ('image = "x.elf"\ndescription = 1\n', "S: description must be a string"),
+    ('image = 1\n', "S: image must be a string"),
+    ('kernel = 1\n', "S: kernel must be a string"),
+    ('kernel = "k"\ninitrd = 1\n', "S: initrd must be a string"),
+    ('kernel = "k"\nappend = 1\n', "S: append must be a string"),
+    ('image = "x.elf"\nerst = 1\n', "S: erst must be a string"),
+    ('image = "x.elf"\ntimeout = true\n', "S: timeout must be a positive number of seconds"),
+    ('image = "x.elf"\ntimeout = "5"\n', "S: timeout must be a positive number of seconds"),
+    ('image = "x.elf"\ntimeout = 0\n', "S: timeout: 0 is not a number of seconds in (0, 1e+06]"),
+    ('image = "x.elf"\nkeep_poison = 1\n', "S: keep_poison must be true or false"),
+    ('image = "x.elf"\ndeterministic = "yes"\n', "S: deterministic must be true or false"),
+    ('image = "x.elf"\nstep = 3\n', "S: steps are [[step]] tables"),
+    ('image = "x.elf"\nstep = [1]\n', "S: steps are [[step]] tables"),
+    ('image = "x.elf"\n[[step]]\nwiat = "R"\n', f"S: step 1: unknown key 'wiat' (expected one of {STEP_KINDS})"),
+    ('image = "x.elf"\n[[step]]\nwait = "R"\nexpect = "R"\n', f"S: step 1: give exactly one of {STEP_KINDS}"),
+    ('image = "x.elf"\nstep = [{}]\n', f"S: step 1: give exactly one of {STEP_KINDS}"),
+    ('image = "x.elf"\n[[step]]\nexpect = "A"\n[[step]]\nexpect = ""\n', "S: step 2: expected a non-empty regex string"),
+    ('image = "x.elf"\n[[step]]\nwait = 3\n', "S: step 1: expected a non-empty regex string"),
+    ('image = "x.elf"\n[[step]]\nexpect_not = "(oops"\n',
+     "S: step 1: bad regex '(oops': missing ), unterminated subpattern at position 0"),
+    ('image = "x.elf"\n[[step]]\nexit = 256\n', "S: step 1: exit must be an integer 0-255"),
+    ('image = "x.elf"\n[[step]]\nexit = -1\n', "S: step 1: exit must be an integer 0-255"),
+    ('image = "x.elf"\n[[step]]\nexit = true\n', "S: step 1: exit must be an integer 0-255"),
+    ('image = "x.elf"\n[[step]]\nexit = "0"\n', "S: step 1: exit must be an integer 0-255"),
+    ('image = "x.elf"\n[[step]]\ninject = "  "\n', "S: step 1: inject must be a non-empty string"),
+    ('image = "x.elf"\n[[step]]\npoison = 5\n', "S: step 1: poison must be a non-empty string"),
+    ('image = "x.elf"\n[[step]]\npoison = "$1"\n',
+     "S: step 1: '$1' refers to a match group but no wait step comes before it"),
+    ('image = "x.elf"\n[[step]]\nexpect = "X"\n[[step]]\ninject = "sea:pa=$pa"\n',
+     "S: step 2: 'sea:pa=$pa' refers to a match group but no wait step comes before it"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_FILES)
+def test_bad_scenarios_name_the_file_and_the_problem(tmp_path: Path, text: str, message: str) -> None:
+    assert load_error(tmp_path, text) == message
+
+
+def test_messages_from_other_checkers_keep_the_file_and_key(tmp_path: Path) -> None:
+    assert load_error(tmp_path, 'image = "x.elf"\nmemory = "3M"\n').startswith("S: memory: ")
+    assert load_error(tmp_path, 'image = "x.elf"\nmemory = 3\n').startswith("S: memory: ")
+    assert load_error(tmp_path, 'image = "x.elf"\nsmp = 99\n').startswith("S: smp: ")
+    assert load_error(tmp_path, 'image = "x.elf"\nmax_reboots = -1\n').startswith("S: max_reboots: ")
+    assert load_error(tmp_path, 'image = "x.elf"\n[[hest.source]]\nid = "x"\n').startswith("S: hest")
+    assert load_error(tmp_path, 'image = "x.elf"\n[[step]]\ninject = "mce:pa=1"\n').startswith("S: step 1: ")
+    assert load_error(tmp_path, "image = \n").startswith("S: not valid TOML: ")
+    missing = tmp_path / "missing.toml"
+    with pytest.raises(ArmrasError, match=r"^cannot read scenario .*missing\.toml: No such file or directory$"):
+        regress.load_scenario(missing)
+
+
+def test_a_match_group_is_accepted_after_a_wait_or_with_its_own_trigger(tmp_path: Path) -> None:
+    s = regress.load_scenario(scenario_file(tmp_path, """image = "x.elf"
+[[step]]
+inject = "sea:pa=$1,on=PA=(0x[0-9a-f]+)"
+[[step]]
+wait = "(?P<pa>0x[0-9a-f]+)"
+[[step]]
+inject = "gpio:pa=$pa"
+[[step]]
+exit = 0
+[[step]]
+exit = 255
+"""))
+    assert [st.kind for st in s.steps] == ["inject", "wait", "inject", "exit", "exit"] and s.expected_exit == 255
+
+
+# --- checking a finished run ----------------------------------------------------------------------
+def scenario_with(tmp_path: Path, steps: str) -> regress.Scenario:
+    return regress.load_scenario(scenario_file(tmp_path, 'image = "x.elf"\n' + steps))
+
+
+def test_expectations_are_met_in_order_and_anchored_at_lines(tmp_path: Path) -> None:
+    s = scenario_with(tmp_path, '[[step]]\nexpect = "^A$"\n[[step]]\nexpect = "^A$"\n[[step]]\nexpect = "^B"\n')
+    assert regress.check_log(s, "A\nx A\nA\nB\n", 0, None) == []
+    assert regress.check_log(s, "A\nB\n", 0, None) == [
+        "step 2 (expect = '^A$') not found after step 1 (expect = '^A$') (it appears earlier: out of order)"]
+    assert regress.check_log(s, "B\nA\nA\n", 0, None) == [
+        "step 3 (expect = '^B') not found after step 2 (expect = '^A$') (it appears earlier: out of order)"]
+    assert regress.check_log(s, "", 0, None) == [
+        "step 1 (expect = '^A$') not found",
+        "step 2 (expect = '^A$') not found",
+        "step 3 (expect = '^B') not found"]
+
+
+def test_a_missing_expectation_after_another_is_not_out_of_order(tmp_path: Path) -> None:
+    s = scenario_with(tmp_path, '[[step]]\nexpect = "^A"\n[[step]]\nexpect = "^C"\n')
+    assert regress.check_log(s, "A\nB\n", 0, None) == ["step 2 (expect = '^C') not found after step 1 (expect = '^A')"]
+
+
+def test_expect_not_quotes_the_whole_line_it_matched(tmp_path: Path) -> None:
+    s = scenario_with(tmp_path, '[[step]]\nexpect_not = "BAD"\n[[step]]\nexpect_not = "^gone$"\n')
+    assert regress.check_log(s, "ok\n  a BAD line  \nmore\n", 0, None) == [
+        "step 1 (expect_not = 'BAD') matched: 'a BAD line'"]
+    assert regress.check_log(s, "BAD first\n", 0, None) == ["step 1 (expect_not = 'BAD') matched: 'BAD first'"]
+    assert regress.check_log(s, "fine\n", 0, None) == []
+
+
+def test_every_problem_is_reported_together(tmp_path: Path) -> None:
+    s = scenario_with(tmp_path, '[[step]]\nwait = "^R"\n[[step]]\nexpect = "^Z"\n[[step]]\nexpect_not = "E"\n'
+                      '[[step]]\nexit = 2\n')
+    wait = s.steps[0]
+    assert regress.check_log(s, "E\narmras: error: one\narmras: error: two\n", 1, wait) == [
+        "exit status 1, expected 2 (armras: error: two)",
+        "step 1 (wait = '^R'): no console line matched",
+        "step 2 (expect = '^Z') not found",
+        "step 3 (expect_not = 'E') matched: 'E'"]
+    assert regress.check_log(s, "x\n", None, None)[0] == "exit status None, expected 2"
+
+
+# --- running scenarios in this process ------------------------------------------------------------
+def run(tmp_path: Path, text: str, events: bool = False) -> tuple[regress.Outcome, str]:
+    path = scenario_file(tmp_path, text, "run.toml")
+    log = tmp_path / "logs" / "run.log"
+    outcome = regress.run_scenario(regress.load_scenario(path), log,
+                                   regress.events_path_for(log) if events else None)
+    return outcome, log.read_text(errors="replace")
+
+
+def test_the_reference_sea_scenario_passes_with_its_event_log(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, (SCENARIOS / "ref_sea_ack.toml").read_text().replace(
+        "../guest_images/build", str(guest_images)), events=True)
+    assert (outcome.outcome, outcome.reason, outcome.status) == ("pass", "", 0), outcome
+    assert outcome.log == tmp_path / "logs" / "run.log"
+    assert outcome.events == tmp_path / "logs" / "run.events.jsonl"
+    events = [json.loads(line) for line in outcome.events.read_text().splitlines()]
+    assert any("sea" in json.dumps(e).lower() for e in events)
+    assert outcome.guest_seconds is not None and outcome.guest_seconds > 0
+    assert "SEA ESR=0x96000410 EC=0x25" in text and "DONE sea=1 " in text
+
+
+def test_a_wait_group_names_the_page_to_poison(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, (SCENARIOS / "el0_poison.toml").read_text().replace(
+        "../guest_images/build", str(guest_images)))
+    assert (outcome.outcome, outcome.reason) == ("pass", ""), outcome
+    assert outcome.events is None and not (tmp_path / "logs" / "run.events.jsonl").exists()
+    assert "EL0 task killed: SIGBUS BUS_MCEERR_AR" in text
+
+
+REF = 'image = "{}"\ndeterministic = true\ntimeout = 30\n'
+
+
+def test_an_inject_with_its_own_trigger_is_scheduled_not_done_at_once(tmp_path: Path, guest_images: Path) -> None:
+    # No wait step: the on= trigger fires when READY is printed. Done at once, the SEA would
+    # come before the guest's vector table.
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        '[[step]]\ninject = "sea:pa=0x40fa6000,on=^READY"\n'
+                        '[[step]]\nexpect = "^DONE sea=1 gpio=0 "\n')
+    assert (outcome.outcome, outcome.reason) == ("pass", ""), text
+
+
+def test_named_groups_and_steps_after_a_wait_run_in_order(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        '[[step]]\nwait = "^(?P<word>READY)"\n'
+                        '[[step]]\ninject = "gpio:pa=0x40fa6000"\n'
+                        '[[step]]\ninject = "sea:pa=0x40fa7000"\n'
+                        '[[step]]\nexpect = "^DONE sea=1 gpio=1 "\n')
+    assert (outcome.outcome, outcome.reason) == ("pass", ""), text
+
+
+def test_a_group_the_wait_lacks_is_an_error_in_the_log(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        '[[step]]\nwait = "^READY"\n[[step]]\npoison = "$2"\n[[step]]\nexit = 1\n')
+    assert "armras: error: step 2 (poison = '$2'): no group $2 in the last wait's regex\n" in text
+    assert outcome.status == 1 and outcome.outcome == "pass", outcome
+
+
+def test_a_group_that_matched_nothing_is_an_error_in_the_log(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        '[[step]]\nwait = "^(x)?READY"\n[[step]]\ninject = "sea:pa=$1"\n[[step]]\nexit = 1\n')
+    assert "armras: error: step 2 (inject = 'sea:pa=$1'): group $1 did not match anything" in text
+    assert outcome.outcome == "pass", outcome
+
+
+def test_a_wait_that_never_matches_fails_and_later_steps_never_run(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        '[[step]]\nwait = "^NEVER"\n[[step]]\ninject = "sea:pa=0x40fa6000"\n')
+    assert outcome.outcome == "fail" and outcome.reason == "step 1 (wait = '^NEVER'): no console line matched"
+    assert "DONE sea=0 " in text
+
+
+def test_an_armras_error_ends_the_log_with_its_exit_status(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, (SCENARIOS / "ref_refused_before_ack.toml").read_text().replace(
+        "../guest_images/build", str(guest_images)))
+    assert outcome.outcome == "pass" and outcome.status == 1, outcome
+    assert text.splitlines()[-1].startswith("armras: error: GHES source 0: the guest has not acknowledged")
+
+
+def test_crlf_console_lines_end_like_lf_ones(tmp_path: Path) -> None:
+    printing_guest(tmp_path / "crlf.elf", b"OK\r\nNEXT\r\n")
+    outcome, _ = run(tmp_path, 'image = "crlf.elf"\ntimeout = 30\n[[step]]\nexpect = "^OK$"\n'
+                     '[[step]]\nexpect = "^NEXT$"\n')
+    assert (outcome.outcome, outcome.reason, outcome.status) == ("pass", "", 0)
+
+
+def test_a_missing_image_fails_without_running(tmp_path: Path) -> None:
+    outcome, = [regress.run_scenario(regress.load_scenario(scenario_file(tmp_path, 'image = "none.elf"\n')),
+                                     tmp_path / "l.log")]
+    assert (outcome.outcome, outcome.reason) == ("fail", f"guest image {tmp_path / 'none.elf'} not found (make guests)")
+    assert not (tmp_path / "l.log").exists()
+
+
+def test_an_uncached_debian_kernel_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import armras.guests.kernels as kernels
+
+    monkeypatch.setattr(kernels, "cached_kernel", lambda series: None)
+    s = regress.load_scenario(scenario_file(tmp_path, 'kernel = "debian:6.12"\n'))
+    assert regress.run_scenario(s, tmp_path / "l.log") == regress.Outcome(
+        "skip", "kernel debian:6.12 is not cached (armras fetch-kernel 6.12)")
+    assert regress._linux_unavailable(regress.load_scenario(scenario_file(tmp_path, 'kernel = "Image"\n'))) is None
+
+
+def test_an_armras_bug_fails_only_its_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import armras.drive.session as session
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(session.RunSession, "run", broken)
+    printing_guest(tmp_path / "g.elf", b"x")
+    outcome, _ = run(tmp_path, 'image = "g.elf"\n')
+    assert (outcome.outcome, outcome.reason) == ("fail", "internal error: KeyError: 'bug'")
+    assert outcome.log == tmp_path / "logs" / "run.log"
+
+
+# --- the worker protocol --------------------------------------------------------------------------
+def test_worker_main_prints_one_json_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    printing_guest(tmp_path / "g.elf", b"HELLO\n")
+    path = scenario_file(tmp_path, 'image = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^HELLO$"\n')
+    log, events = tmp_path / "w.log", tmp_path / "w.events.jsonl"
+    assert regress.worker_main(["--worker", str(path), "--log", str(log), "--events", str(events)]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (data["outcome"], data["reason"], data["status"]) == ("pass", "", 0)
+    assert data["log"] == str(log) and data["events"] == str(events) and data["guest_seconds"] > 0
+    assert regress.worker_main(["--worker", str(tmp_path / "nothing.toml"), "--log", str(log)]) == 0
+    data = json.loads(capsys.readouterr().out.strip())
+    assert data["outcome"] == "fail" and data["reason"].startswith("cannot read scenario ")
+    assert (data["log"], data["events"]) == (None, None)
+
+
+def test_a_worker_runs_the_scenario_in_a_child_process(tmp_path: Path) -> None:
+    printing_guest(tmp_path / "g.elf", b"CHILD\n")
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^CHILD$"\n'))
+    log = tmp_path / "c.log"
+    outcome = regress.run_in_worker(s, log, regress.events_path_for(log))
+    assert (outcome.outcome, outcome.reason, outcome.status) == ("pass", "", 0), outcome
+    assert outcome.log == log and outcome.events == tmp_path / "c.events.jsonl" and outcome.seconds > 0
+    assert log.read_text() == "CHILD\n"
+    outcome = regress.run_in_worker(s, tmp_path / "d.log")
+    assert outcome.outcome == "pass" and outcome.events is None
+
+
+def test_a_worker_that_crashes_or_hangs_fails_its_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = regress.Scenario(name="x", path=tmp_path / "x.toml", timeout=30)
+    calls: list[dict[str, object]] = []
+
+    def crashed(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append({"cmd": cmd, **kwargs})
+        return subprocess.CompletedProcess(cmd, 3, "not json\n", "Traceback\nMemoryError: out\n")
+
+    monkeypatch.setattr(regress.subprocess, "run", crashed)
+    outcome = regress.run_in_worker(s, tmp_path / "x.log")
+    assert (outcome.outcome, outcome.reason) == ("fail", "worker crashed (exit status 3): MemoryError: out")
+    assert calls[0]["cmd"] == [sys.executable, "-m", "armras.drive.regress", "--worker", str(s.path),
+                               "--log", str(tmp_path / "x.log")]
+    assert calls[0]["timeout"] == 90                      # the scenario's 30 s + 60 s of grace
+
+    monkeypatch.setattr(regress.subprocess, "run",
+                        lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", ""))
+    assert regress.run_in_worker(s, tmp_path / "x.log").reason == "worker crashed (exit status 1): no output"
+
+    def hung(cmd: list[str], **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired(cmd, 90)
+
+    monkeypatch.setattr(regress.subprocess, "run", hung)
+    assert regress.run_in_worker(s, tmp_path / "x.log").reason == "worker did not finish within 90 s"
+
+
+def test_workers_import_this_armras() -> None:
+    env = regress._worker_env()
+    assert env["PYTHONPATH"].split(":")[0] == str(Path(regress.__file__).resolve().parents[2])
+
+
+# --- the parent: run_all, summary, JUnit ------------------------------------------------------------
+def test_run_all_runs_each_scenario_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    printing_guest(tmp_path / "g.elf", b"GOOD\n")
+    good = scenario_file(tmp_path, 'name = "good"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^GOOD$"\n',
+                         "good.toml")
+    bad = scenario_file(tmp_path, 'name = "bad"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^BAD$"\n',
+                        "bad.toml")
+    junit = tmp_path / "out" / "junit.xml"
+    logs = tmp_path / "logs"
+    assert regress.run_all(regress.RegressConfig((good, bad), junit, 2, logs)) == 1
+    out = capsys.readouterr().out
+    assert "[PASS] good (" in out and "[FAIL] bad: step 1 (expect = '^BAD$') not found\n" in out
+    assert "1 passed, 1 failed, 0 skipped in " in out
+    assert (logs / "good.log").read_text() == "GOOD\n" and (logs / "bad.events.jsonl").exists()
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    assert regress.run_all(regress.RegressConfig((good,), None, 1, logs)) == 0
+    assert "1 passed, 0 failed, 0 skipped" in capsys.readouterr().out
+
+
+def test_run_all_refuses_before_running(tmp_path: Path) -> None:
+    a = scenario_file(tmp_path, 'name = "same"\nimage = "g.elf"\n', "a.toml")
+    b = scenario_file(tmp_path, 'name = "same"\nimage = "g.elf"\n', "b.toml")
+    with pytest.raises(ArmrasError) as e:
+        regress.run_all(regress.RegressConfig((a, b), log_dir=tmp_path / "logs"))
+    assert str(e.value) == f"two scenarios are named 'same': {a} and {b}"
+    with pytest.raises(ArmrasError) as e:
+        regress.run_all(regress.RegressConfig((a,), junit=tmp_path / "logs" / "same.events.jsonl",
+                                              log_dir=tmp_path / "logs"))
+    assert str(e.value) == (f"--junit {tmp_path / 'logs' / 'same.events.jsonl'} is also a scenario's console log "
+                            "or event log; choose another file")
+    with pytest.raises(ArmrasError, match="is the scenario"):
+        regress.run_all(regress.RegressConfig((a,), junit=a, log_dir=tmp_path / "logs"))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ArmrasError) as e:
+        regress.run_all(regress.RegressConfig((a,), log_dir=tmp_path / "afile" / "logs"))
+    assert str(e.value) == f"cannot create log directory {tmp_path / 'afile' / 'logs'}: Not a directory"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_outputs_may_not_land_on_a_guest_file(tmp_path: Path) -> None:
+    s = regress.load_scenario(scenario_file(tmp_path, 'kernel = "Image"\ninitrd = "rd"\nerst = "Image"\n'))
+    with pytest.raises(ArmrasError, match="kernel of"):
+        regress._refuse_overwriting_inputs(regress.RegressConfig((s.path,)), [s], [])
+    s = regress.load_scenario(scenario_file(tmp_path, 'kernel = "Image"\ninitrd = "rd"\n'))
+    with pytest.raises(ArmrasError, match="initrd of"):
+        regress._refuse_overwriting_inputs(regress.RegressConfig((s.path,), junit=tmp_path / "rd"), [s], [])
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\nerst = "g.elf"\n'))
+    with pytest.raises(ArmrasError, match="guest image of"):
+        regress._refuse_overwriting_inputs(regress.RegressConfig((s.path,)), [s], [])
+    s = regress.load_scenario(scenario_file(tmp_path, 'kernel = "debian:6.1"\n'))
+    regress._refuse_overwriting_inputs(regress.RegressConfig((s.path,)), [s], [tmp_path / "debian:6.1"])
+
+
+def test_the_summary_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = [(regress.Scenario(name="a", path=tmp_path / "a.toml"), regress.Outcome("pass", seconds=1.5)),
+               (regress.Scenario(name="longer-name", path=tmp_path / "b.toml"),
+                regress.Outcome("fail", "r" * 101, seconds=12.25)),
+               (regress.Scenario(name="c", path=tmp_path / "c.toml"), regress.Outcome("skip", "x" * 100))]
+    regress._print_summary(results, 14.0)
+    assert capsys.readouterr().out == (
+        "\n"
+        "scenario     result  time      detail\n"
+        "a            PASS      1.50 s\n"
+        f"longer-name  FAIL     12.25 s  {'r' * 97}...\n"
+        f"c            SKIP      0.00 s  {'x' * 100}\n"
+        "1 passed, 1 failed, 1 skipped in 14.00 s\n")
+    regress._print_summary([(regress.Scenario(name="ab", path=tmp_path / "a.toml"), regress.Outcome("pass"))], 0)
+    assert capsys.readouterr().out.splitlines()[1] == "scenario  result  time      detail"
+
+
+def test_junit_cases_name_their_logs(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text("".join(f"line {i}\n" for i in range(30)))
+    events = tmp_path / "a.events.jsonl"
+    events.write_text("{}\n")
+    results = [(regress.Scenario(name="a", path=tmp_path / "a.toml"),
+                regress.Outcome("fail", "why", seconds=2.0, log=log, events=events)),
+               (regress.Scenario(name="b", path=tmp_path / "b.toml"), regress.Outcome("pass", seconds=0.25, log=log)),
+               (regress.Scenario(name="c", path=tmp_path / "c.toml"), regress.Outcome("skip", "no kernel")),
+               (regress.Scenario(name="d", path=tmp_path / "d.toml"),
+                regress.Outcome("fail", "gone", log=tmp_path / "missing.log"))]
+    junit = tmp_path / "deep" / "er" / "j.xml"
+    regress.write_junit(junit, results, 3.5)
+    root = ET.parse(junit).getroot()
+    assert root.tag == "testsuites" and root.get("name") == "armras regress"
+    assert (root.get("tests"), root.get("failures"), root.get("errors"), root.get("skipped"), root.get("time")) == \
+        ("4", "2", "0", "1", "3.500")
+    suite = root.find("testsuite")
+    assert suite is not None and suite.get("name") == "armras-regress" and suite.get("tests") == "4"
+    a, b, c, d = suite.iter("testcase")
+    assert (a.get("classname"), a.get("name"), a.get("file"), a.get("time")) == \
+        ("armras.drive.regress", "a", str(tmp_path / "a.toml"), "2.000")
+    props = {p.get("name"): p.get("value") for p in a.iter("property")}
+    assert props == {"armras.console_log": str(log), "armras.events": str(events)}
+    assert list(a)[0].tag == "properties"
+    failure = a.find("failure")
+    assert failure is not None and (failure.get("message"), failure.get("type")) == ("why", "ScenarioFailure")
+    assert failure.text == "why\n--- last console lines ---\n" + "\n".join(f"line {i}" for i in range(10, 30))
+    assert a.findtext("system-out") == (f"console log: {log}\nevents: {events}\n"
+                                        f"[[ATTACHMENT|{log.resolve()}]]\n[[ATTACHMENT|{events.resolve()}]]\n")
+    assert b.find("failure") is None and b.get("time") == "0.250" and b.findtext("system-out", "").startswith(
+        f"console log: {log}\n[[ATTACHMENT|")
+    skipped = c.find("skipped")
+    assert skipped is not None and skipped.get("message") == "no kernel"
+    assert c.find("properties") is None and c.find("system-out") is None
+    failure = d.find("failure")
+    assert failure is not None and failure.text == "gone"      # no log file: no tail
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ArmrasError, match=r"^cannot write JUnit XML .*/file/j.xml: File exists$"):
+        regress.write_junit(tmp_path / "file" / "j.xml", results, 0)
+
+
+def test_xml_text_escapes_only_what_xml_cannot_carry() -> None:
+    assert regress.xml_text("a\tb\nc\rd") == "a\tb\nc\rd"
+    assert regress.xml_text("\x00\x08\x0b\x0c\x0e\x1f") == "\\x00\\x08\\x0b\\x0c\\x0e\\x1f"
+    assert regress.xml_text("\ud800\udfff\ufffe\uffff\ufffd") == "\\ud800\\udfff\\ufffe\\uffff\ufffd"
+    assert regress.events_path_for(Path("d/x.log")) == Path("d/x.events.jsonl")
+
+
+def test_the_command_line(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    regress.register(parser.add_subparsers())
+    args = parser.parse_args(["regress", "a.toml", "b.toml"])
+    assert (args.scenarios, args.junit, args.jobs, args.log_dir) == ([Path("a.toml"), Path("b.toml")], None, 1,
+                                                                     Path("regress-logs"))
+    assert args.func is regress.cmd_regress
+    args = parser.parse_args(["regress", "a.toml", "--junit", "j.xml", "-j", "3", "--log-dir", "d"])
+    assert (args.junit, args.jobs, args.log_dir) == (Path("j.xml"), 3, Path("d"))
+    assert parser.parse_args(["regress", "a.toml", "--jobs", "2"]).jobs == 2
+    for bad, why in (("0", "must be at least 1"), ("x", "'x' is not an integer")):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"^{why}$"):
+            regress._jobs(bad)
+    with pytest.raises(ArmrasError, match="cannot read scenario"):
+        regress.cmd_regress(argparse.Namespace(scenarios=[tmp_path / "no.toml"], junit=None, jobs=1,
+                                               log_dir=tmp_path / "l"))
