@@ -73,6 +73,20 @@ def test_a_unicorn_that_hides_svc_and_hvc_is_refused_in_one_line(monkeypatch: py
     assert str(e.value) == "unsupported Unicorn build: SVC/HVC did not reach UC_HOOK_INTR"
 
 
+def _context_never_updated(arch: int, mode: int) -> Uc:
+    """A Unicorn whose saved context never holds the exception state (context_update is a no-op)."""
+    uc = Uc(arch, mode)
+    uc.context_update = lambda ctx: None                    # type: ignore[method-assign]
+    return uc
+
+
+def test_a_unicorn_whose_context_lacks_the_syndrome_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_module, "Uc", _context_never_updated)
+    with pytest.raises(ArmrasError) as e:
+        Cpu()
+    assert str(e.value) == "unsupported Unicorn build: cannot locate env->exception in the CPU context"
+
+
 # --- safe_hook ------------------------------------------------------------------------------
 def test_a_failing_hook_is_handed_over_and_answers_not_handled() -> None:
     # A memory hook that raised must not claim the access: returning false to
