@@ -552,3 +552,105 @@ def test_the_command_line(tmp_path: Path) -> None:
     with pytest.raises(ArmrasError, match="cannot read scenario"):
         regress.cmd_regress(argparse.Namespace(scenarios=[tmp_path / "no.toml"], junit=None, jobs=1,
                                                log_dir=tmp_path / "l"))
+
+
+# --- what the second batch of surviving mutants showed ----------------------------------------------
+EL0 = 'image = "{}"\ndeterministic = true\ntimeout = 30\n'
+
+
+def test_a_named_group_of_the_wait_is_the_injection_address(tmp_path: Path, guest_images: Path) -> None:
+    # ras_el0 prints its victim page; an SEA there (not a poison) arrives while the kernel
+    # side runs, which it reports and stops with status 3, after the CPER for that page.
+    outcome, text = run(tmp_path, EL0.format(guest_images / "ras_el0.elf") +
+                        '[[step]]\nwait = "VICTIM pa=(?P<pa>0x[0-9a-f]+)"\n[[step]]\ninject = "sea:pa=$pa"\n'
+                        '[[step]]\nexit = 3\n')
+    victim = int(text.split("VICTIM pa=")[1].split()[0], 16)
+    assert f"CPER section=memory pa={victim:#018x}\n" in text and "armras: error" not in text
+    assert (outcome.outcome, outcome.status) == ("pass", 3), outcome
+
+
+def test_an_inject_with_its_own_trigger_takes_groups_from_its_own_match(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, EL0.format(guest_images / "ras_el0.elf") +
+                        '[[step]]\ninject = "sea:pa=$1,on=VICTIM pa=(0x[0-9a-f]+)"\n[[step]]\nexit = 3\n')
+    victim = int(text.split("VICTIM pa=")[1].split()[0], 16)
+    assert f"CPER section=memory pa={victim:#018x}\n" in text and "armras: error" not in text
+    assert outcome.outcome == "pass", outcome
+
+
+@pytest.mark.parametrize("trigger", ["at=1000", "insn=1000000000000"])
+def test_an_inject_with_a_time_trigger_after_a_wait_is_scheduled(tmp_path: Path, guest_images: Path,
+                                                               trigger: str) -> None:
+    # Due long after the guest powers off: it never happens.
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        f'[[step]]\nwait = "^READY"\n[[step]]\ninject = "sea:pa=0x40fa6000,{trigger}"\n'
+                        '[[step]]\nexpect = "^DONE sea=0 gpio=0 "\n')
+    assert (outcome.outcome, outcome.reason) == ("pass", ""), text
+
+
+def test_the_series_of_a_debian_kernel_is_all_after_the_first_colon(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import armras.guests.kernels as kernels
+
+    asked: list[str] = []
+    monkeypatch.setattr(kernels, "cached_kernel", lambda series: asked.append(series))
+    s = regress.load_scenario(scenario_file(tmp_path, 'kernel = "debian:6.1:rt"\n'))
+    assert regress._linux_unavailable(s) == "kernel debian:6.1:rt is not cached (armras fetch-kernel 6.1:rt)"
+    assert asked == ["6.1:rt"]
+
+
+def test_one_job_is_enough() -> None:
+    assert regress._jobs("1") == 1
+
+
+def test_cmd_regress_passes_every_option_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    printing_guest(tmp_path / "g.elf", b"GOOD\n")
+    good = scenario_file(tmp_path, 'name = "good"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^GOOD$"\n')
+    junit, logs = tmp_path / "j.xml", tmp_path / "the-logs"
+    assert regress.cmd_regress(argparse.Namespace(scenarios=[good], junit=junit, jobs=2, log_dir=logs)) == 0
+    assert junit.exists() and (logs / "good.log").read_text() == "GOOD\n"
+    assert "1 passed, 0 failed, 0 skipped" in capsys.readouterr().out
+
+
+def test_the_help_text(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    parser = argparse.ArgumentParser(prog="armras")
+    regress.register(parser.add_subparsers())
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--help"])
+    assert "regress   run TOML scenarios as a regression suite (JUnit XML)" in \
+        " ".join(capsys.readouterr().out.split("    "))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["regress", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: armras regress [-h] [--junit FILE] [-j JOBS] [--log-dir DIR] SCENARIO [SCENARIO ...]\n")
+    # The description is the module's documentation, line breaks kept.
+    assert '\n    name = "ref-sea-ack"                 # optional (default: the file name without .toml)\n' in out
+    lines = [" ".join(line.split()) for line in out.splitlines()]
+    assert "SCENARIO scenario .toml files" in lines
+    assert "--junit FILE write JUnit XML here" in lines
+    assert "-j JOBS, --jobs JOBS run N scenarios at once (default 1)" in lines
+    assert ("--log-dir DIR keep each scenario's console log (NAME.log) and event log (NAME.events.jsonl) here "
+            "(default regress-logs/)") in lines
+
+
+def test_the_worker_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        regress.worker_main([])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: armras.drive.regress [-h] --worker WORKER --log LOG [--events EVENTS]\n")
+    assert err.endswith("armras.drive.regress: error: the following arguments are required: --worker, --log\n")
+    with pytest.raises(SystemExit):
+        regress.worker_main(["--worker", "s.toml"])
+    assert capsys.readouterr().err.endswith("error: the following arguments are required: --log\n")
+
+
+def test_a_worker_logs_warnings_with_the_armras_prefix(tmp_path: Path) -> None:
+    # In its own process (pytest's log capture would hide basicConfig here).
+    code = ("import logging, sys\nfrom armras.drive import regress\n"
+            f"regress.worker_main(['--worker', {str(tmp_path / 'none.toml')!r}, '--log', {str(tmp_path / 'l.log')!r}])\n"
+            "logging.getLogger('armras.x').warning('careful')\nlogging.getLogger('armras.x').info('chatter')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=regress._worker_env())
+    assert proc.returncode == 0 and proc.stderr == "armras: careful\n", proc.stderr
+    assert json.loads(proc.stdout)["outcome"] == "fail"
