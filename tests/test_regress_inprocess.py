@@ -654,3 +654,8 @@ def test_a_worker_logs_warnings_with_the_armras_prefix(tmp_path: Path) -> None:
                           env=regress._worker_env())
     assert proc.returncode == 0 and proc.stderr == "armras: careful\n", proc.stderr
     assert json.loads(proc.stdout)["outcome"] == "fail"
+
+
+def test_expect_not_anchors_at_every_line(tmp_path: Path) -> None:
+    s = scenario_with(tmp_path, '[[step]]\nexpect_not = "^BAD$"\n')
+    assert regress.check_log(s, "ok\nBAD\nmore\n", 0, None) == ["step 1 (expect_not = '^BAD$') matched: 'BAD'"]
