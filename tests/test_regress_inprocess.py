@@ -659,3 +659,179 @@ def test_a_worker_logs_warnings_with_the_armras_prefix(tmp_path: Path) -> None:
 def test_expect_not_anchors_at_every_line(tmp_path: Path) -> None:
     s = scenario_with(tmp_path, '[[step]]\nexpect_not = "^BAD$"\n')
     assert regress.check_log(s, "ok\nBAD\nmore\n", 0, None) == ["step 1 (expect_not = '^BAD$') matched: 'BAD'"]
+
+
+# --- run_scenario hands every setting to the run session --------------------------------------------
+class _FakeSession:
+    """Stands in for armras.drive.session.RunSession: records what it was given, boots nothing."""
+
+    made: list["_FakeSession"] = []
+
+    def __init__(self, config: object, guest: object, **kwargs: object) -> None:
+        self.config, self.guest, self.kwargs, self.machine = config, guest, kwargs, None
+        _FakeSession.made.append(self)
+
+    def run(self) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(status=7, guest_seconds=1.25)
+
+
+@pytest.fixture
+def fake_session(monkeypatch: pytest.MonkeyPatch) -> list[_FakeSession]:
+    import armras.drive.session as session
+
+    _FakeSession.made = []
+    monkeypatch.setattr(session, "RunSession", _FakeSession)
+    return _FakeSession.made
+
+
+def test_every_scenario_setting_reaches_the_run(tmp_path: Path, fake_session: list[_FakeSession]) -> None:
+    path = scenario_file(tmp_path, """kernel = "Image"
+initrd = "rd.cpio"
+append = "console=ttyAMA0 quiet"
+memory = "64M"
+timeout = 12
+deterministic = true
+smp = 3
+max_reboots = 2
+keep_poison = true
+erst = "store.erst"
+[[hest.source]]
+id = 5
+notify = "sea"
+[[step]]
+wait = "^X"
+[[step]]
+exit = 7
+""")
+    s = regress.load_scenario(path)
+    log = tmp_path / "a" / "b" / "run.log"                     # directories made as needed
+    outcome = regress.run_scenario(s, log, regress.events_path_for(log))
+    assert (outcome.outcome, outcome.status, outcome.guest_seconds) == ("fail", 7, 1.25)
+    assert outcome.reason == "step 1 (wait = '^X'): no console line matched"
+    assert outcome.events == tmp_path / "a" / "b" / "run.events.jsonl" and outcome.log == log
+    run, = fake_session
+    c = run.config
+    assert (c.ram_size, c.timeout, c.deterministic, c.cpus) == (64 * 1024 * 1024, 12, True, 3)
+    assert c.hest == s.hest and c.events is not None
+    assert (run.guest.image, run.guest.kernel, run.guest.initrd, run.guest.append) == \
+        (None, tmp_path / "Image", tmp_path / "rd.cpio", "console=ttyAMA0 quiet")
+    assert run.kwargs["max_reboots"] == 2 and run.kwargs["keep_poison"] is True
+    assert run.kwargs["erst"].path == tmp_path / "store.erst"
+    phases, driver = run.kwargs["every_boot"]
+    assert isinstance(driver.__self__, regress.StepDriver) and driver.__name__ == "attach"
+
+
+def test_a_plain_scenario_gets_the_board_defaults(tmp_path: Path, fake_session: list[_FakeSession]) -> None:
+    from armras.board.machine import MachineConfig
+
+    printing_guest(tmp_path / "g.elf", b"")
+    outcome = regress.run_scenario(regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\n[[step]]\nexit = 7\n')),
+                                   tmp_path / "run.log")
+    assert (outcome.outcome, outcome.reason, outcome.events) == ("pass", "", None)
+    run, = fake_session
+    default = MachineConfig()
+    assert (run.config.ram_size, run.config.hest, run.config.timeout, run.config.cpus, run.config.events) == \
+        (default.ram_size, default.hest, 60.0, 1, None)
+    assert run.guest.image == tmp_path / "g.elf" and run.guest.kernel is None
+    assert run.kwargs["max_reboots"] == 3 and run.kwargs["keep_poison"] is False and run.kwargs["erst"] is None
+    assert (tmp_path / "run.log").read_bytes() == b""            # nothing but what the guest printed
+
+
+def test_a_multi_line_error_is_logged_whole_and_problems_are_joined(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import armras.drive.session as session
+
+    def refuse(self: object) -> None:
+        raise ArmrasError("first line\n  second line")
+
+    monkeypatch.setattr(session.RunSession, "run", refuse)
+    printing_guest(tmp_path / "g.elf", b"")
+    outcome, text = run(tmp_path, 'image = "g.elf"\n[[step]]\nexpect = "^NEVER"\n')
+    assert text == "armras: error: first line\n  second line\n"
+    assert outcome.status == 1
+    assert outcome.reason == "exit status 1, expected 0 (armras: error: first line); step 1 (expect = '^NEVER') not found"
+
+
+def test_an_error_before_the_run_starts_is_reported(tmp_path: Path) -> None:
+    printing_guest(tmp_path / "g.elf", b"")
+    (tmp_path / "file").write_text("")
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\n'))
+    outcome = regress.run_scenario(s, tmp_path / "run.log", tmp_path / "file" / "run.events.jsonl")
+    assert outcome.outcome == "fail" and outcome.events is None and outcome.guest_seconds is None
+    assert (tmp_path / "run.log").read_text().startswith("armras: error: ")
+
+
+def test_guest_time_is_reported_when_armras_stops_the_run(tmp_path: Path, guest_images: Path) -> None:
+    outcome, _ = run(tmp_path, (SCENARIOS / "ref_refused_before_ack.toml").read_text().replace(
+        "../guest_images/build", str(guest_images)))
+    assert outcome.status == 1 and isinstance(outcome.guest_seconds, float) and outcome.guest_seconds > 0
+
+
+def test_bytes_that_are_not_utf8_do_not_stop_the_checks(tmp_path: Path) -> None:
+    printing_guest(tmp_path / "b.elf", b"\xff\xfe\nOK\n")
+    outcome, _ = run(tmp_path, 'image = "b.elf"\ntimeout = 30\n[[step]]\nexpect = "^OK$"\n')
+    assert (outcome.outcome, outcome.reason) == ("pass", "")
+    assert (tmp_path / "logs" / "run.log").read_bytes() == b"\xff\xfe\nOK\n"
+
+
+def test_expect_not_quotes_its_own_line_deep_in_the_log(tmp_path: Path) -> None:
+    s = scenario_with(tmp_path, '[[step]]\nexpect_not = "BAD"\n')
+    assert regress.check_log(s, "a\nb\nc BAD\nd\n", 0, None) == ["step 1 (expect_not = 'BAD') matched: 'c BAD'"]
+    assert regress.check_log(s, "\nBAD here\n", 0, None) == ["step 1 (expect_not = 'BAD') matched: 'BAD here'"]
+
+
+def test_memory_and_cpus_reach_a_real_board(tmp_path: Path) -> None:
+    # PSCI AFFINITY_INFO (0xC4000004) on MPIDR 1: 1 (OFF) when that CPU exists, -2
+    # (INVALID_PARAMETERS) when it does not (PSCI 1.1, DEN0022D 5.1.8); the digit printed is
+    # '0' + x0. Then a store 100 MiB into RAM: a bus error on a 64 MiB board.
+    (tmp_path / "g.elf").write_bytes(make_elf(assemble("""
+ ldr x0, =0xC4000004
+ mov x1, #1
+ mov x2, #0
+ hvc #0
+ add w0, w0, #0x30
+ ldr x1, =0x09000000
+ str w0, [x1]
+ mov w0, #10
+ str w0, [x1]
+ ldr x3, =0x46400000
+ str x0, [x3]
+ mov w0, #0x4f
+ str w0, [x1]
+ mov w0, #10
+ str w0, [x1]
+ ldr x0, =0x84000008
+ mov x1, #0
+ hvc #0
+ .ltorg
+""")))
+    base = 'image = "g.elf"\ntimeout = 30\n'
+    outcome, text = run(tmp_path, base + 'smp = 2\n[[step]]\nexpect = "^1\\nO$"\n')
+    assert (outcome.outcome, outcome.reason) == ("pass", ""), text
+    outcome, text = run(tmp_path, base + '[[step]]\nexpect = "^.\\nO$"\n')
+    assert text.startswith(".\n"), text
+    outcome, text = run(tmp_path, base + 'memory = "64M"\n[[step]]\nexit = 126\n')
+    assert outcome.outcome == "pass" and "O\n" not in text, text
+
+
+def test_deterministic_runs_take_the_same_guest_time(tmp_path: Path) -> None:
+    printing_guest(tmp_path / "g.elf", b"SAME\n")
+    times = {run(tmp_path, 'image = "g.elf"\ntimeout = 30\ndeterministic = true\n')[0].guest_seconds
+             for _ in range(3)}
+    assert len(times) == 1
+    times = {run(tmp_path, 'image = "g.elf"\ntimeout = 30\n')[0].guest_seconds for _ in range(3)}
+    assert len(times) == 3                                     # host time: never the same twice
+
+
+def test_the_timeout_stops_a_guest_that_never_ends(tmp_path: Path) -> None:
+    (tmp_path / "spin.elf").write_bytes(make_elf(assemble(" b .\n")))
+    outcome, text = run(tmp_path, 'image = "spin.elf"\ntimeout = 0.5\n[[step]]\nexit = 124\n')
+    assert (outcome.outcome, outcome.status) == ("pass", 124), text
+
+
+def test_a_hest_in_the_scenario_is_the_board_s(tmp_path: Path, guest_images: Path) -> None:
+    outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
+                        '[[hest.source]]\nid = 7\nnotify = "polled"\npoll_interval_ms = 100\n')
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("HEST source=")] == ["source=7"], text
