@@ -835,3 +835,7 @@ def test_a_hest_in_the_scenario_is_the_board_s(tmp_path: Path, guest_images: Pat
     outcome, text = run(tmp_path, REF.format(guest_images / "ras_ref.elf") +
                         '[[hest.source]]\nid = 7\nnotify = "polled"\npoll_interval_ms = 100\n')
     assert [line.split()[1] for line in text.splitlines() if line.startswith("HEST source=")] == ["source=7"], text
+
+
+def test_only_dots_make_a_log_name_hidden() -> None:
+    assert regress.log_names(["XX", "X.X", "..", "a..b"]) == ["XX.log", "X.X.log", "_...log", "a..b.log"]
