@@ -839,3 +839,30 @@ def test_a_hest_in_the_scenario_is_the_board_s(tmp_path: Path, guest_images: Pat
 
 def test_only_dots_make_a_log_name_hidden() -> None:
     assert regress.log_names(["XX", "X.X", "..", "a..b"]) == ["XX.log", "X.X.log", "_...log", "a..b.log"]
+
+
+def test_run_all_makes_a_nested_log_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = scenario_file(tmp_path, 'name = "gone"\nimage = "none.elf"\n')
+    logs = tmp_path / "a" / "b" / "logs"
+    assert regress.run_all(regress.RegressConfig((s,), log_dir=logs)) == 1
+    assert logs.is_dir()
+    assert f"[FAIL] gone: guest image {tmp_path / 'none.elf'} not found (make guests)\n" in capsys.readouterr().out
+
+
+def test_progress_lines_arrive_while_later_scenarios_run(tmp_path: Path) -> None:
+    # Through a pipe, as under CI or `| tee`: the first scenario's [PASS] line is there
+    # while the second (a guest that spins until its 20 s timeout) is still running.
+    printing_guest(tmp_path / "g.elf", b"FAST\n")
+    (tmp_path / "spin.elf").write_bytes(make_elf(assemble(" b .\n")))
+    fast = scenario_file(tmp_path, 'name = "fast"\nimage = "g.elf"\ntimeout = 30\n', "fast.toml")
+    slow = scenario_file(tmp_path, 'name = "slow"\nimage = "spin.elf"\ntimeout = 20\n[[step]]\nexit = 124\n',
+                         "slow.toml")
+    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", str(fast), str(slow), "--log-dir",
+                             str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True, env=regress._worker_env())
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("[PASS] fast (") and proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
