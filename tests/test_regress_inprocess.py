@@ -849,20 +849,70 @@ def test_run_all_makes_a_nested_log_directory(tmp_path: Path, capsys: pytest.Cap
     assert f"[FAIL] gone: guest image {tmp_path / 'none.elf'} not found (make guests)\n" in capsys.readouterr().out
 
 
-def test_progress_lines_arrive_while_later_scenarios_run(tmp_path: Path) -> None:
-    # Through a pipe, as under CI or `| tee`: the first scenario's [PASS] line is there
-    # while the second (a guest that spins until its 20 s timeout) is still running.
+def test_progress_lines_arrive_one_scenario_at_a_time(tmp_path: Path) -> None:
+    # Through a pipe, as under CI or `| tee`, with --jobs 1: the slower first scenario's
+    # [FAIL] line comes before the quick second one's [PASS] line, and both are there
+    # while the third (a guest that spins until its 20 s timeout) is still running.
     printing_guest(tmp_path / "g.elf", b"FAST\n")
     (tmp_path / "spin.elf").write_bytes(make_elf(assemble(" b .\n")))
+    first = scenario_file(tmp_path, 'name = "first"\nimage = "spin.elf"\ntimeout = 2\n', "first.toml")
     fast = scenario_file(tmp_path, 'name = "fast"\nimage = "g.elf"\ntimeout = 30\n', "fast.toml")
     slow = scenario_file(tmp_path, 'name = "slow"\nimage = "spin.elf"\ntimeout = 20\n[[step]]\nexit = 124\n',
                          "slow.toml")
-    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", str(fast), str(slow), "--log-dir",
-                             str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True, env=regress._worker_env())
+    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", str(first), str(fast), str(slow), "--jobs",
+                             "1", "--log-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True,
+                            env=regress._worker_env())
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert first.startswith("[PASS] fast (") and proc.poll() is None
+        assert proc.stdout.readline().startswith("[FAIL] first: exit status 124, expected 0 (armras: error: ")
+        assert proc.stdout.readline().startswith("[PASS] fast (") and proc.poll() is None
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_summary_time_is_the_run_s(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+    import time
+
+    s = scenario_file(tmp_path, 'name = "gone"\nimage = "none.elf"\n')
+    start = time.monotonic()
+    regress.run_all(regress.RegressConfig((s,), log_dir=tmp_path / "logs"))
+    elapsed = time.monotonic() - start
+    m = re.search(r"^0 passed, 1 failed, 0 skipped in (\d+\.\d\d) s$", capsys.readouterr().out, re.M)
+    assert m is not None and 0 < float(m.group(1)) <= elapsed + 0.01
+
+
+def test_the_junit_file_is_utf8_indented_and_stamped(tmp_path: Path) -> None:
+    import datetime
+
+    results = [(regress.Scenario(name="caf\u00e9", path=tmp_path / "a.toml"), regress.Outcome("fail", "x")),
+               (regress.Scenario(name="b", path=tmp_path / "b.toml"), regress.Outcome("pass")),
+               (regress.Scenario(name="c", path=tmp_path / "c.toml"), regress.Outcome("pass"))]
+    junit = tmp_path / "j.xml"
+    before = datetime.datetime.now().replace(microsecond=0)
+    regress.write_junit(junit, results, 1.0)
+    data = junit.read_bytes()
+    assert data.startswith(b"<?xml version='1.0' encoding='utf-8'?>\n")
+    assert 'name="caf\u00e9"'.encode() in data                 # UTF-8, not a character reference
+    assert b"\n    <testcase " in data                           # ET.indent: one element a line
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("failures"), suite.get("skipped")) == ("1", "0")
+    stamp = datetime.datetime.fromisoformat(suite.get("timestamp", ""))
+    assert before <= stamp <= datetime.datetime.now()
+
+
+def test_outputs_refused_name_the_option_first_junit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # name "s" logs to LOGDIR/s.log, which is also the guest image; an ERST file does not
+    # hide the console logs from the check; --junit is checked first.
+    monkeypatch.chdir(tmp_path)
+    s = regress.load_scenario(scenario_file(tmp_path, 'name = "s"\nimage = "s.log"\nerst = "store.erst"\n'))
+    logs = [tmp_path / "s.log"]
+    with pytest.raises(ArmrasError, match=r"^--log-dir .*s\.log is the guest image of "):
+        regress._refuse_overwriting_inputs(regress.RegressConfig((s.path,)), [s], logs)
+    with pytest.raises(ArmrasError, match=r"^--junit .*s\.toml is the scenario "):
+        regress._refuse_overwriting_inputs(regress.RegressConfig((s.path,), junit=s.path), [s], logs)
+    # A Debian kernel is a name, not a file here: a log called "debian:6.1" is fine.
+    (tmp_path / "debian:6.1").write_text("")
+    k = regress.load_scenario(scenario_file(tmp_path, 'kernel = "debian:6.1"\n', "k.toml"))
+    regress._refuse_overwriting_inputs(regress.RegressConfig((k.path,)), [k], [Path("debian:6.1")])
