@@ -916,3 +916,45 @@ def test_outputs_refused_name_the_option_first_junit(tmp_path: Path, monkeypatch
     (tmp_path / "debian:6.1").write_text("")
     k = regress.load_scenario(scenario_file(tmp_path, 'kernel = "debian:6.1"\n', "k.toml"))
     regress._refuse_overwriting_inputs(regress.RegressConfig((k.path,)), [k], [Path("debian:6.1")])
+
+
+def test_a_real_worker_process_that_dies_is_reported_with_its_last_words(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # The "Python" run for the worker is a script that reports the PYTHONPATH it was given
+    # and dies: the scenario fails naming it, with the worker's last stderr line as text.
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "starting" >&2\necho "PYTHONPATH=$PYTHONPATH" >&2\nexit 3\n')
+    fake.chmod(0o755)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.setattr(regress.sys, "executable", str(fake))
+    import time
+
+    s = regress.Scenario(name="x", path=tmp_path / "x.toml", timeout=30)
+    start = time.monotonic()
+    outcome = regress.run_in_worker(s, tmp_path / "x.log")
+    elapsed = time.monotonic() - start
+    root = str(Path(regress.__file__).resolve().parents[2])
+    assert (outcome.outcome, outcome.reason) == ("fail", f"worker crashed (exit status 3): PYTHONPATH={root}")
+    assert 0 < outcome.seconds <= elapsed and outcome.log == tmp_path / "x.log"
+
+
+def test_a_hung_worker_fails_with_its_time_and_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def hung(cmd: list[str], **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired(cmd, 90)
+
+    monkeypatch.setattr(regress.subprocess, "run", hung)
+    outcome = regress.run_in_worker(regress.Scenario(name="x", path=tmp_path / "x.toml", timeout=0.5),
+                                    tmp_path / "x.log")
+    assert (outcome.outcome, outcome.reason, outcome.log) == ("fail", "worker did not finish within 60.5 s",
+                                                              tmp_path / "x.log")
+    assert 0 <= outcome.seconds < 5
+
+
+def test_a_worker_s_time_is_its_own(tmp_path: Path) -> None:
+    import time
+
+    printing_guest(tmp_path / "g.elf", b"T\n")
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\ntimeout = 30\n'))
+    start = time.monotonic()
+    outcome = regress.run_in_worker(s, tmp_path / "t.log")
+    assert outcome.outcome == "pass" and 0 < outcome.seconds <= time.monotonic() - start
