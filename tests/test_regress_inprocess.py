@@ -958,3 +958,20 @@ def test_a_worker_s_time_is_its_own(tmp_path: Path) -> None:
     start = time.monotonic()
     outcome = regress.run_in_worker(s, tmp_path / "t.log")
     assert outcome.outcome == "pass" and 0 < outcome.seconds <= time.monotonic() - start
+
+
+def test_an_own_trigger_inject_is_checked_as_written(tmp_path: Path) -> None:
+    # Only pa= takes a group of the on= match: a $1 anywhere else is refused at load time,
+    # not substituted away.
+    message = load_error(tmp_path, 'image = "x.elf"\n[[step]]\ninject = "arm:mpidr=$1,on=X=(1)"\n')
+    assert message == "S: step 1: --inject 'arm:mpidr=$1,on=X=(1)': mpidr='$1' is not a number"
+
+
+def test_workers_keep_the_python_path_they_inherit(monkeypatch: pytest.MonkeyPatch) -> None:
+    root = str(Path(regress.__file__).resolve().parents[2])
+    monkeypatch.setenv("PYTHONPATH", "/some/where")
+    assert regress._worker_env()["PYTHONPATH"] == f"{root}:/some/where"
+    monkeypatch.setenv("PYTHONPATH", "")
+    assert regress._worker_env()["PYTHONPATH"] == root
+    monkeypatch.delenv("PYTHONPATH")
+    assert regress._worker_env()["PYTHONPATH"] == root
