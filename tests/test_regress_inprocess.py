@@ -975,3 +975,22 @@ def test_workers_keep_the_python_path_they_inherit(monkeypatch: pytest.MonkeyPat
     assert regress._worker_env()["PYTHONPATH"] == root
     monkeypatch.delenv("PYTHONPATH")
     assert regress._worker_env()["PYTHONPATH"] == root
+
+
+def test_exact_messages_for_memory_and_toml_errors(tmp_path: Path) -> None:
+    assert load_error(tmp_path, 'image = "x.elf"\nmemory = 3\n') == \
+        "S: memory: 3: 3 bytes is not a RAM size armras supports (16M to 16G, a multiple of 2M)"
+    assert load_error(tmp_path, 'image = "x.elf"\nmemory = true\n') == "S: memory: 'True' is not a size (e.g. 512M, 1G)"
+    assert load_error(tmp_path, "image = \n") == "S: not valid TOML: Invalid value (at line 1, column 9)"
+    path = tmp_path / "s.toml"
+    path.write_bytes(b'image = "\xff"\n')
+    with pytest.raises(ArmrasError) as e:
+        regress.load_scenario(path)
+    assert str(e.value) == (f"{path}: not valid TOML: 'utf-8' codec can't decode byte 0xff in position 9: "
+                            "invalid start byte")
+
+
+def test_a_group_reference_after_a_wait_is_checked_as_a_number(tmp_path: Path) -> None:
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "x.elf"\n[[step]]\nwait = "(1)"\n'
+                                            '[[step]]\ninject = "arm:mpidr=$1"\n'))
+    assert [st.kind for st in s.steps] == ["wait", "inject"]
