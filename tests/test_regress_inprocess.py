@@ -994,3 +994,51 @@ def test_a_group_reference_after_a_wait_is_checked_as_a_number(tmp_path: Path) -
     s = regress.load_scenario(scenario_file(tmp_path, 'image = "x.elf"\n[[step]]\nwait = "(1)"\n'
                                             '[[step]]\ninject = "arm:mpidr=$1"\n'))
     assert [st.kind for st in s.steps] == ["wait", "inject"]
+
+
+def test_progress_lines_are_not_held_until_the_end(tmp_path: Path) -> None:
+    # As above, timed: both lines come long before the third scenario's 20 s are up.
+    import time
+
+    printing_guest(tmp_path / "g.elf", b"FAST\n")
+    (tmp_path / "spin.elf").write_bytes(make_elf(assemble(" b .\n")))
+    bad = scenario_file(tmp_path, 'name = "bad"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^NO$"\n', "b.toml")
+    good = scenario_file(tmp_path, 'name = "good"\nimage = "g.elf"\ntimeout = 30\n', "g.toml")
+    slow = scenario_file(tmp_path, 'name = "slow"\nimage = "spin.elf"\ntimeout = 20\n[[step]]\nexit = 124\n', "s.toml")
+    start = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", str(bad), str(good), str(slow),
+                             "--log-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True,
+                            env=regress._worker_env())
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "[FAIL] bad: step 1 (expect = '^NO$') not found\n"
+        assert proc.stdout.readline().startswith("[PASS] good (")
+        assert time.monotonic() - start < 15
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_every_junit_element_is_on_its_own_line(tmp_path: Path) -> None:
+    results = [(regress.Scenario(name=n, path=tmp_path / f"{n}.toml"), regress.Outcome("pass")) for n in "abc"]
+    regress.write_junit(tmp_path / "j.xml", results, 1.0)
+    data = (tmp_path / "j.xml").read_bytes()
+    assert data.count(b"\n    <testcase ") == 3 and data.endswith(b"</testsuite>\n</testsuites>")
+
+
+def test_worker_outcomes_carry_guest_time_and_only_files_that_exist(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    printing_guest(tmp_path / "g.elf", b"T\n")
+    s = regress.load_scenario(scenario_file(tmp_path, 'image = "g.elf"\ntimeout = 30\n'))
+    outcome = regress.run_in_worker(s, tmp_path / "t.log")
+    assert isinstance(outcome.guest_seconds, float) and outcome.guest_seconds > 0
+    gone = regress.load_scenario(scenario_file(tmp_path, 'image = "none.elf"\n', "gone.toml"))
+    log = tmp_path / "gone.log"
+    outcome = regress.run_in_worker(gone, log, regress.events_path_for(log))
+    assert outcome.outcome == "fail" and outcome.log is None and outcome.events is None
+
+    def hung(cmd: list[str], **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired(cmd, 90)
+
+    monkeypatch.setattr(regress.subprocess, "run", hung)
+    assert regress.run_in_worker(s, tmp_path / "t.log").seconds > 0
