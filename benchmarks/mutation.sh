@@ -41,13 +41,19 @@ mkdir -p mutants
 
 # Tests that run armras in a child process and take seconds each (the scenario runner, the
 # control socket client, CLI checks; 5-90 s apiece on a loaded 2-core host). Every device,
-# timing, RAS and CPU path they reach is also reached in-process by faster tests, so for
-# those groups they only make a surviving mutant cost minutes: they are deselected there
-# (PYTEST_ADDOPTS, which mutmut's own configuration does not see) and kept for regress.py,
-# which only they exercise. Kernel tests (marker `kernel`) never run in mutation testing.
+# timing, RAS, CPU and scenario-runner path they reach is also reached in-process by faster
+# tests (regress.py by tests/test_regress_inprocess.py), so they only make a surviving
+# mutant cost minutes: they are deselected (PYTEST_ADDOPTS, which mutmut's own
+# configuration does not see). MUTATION_SLOW=1 keeps them for the regress group.
+# Kernel tests (marker `kernel`) never run in mutation testing.
 SLOW_TESTS=(
-    tests/test_regress.py
-    tests/test_regress_outputs.py
+    tests/test_regress.py::test_shipped_bare_metal_scenarios_pass_with_junit
+    tests/test_regress.py::test_wrong_expectation_fails_naming_it
+    tests/test_regress.py::test_bad_scenario_files_are_one_line_errors
+    tests/test_regress.py::test_each_kind_of_failure_is_reported_and_counted
+    tests/test_regress_outputs.py::test_guest_printing_all_bytes_under_a_name_with_all_characters
+    tests/test_regress_outputs.py::test_scenarios_whose_names_map_to_one_file_keep_their_own_logs
+    tests/test_regress_outputs.py::test_outputs_that_are_inputs_are_refused
     tests/test_control.py
     tests/test_deterministic.py::test_deterministic_scenario_logs_are_identical
     tests/test_deterministic.py::test_two_deterministic_runs_print_identical_consoles
@@ -65,7 +71,7 @@ for g in "${groups[@]}"; do
     echo "== mutation: $g (${PATTERN[$g]})"
     # (mutmut.__main__ imported, not run with -m: mutmut warns that -m re-executes it)
     addopts=$FAST_ONLY
-    [ "$g" = regress ] && addopts=""
+    [ "$g" = regress ] && [ "${MUTATION_SLOW:-0}" = 1 ] && addopts=""
     PYTEST_ADDOPTS="$addopts" \
         "$PYTHON" -c "from mutmut.__main__ import cli; cli()" run --max-children "$JOBS" "${PATTERN[$g]}"
 done

@@ -237,6 +237,15 @@ def test_pl031_register_widths_and_unmapped_offsets() -> None:
     assert rtc.read(RTC_DR, 4) == 1
 
 
+def test_pl031_peripheral_id2_is_designer_4_revision_1_as_qemu() -> None:
+    # RTCPeriphID2 (0xFE8): Designer1 [3:0] = 0x4 (DDI 0224, the low nibble of Arm's 0x41)
+    # and Revision [7:4] = 1: QEMU's hw/rtc/pl031.c pl031_id reads 0x14 here, so the
+    # 32-bit AMBA ID Linux assembles is 0x00141031 (bhyve's rtc_pl031 says the same).
+    rtc = Pl031(now=Clock(0.0))
+    assert rtc.read(0xFE8, 4) == 0x14
+    assert amba_id(rtc) == 0x00141031
+
+
 def test_pl031_icr_writing_zero_keeps_the_interrupt() -> None:
     clock = Clock(100.0)
     rtc = Pl031(now=clock)
