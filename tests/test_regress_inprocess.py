@@ -23,7 +23,7 @@ from conftest import REPO, assemble, make_elf
 SCENARIOS = REPO / "scenarios"
 STEP_KINDS = "wait, inject, poison, expect, expect_not, exit"
 TOP_KEYS = ("name, description, image, kernel, initrd, append, memory, timeout, deterministic, smp, hest, "
-            "max_reboots, keep_poison, erst, step")
+            "max_reboots, keep_poison, erst, efivars, step")
 
 
 def scenario_file(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
