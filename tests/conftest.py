@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import NoReturn
+from typing import Callable, NoReturn, Sequence
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -99,6 +99,17 @@ class Board:
         self.machine.close()
 
 
+@pytest.fixture(params=["native", "python"])
+def hooks_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the native hooks (armras/arch/_native.c) and with their Python twins."""
+    if request.param == "python":
+        import armras.arch
+
+        monkeypatch.delattr(armras.arch, "_native", raising=False)
+        monkeypatch.setitem(sys.modules, "armras.arch._native", None)
+    return request.param
+
+
 @pytest.fixture
 def board():
     boards: list[Board] = []
@@ -154,6 +165,29 @@ def run_linux(series: str, initrd: Path, tmp_path: Path, *args: str) -> tuple[su
         [sys.executable, "-m", "armras", "run", "--kernel", str(debian_kernel(series)), "--initrd", str(initrd),
          "--timeout", "300", "--console", str(console), *args], capture_output=True, text=True, timeout=400)
     return proc, console.read_text(errors="replace").replace("\r\n", "\n")
+
+
+def boot_linux_here(series: str, initrd: Path, append: str, injections: Sequence[str] = (),
+                    prepare: Callable[[Machine], None] | None = None,
+                    **config: object) -> tuple[Machine, str, int]:
+    """Boot a Debian kernel in this process to power-off with the CLI's `--inject` specs;
+    `prepare(machine)` runs before it starts. Returns the machine, its console, the status."""
+    from armras.drive.inject import parse_inject_spec, schedule
+    from armras.guests.linux import boot_linux
+
+    console = io.BytesIO()
+    config.setdefault("timeout", 300.0)
+    m = Machine(MachineConfig(console=console, **config))  # type: ignore[arg-type]
+    try:
+        boot_linux(m, debian_kernel(series), initrd, append)
+        if prepare is not None:
+            prepare(m)
+        for text in injections:
+            schedule(m, parse_inject_spec(text))
+        status = m.run().status
+    finally:
+        m.close()
+    return m, console.getvalue().decode("utf-8", "replace").replace("\r\n", "\n"), status
 
 
 def in_order(text: str, patterns: list[str]) -> list[re.Match[str]]:

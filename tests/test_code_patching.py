@@ -15,11 +15,7 @@ instructions' (`mov x0, #10`, `mov x0, #20`), as on hardware.
 """
 from __future__ import annotations
 
-import sys
-
 import pytest
-
-import armras.arch
 
 ALIAS = 0x4000_0000                  # VA + ALIAS maps the same RAM, EL0/EL1 RW, execute-never
 MOV_X0_10 = 0xD2800140               # movz x0, #10
@@ -101,15 +97,6 @@ def run(board, maintenance: str):
     r = b.run()
     assert r.status == 0, b.output
     return b.x(20), b.x(21), b.machine
-
-
-@pytest.fixture(params=["native", "python"])
-def hooks_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The IC hook of _native.c and its Python twin."""
-    if request.param == "python":
-        monkeypatch.delattr(armras.arch, "_native", raising=False)
-        monkeypatch.setitem(sys.modules, "armras.arch._native", None)
-    return request.param
 
 
 @pytest.mark.parametrize("name,maintenance", MAINTENANCE, ids=[c[0] for c in MAINTENANCE])

@@ -18,7 +18,7 @@ from armras.board.machine import Machine, MachineConfig
 from armras.drive.inject import parse_inject_spec, schedule
 from armras.guests.linux import boot_linux
 from armras.ras.sources import BOARD_SOURCES, Notify, SourceSpec
-from conftest import debian_kernel
+from conftest import boot_linux_here, debian_kernel
 from test_smp import initramfs  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kernel
@@ -36,19 +36,12 @@ def _boot(series: str, initrd: Path, append: str, injections: list[str], cpus: i
           states: dict[int, list[int]] | None = None,
           hest: tuple[SourceSpec, ...] = BOARD_SOURCES) -> tuple[Machine, str, int]:
     """Boot to power-off; `states` gets event 804's SDEI state per CPU when /init starts sleeping."""
-    console = io.BytesIO()
-    m = Machine(MachineConfig(console=console, cpus=cpus, timeout=300.0, hest=hest))
-    try:
-        boot_linux(m, debian_kernel(series), initrd, append)
+    def prepare(m: Machine) -> None:
         if states is not None:
             m.on_console(r"^SLEEP ms=", lambda _: states.update(
                 {804: [int(m.sdei.registration(804, c).state) for c in range(cpus)]}), "SDEI states")
-        for text in injections:
-            schedule(m, parse_inject_spec(text))
-        status = m.run().status
-    finally:
-        m.close()
-    return m, console.getvalue().decode("utf-8", "replace").replace("\r\n", "\n"), status
+
+    return boot_linux_here(series, initrd, append, injections, prepare, cpus=cpus, hest=hest)
 
 
 def _block(out: str, source: int) -> str:

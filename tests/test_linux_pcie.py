@@ -12,16 +12,13 @@ says so, and for a fatal one still resets the link below the root port (secondar
 """
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pytest
 
-from armras.board.machine import Machine, MachineConfig
-from armras.drive.inject import parse_inject_spec, schedule
-from armras.guests.linux import boot_linux
-from conftest import debian_kernel
+from armras.board.machine import Machine
+from conftest import boot_linux_here
 from test_smp import initramfs  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.kernel
@@ -36,16 +33,7 @@ ROOT_PORT = "0000:00:01.0"
 
 
 def _boot(series: str, initrd: Path, injections: list[str]) -> tuple[Machine, str, int]:
-    console = io.BytesIO()
-    m = Machine(MachineConfig(console=console, timeout=300.0))
-    try:
-        boot_linux(m, debian_kernel(series), initrd, "console=ttyAMA0 armras_sleep_ms=3000")
-        for text in injections:
-            schedule(m, parse_inject_spec(text))
-        status = m.run().status
-    finally:
-        m.close()
-    return m, console.getvalue().decode("utf-8", "replace").replace("\r\n", "\n"), status
+    return boot_linux_here(series, initrd, "console=ttyAMA0 armras_sleep_ms=3000", injections)
 
 
 def _after(out: str, line: str) -> str:

@@ -20,16 +20,13 @@ pci_msi_domain_calc_hwirq; 6.12: chip "GICv2m-PCI-MSI-0000:00:02.0", the per-dev
 """
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
 import pytest
 
-from armras.board.machine import Machine, MachineConfig
-from armras.drive.inject import parse_inject_spec, schedule
-from armras.guests.linux import boot_linux
-from conftest import debian_kernel
+from armras.board.machine import Machine
+from conftest import boot_linux_here
 from test_linux import in_order
 from test_smp import initramfs  # noqa: F401  (fixture)
 
@@ -49,16 +46,7 @@ MSI_COLUMNS = {"6.1": rf"MSI {MSI_HWIRQ_00_02_0}", "6.12": rf"GICv2m-PCI-MSI-{RO
 
 
 def _boot(series: str, initrd: Path, injections: list[str], append: str = "") -> tuple[Machine, str, int]:
-    console = io.BytesIO()
-    m = Machine(MachineConfig(console=console, timeout=300.0))
-    try:
-        boot_linux(m, debian_kernel(series), initrd, f"console=ttyAMA0 armras_sleep_ms=3000 {append}".strip())
-        for text in injections:
-            schedule(m, parse_inject_spec(text))
-        status = m.run().status
-    finally:
-        m.close()
-    return m, console.getvalue().decode("utf-8", "replace").replace("\r\n", "\n"), status
+    return boot_linux_here(series, initrd, f"console=ttyAMA0 armras_sleep_ms=3000 {append}".strip(), injections)
 
 
 def _enumeration(series: str) -> list[str]:

@@ -17,11 +17,9 @@ Expected values are the Arm ARM's (DDI 0487), written out here, never taken from
 from __future__ import annotations
 
 import logging
-import sys
 
 import pytest
 
-import armras.arch
 from armras.arch.cpu import AET_CE, AET_UC, AET_UEO, AET_UER, SERROR_AETS
 from armras.arch.hooks import ID_AA64PFR0_EL1
 from armras.errors import ArmrasError
@@ -267,15 +265,6 @@ def test_inject_spec_serror_reaches_the_guest(board) -> None:
     schedule(b.machine, parse_inject_spec("serror:aet=uer,insn=5000"))
     assert b.run().status == 0
     assert b.x(10) == ESR["uer"] and b.x(19) == 1
-
-
-@pytest.fixture(params=["native", "python"])
-def hooks_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test with the native hooks (_native.c) and with their Python twins."""
-    if request.param == "python":
-        monkeypatch.delattr(armras.arch, "_native", raising=False)
-        monkeypatch.setitem(sys.modules, "armras.arch._native", None)
-    return request.param
 
 
 def test_ras_registers_as_the_guest_sees_them(board, hooks_kind: str) -> None:
