@@ -5,6 +5,7 @@
 #
 #   benchmarks/mutation.sh                 # every group, then the table
 #   benchmarks/mutation.sh ras devices     # some groups (ras devices cpu timing regress)
+#   benchmarks/mutation.sh armras/ras/erst.py   # one module (of those the groups cover)
 #   benchmarks/mutation.sh score           # the table only, from the last run's results
 #
 # mutmut's configuration (which files are mutated, which tests run) is [tool.mutmut] in
@@ -67,13 +68,17 @@ for t in "${SLOW_TESTS[@]}"; do FAST_ONLY+=" --deselect $t"; done
 
 for g in "${groups[@]}"; do
     [ "$g" = score ] && continue
-    [ -n "${PATTERN[$g]:-}" ] || { echo "benchmarks/mutation.sh: unknown group $g (${ORDER[*]})" >&2; exit 2; }
-    echo "== mutation: $g (${PATTERN[$g]})"
+    pattern=${PATTERN[$g]:-}
+    if [ -z "$pattern" ] && [[ "$g" == armras/*.py ]] && [ -f "$g" ]; then
+        pattern="$(echo "${g%.py}" | tr / .).*"
+    fi
+    [ -n "$pattern" ] || { echo "benchmarks/mutation.sh: unknown group or module $g (${ORDER[*]}, or armras/...py)" >&2; exit 2; }
+    echo "== mutation: $g ($pattern)"
     # (mutmut.__main__ imported, not run with -m: mutmut warns that -m re-executes it)
     addopts=$FAST_ONLY
     [ "$g" = regress ] && [ "${MUTATION_SLOW:-0}" = 1 ] && addopts=""
     PYTEST_ADDOPTS="$addopts" \
-        "$PYTHON" -c "from mutmut.__main__ import cli; cli()" run --max-children "$JOBS" "${PATTERN[$g]}"
+        "$PYTHON" -c "from mutmut.__main__ import cli; cli()" run --max-children "$JOBS" "$pattern"
 done
 
 "$PYTHON" benchmarks/mutation/score.py

@@ -158,6 +158,24 @@ def debian_kernel(series: str) -> Path:
     return path
 
 
+def module_initramfs(out: Path, modules: Sequence[str]) -> dict[str, Path]:
+    """An initramfs per kernel series in `out`: /init plus those modules from that kernel's
+    package (with modules.dep), as `python -m armras.guests.initramfs --module M` builds it."""
+    init = GUEST_BUILD / "linux" / "init"
+    if not init.exists():
+        subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
+    paths = {}
+    for series in ("6.1", "6.12"):
+        debian_kernel(series)
+        path = out / f"initramfs-{'-'.join(modules)}-{series}.cpio"
+        proc = subprocess.run([sys.executable, "-m", "armras.guests.initramfs", str(init), "-o", str(path),
+                               "--kernel", series, *(a for m in modules for a in ("--module", m))],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        paths[series] = path
+    return paths
+
+
 def run_linux(series: str, initrd: Path, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
     """`armras run` a Debian kernel in a child process; returns it and its console (tmp_path/console.log)."""
     console = tmp_path / "console.log"

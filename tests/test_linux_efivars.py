@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GUEST_BUILD, REPO, debian_kernel, in_order, run_linux
+from conftest import in_order, module_initramfs, run_linux
 
 pytestmark = pytest.mark.kernel
 
@@ -46,20 +46,7 @@ DUMP_NAME = re.compile(r"^dump-type0-(\d+)-(\d+)-(\d+)-C$")  # type 0 = PSTORE_T
 @pytest.fixture(scope="module")
 def efivars_initramfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """An initramfs per kernel series: /init, that kernel's efivarfs.ko and efi-pstore.ko, modules.dep."""
-    init = GUEST_BUILD / "linux" / "init"
-    if not init.exists():
-        subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
-    out = tmp_path_factory.mktemp("efivars")
-    paths = {}
-    for series in ("6.1", "6.12"):
-        debian_kernel(series)
-        path = out / f"initramfs-efivars-{series}.cpio"
-        proc = subprocess.run([sys.executable, "-m", "armras.guests.initramfs", str(init), "-o", str(path),
-                               "--kernel", series, "--module", "efivarfs", "--module", "efi_pstore"],
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        paths[series] = path
-    return paths
+    return module_initramfs(tmp_path_factory.mktemp("efivars"), ["efivarfs", "efi_pstore"])
 
 
 def _stored(path: Path) -> dict[tuple[str, str], tuple[int, bytes]]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GUEST_BUILD, REPO, debian_kernel, in_order
+from conftest import debian_kernel, in_order, module_initramfs
 
 pytestmark = pytest.mark.kernel
 
@@ -31,19 +31,7 @@ AVAILABLE = [
 @pytest.fixture(scope="module")
 def einj_initramfs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """An initramfs per kernel series: /init and that kernel's einj.ko (with modules.dep)."""
-    init = GUEST_BUILD / "linux" / "init"
-    if not init.exists():
-        subprocess.run(["make", "-C", str(REPO / "guest_images" / "linux"), f"PYTHON={sys.executable}"], check=True)
-    out = tmp_path_factory.mktemp("einj")
-    paths = {}
-    for series in ("6.1", "6.12"):
-        debian_kernel(series)
-        path = out / f"initramfs-einj-{series}.cpio"
-        proc = subprocess.run([sys.executable, "-m", "armras.guests.initramfs", str(init), "-o", str(path),
-                               "--kernel", series, "--module", "einj"], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        paths[series] = path
-    return paths
+    return module_initramfs(tmp_path_factory.mktemp("einj"), ["einj"])
 
 
 def _boot(series: str, initrd: Path, mode: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], str]:

@@ -1044,48 +1044,28 @@ def test_worker_outcomes_carry_guest_time_and_only_files_that_exist(tmp_path: Pa
     assert regress.run_in_worker(s, tmp_path / "t.log").seconds > 0
 
 
-def test_progress_lines_are_flushed_even_when_python_buffers_output(tmp_path: Path) -> None:
-    # As above, without PYTHONUNBUFFERED (which CI images often set): regress flushes each
-    # line itself, so both come long before the third scenario's 20 s are up.
+@pytest.mark.parametrize("order", [("bad", "good"), ("good", "bad")])
+def test_result_lines_are_flushed_even_when_python_buffers_output(tmp_path: Path, order: tuple[str, str]) -> None:
+    # Without PYTHONUNBUFFERED (which CI images often set): regress flushes each line itself,
+    # PASS or FAIL, so both come long before the third scenario's 20 s are up.
     import time
 
     printing_guest(tmp_path / "g.elf", b"FAST\n")
     (tmp_path / "spin.elf").write_bytes(make_elf(assemble(" b .\n")))
-    bad = scenario_file(tmp_path, 'name = "bad"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^NO$"\n', "b.toml")
-    good = scenario_file(tmp_path, 'name = "good"\nimage = "g.elf"\ntimeout = 30\n', "g.toml")
+    files = {
+        "bad": scenario_file(tmp_path, 'name = "bad"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^NO$"\n', "b.toml"),
+        "good": scenario_file(tmp_path, 'name = "good"\nimage = "g.elf"\ntimeout = 30\n', "g.toml"),
+    }
+    lines = {"bad": "[FAIL] bad: step 1 (expect = '^NO$') not found\n", "good": "[PASS] good ("}
     slow = scenario_file(tmp_path, 'name = "slow"\nimage = "spin.elf"\ntimeout = 20\n[[step]]\nexit = 124\n', "s.toml")
     start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", str(bad), str(good), str(slow),
+    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", *(str(files[n]) for n in order), str(slow),
                              "--log-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True,
                             env={k: v for k, v in regress._worker_env().items() if k != "PYTHONUNBUFFERED"})
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "[FAIL] bad: step 1 (expect = '^NO$') not found\n"
-        assert proc.stdout.readline().startswith("[PASS] good (")
-        assert time.monotonic() - start < 15
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def test_a_fail_line_is_flushed_before_a_long_scenario(tmp_path: Path) -> None:
-    # As above, without PYTHONUNBUFFERED (which CI images often set): regress flushes each
-    # line itself, so both come long before the third scenario's 20 s are up.
-    import time
-
-    printing_guest(tmp_path / "g.elf", b"FAST\n")
-    (tmp_path / "spin.elf").write_bytes(make_elf(assemble(" b .\n")))
-    bad = scenario_file(tmp_path, 'name = "bad"\nimage = "g.elf"\ntimeout = 30\n[[step]]\nexpect = "^NO$"\n', "b.toml")
-    good = scenario_file(tmp_path, 'name = "good"\nimage = "g.elf"\ntimeout = 30\n', "g.toml")
-    slow = scenario_file(tmp_path, 'name = "slow"\nimage = "spin.elf"\ntimeout = 20\n[[step]]\nexit = 124\n', "s.toml")
-    start = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "armras", "regress", str(good), str(bad), str(slow),
-                             "--log-dir", str(tmp_path / "logs")], stdout=subprocess.PIPE, text=True,
-                            env={k: v for k, v in regress._worker_env().items() if k != "PYTHONUNBUFFERED"})
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("[PASS] good (")
-        assert proc.stdout.readline() == "[FAIL] bad: step 1 (expect = '^NO$') not found\n"
+        for name in order:
+            assert proc.stdout.readline().startswith(lines[name])
         assert time.monotonic() - start < 15
     finally:
         proc.kill()
