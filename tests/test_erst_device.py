@@ -304,3 +304,116 @@ def test_entries_are_qemus_as_iasl_reads_them(board: tuple[Machine, Apei], tmp_p
     want = [(a, i, REGISTERS[r][1], 3 if REGISTERS[r][1] == 32 else 4, REGISTERS[r][0], v, (1 << REGISTERS[r][1]) - 1)
             for a, i, r, v in QEMU_ERST]
     assert got == want
+
+
+# --- the device on its own (what mutation testing found unchecked) -----------------------
+
+class Ram:
+    """Guest memory holding the exchange buffer; `fail` makes accesses raise as poisoned RAM does."""
+
+    def __init__(self, base: int, size: int) -> None:
+        self.base, self.data, self.fail = base, bytearray(size), False
+
+    def read(self, pa: int, size: int) -> bytes:
+        if self.fail:
+            from armras.errors import GuestAddressError
+            raise GuestAddressError(f"read of poisoned page at {pa:#x}")
+        return bytes(self.data[pa - self.base:pa - self.base + size])
+
+    def write(self, pa: int, data: bytes) -> None:
+        self.data[pa - self.base:pa - self.base + len(data)] = data
+
+
+EXCHANGE = 0x4000_0000
+BUFFER = 8192                   # the exchange buffer: one record of the store's record size
+
+
+@pytest.fixture
+def device() -> tuple[object, Ram]:
+    from armras.devices.erst import ErstDevice
+    from armras.ras.erst import ErstStore
+
+    ram = Ram(EXCHANGE, BUFFER)
+    return ErstDevice(ErstStore(), ram, EXCHANGE), ram
+
+
+def _act(dev, action: int, value: int | None = None) -> int:     # type: ignore[no-untyped-def]
+    if value is not None:
+        dev.write(8, 8, value)
+    dev.write(0, 4, action)
+    return dev.read(8, 8)
+
+
+def _status(dev) -> int:                                          # type: ignore[no-untyped-def]
+    return _act(dev, GET_STATUS)
+
+
+def test_reset_state_reads_zero_and_the_first_operations_need_no_setup(device) -> None:  # type: ignore[no-untyped-def]
+    dev, ram = device
+    assert [dev.read(off, 4) for off in (0, 4, 8, 12)] == [0, 0, 0, 0] and dev.read(8, 8) == 0
+    assert _status(dev) == SUCCESS
+    # A write with no SET_RECORD_OFFSET: the record is at the start of the buffer.
+    ram.write(EXCHANGE, cper(0x77))
+    _act(dev, BEGIN_WRITE)
+    _act(dev, EXECUTE, 0x9C)
+    assert _status(dev) == SUCCESS and dev.store.read(0x77) == cper(0x77)
+    # A read with no SET_RECORD_IDENTIFIER reads the first record ("unspecified" id).
+    from armras.devices.erst import ErstDevice
+    fresh = ErstDevice(dev.store, ram, EXCHANGE)
+    ram.write(EXCHANGE, bytes(256))
+    _act(fresh, BEGIN_READ)
+    _act(fresh, EXECUTE, 0x9C)
+    assert _status(fresh) == SUCCESS and bytes(ram.data[:256]) == cper(0x77)
+    # ... and the iteration of a fresh device starts at the first record.
+    other = ErstDevice(dev.store, ram, EXCHANGE)
+    dev.store.write(cper(0x78))
+    assert [_act(other, GET_RECORD_ID) for _ in range(3)] == [0x77, 0x78, ALL_ONES]
+
+
+def test_action_register_halves(device) -> None:  # type: ignore[no-untyped-def]
+    dev, _ = device
+    dev.write(0, 4, GET_RECORD_COUNT)
+    assert (dev.read(0, 4), dev.read(4, 4), dev.read(0, 8)) == (GET_RECORD_COUNT, 0, GET_RECORD_COUNT)
+
+
+def test_get_record_identifier_status_tells_an_empty_store(device) -> None:  # type: ignore[no-untyped-def]
+    dev, _ = device
+    assert _act(dev, GET_RECORD_ID) == ALL_ONES and _status(dev) == STORE_EMPTY
+    dev.store.write(cper(5))
+    assert _act(dev, GET_RECORD_ID) == 5 and _status(dev) == SUCCESS
+
+
+def test_records_at_the_edges_of_the_exchange_buffer(device) -> None:  # type: ignore[no-untyped-def]
+    dev, ram = device
+    # A 128-byte record (just the CPER header) in the last 128 bytes of the buffer.
+    ram.write(EXCHANGE + BUFFER - 128, cper(9, 128))
+    _act(dev, BEGIN_WRITE)
+    _act(dev, SET_RECORD_OFFSET, BUFFER - 128)
+    _act(dev, EXECUTE, 0x9C)
+    assert _status(dev) == SUCCESS and dev.store.read(9) == cper(9, 128)
+    # Read back a 256-byte record into exactly the 256 bytes left at an offset.
+    dev.store.write(cper(10, 256))
+    ram.data[:] = bytes(BUFFER)
+    _act(dev, BEGIN_READ)
+    _act(dev, SET_RECORD_OFFSET, BUFFER - 256)
+    _act(dev, SET_RECORD_ID, 10)
+    _act(dev, EXECUTE, 0x9C)
+    assert _status(dev) == SUCCESS
+    assert bytes(ram.data[BUFFER - 256:]) == cper(10, 256) and bytes(ram.data[:BUFFER - 256]) == bytes(BUFFER - 256)
+    # One byte further it does not fit.
+    _act(dev, SET_RECORD_OFFSET, BUFFER - 255)
+    _act(dev, EXECUTE, 0x9C)
+    assert _status(dev) == FAILED
+
+
+def test_an_exchange_buffer_that_faults_is_hw_not_available(device, caplog) -> None:  # type: ignore
+    import logging
+
+    caplog.set_level(logging.WARNING, "armras.devices.erst")
+    dev, ram = device
+    ram.fail = True
+    _act(dev, BEGIN_WRITE)
+    _act(dev, EXECUTE, 0x9C)
+    assert _status(dev) == HW_NOT_AVAILABLE
+    assert [r.getMessage() for r in caplog.records] == [
+        f"ERST: exchange buffer access failed: read of poisoned page at {EXCHANGE + 20:#x}"]
