@@ -260,3 +260,105 @@ def test_uncorrectable_without_an_sea_source_is_an_unknown_failure(board) -> Non
     r = b.run()
     assert r.status == 0 and b.x(4) == 1   # nothing could report the access: not poisoned
     assert b.machine.poisoned == set()
+
+
+# --- what mutation testing found unchecked (benchmarks/mutation.sh) ----------------------
+
+def _refusal(dev: EinjDevice, caplog: pytest.LogCaptureFixture) -> str:
+    """EXECUTE_OPERATION; the one line its refusal logged (after clearing earlier ones)."""
+    caplog.clear()
+    dev.write(EXECUTE, 8, 1)
+    assert dev.read(STATUS, 8) == CommandStatus.INVALID_ACCESS
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "armras.devices.einj"]
+    assert line.startswith("EINJ: EXECUTE_OPERATION refused (INVALID_ACCESS): ")
+    return line.split(": ", 2)[2]
+
+
+def test_reset_state_and_register_read_back() -> None:
+    dev, rec = device()
+    assert [dev.read(off, 8) for off in (BEGIN, EXECUTE, BUSY, STATUS, ERROR_TYPE)] == [0, 0, 0, 0, 0]
+    dev.write(BEGIN, 8, 1)                                  # BEGIN_INJECTION_OPERATION
+    dev.write(ERROR_TYPE, 8, 0x1_0000_0010)                 # a 32-bit register: the upper half is dropped
+    assert (dev.read(BEGIN, 8), dev.read(ERROR_TYPE, 8), dev.read(STATUS, 8)) == (1, 0x10, 0)
+    dev.write(EXECUTE, 8, 0)                                # without bit 0 EXECUTE does nothing
+    dev.write(BEGIN, 8, 1)
+    dev.write(ERROR_TYPE, 8, 0x11)
+    assert rec.requests == [] and dev.read(STATUS, 8) == 0 and dev.read(BUSY, 8) == 0
+    assert dev.read(PARAM, 4) == 0
+    dev.write(PARAM, 4, 0x10)                               # the data structure's first field
+    assert dev.read(PARAM, 4) == 0x10 and dev.read(PARAM, 8) == 0x10
+
+
+def test_a_write_across_the_end_of_the_data_structure_keeps_only_its_part() -> None:
+    dev, _ = device()
+    dev.write(PARAM + 0x3C, 8, 0x1122_3344_5566_7788)
+    assert dev.read(PARAM + 0x3C, 8) == 0x5566_7788 and len(dev.param) == 0x40
+
+
+def test_each_refusal_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", "armras.devices.einj")
+    dev, rec = device()
+    # The ACPI 4.0 way: SET_ERROR_TYPE with no data structure gives no address.
+    dev.write(ERROR_TYPE, 8, 0x10)
+    assert _refusal(dev, caplog) == "no memory address (the platform does not choose one)"
+    dev.write(ERROR_TYPE, 8, 0x1)
+    assert _refusal(dev, caplog) == "error type 0x1 is not one of the available types 0x38"
+    set_param(dev, 0x1, VICTIM)                             # processor correctable: not offered
+    assert _refusal(dev, caplog) == "error type 0x1 is not one of the available types 0x38"
+    set_param(dev, 0x8000_0010, VICTIM)                     # vendor-defined
+    assert _refusal(dev, caplog) == "error type 0x80000010 is not one of the available types 0x38"
+    set_param(dev, 0x10, VICTIM, flags=0x8)
+    assert _refusal(dev, caplog) == "reserved flags 0x8"
+    set_param(dev, 0x10, 0, flags=0x2)                      # "valid" address 0: not RAM here
+    assert _refusal(dev, caplog) == "memory address 0x0 is not RAM"
+    set_param(dev, 0x10, 0x8000_0000_0000_0000)
+    assert _refusal(dev, caplog) == "memory address 0x8000000000000000 is not RAM"
+    set_param(dev, 0x10, VICTIM, mask=0xFFFF_FFFF_FFFF_0000 | 0x800)
+    assert _refusal(dev, caplog) == "memory address range 0xffffffffffff0800 is coarser than a 4 KiB page"
+    assert rec.requests == []
+    # Flags without "memory address valid" but an address given: the address is used.
+    set_param(dev, 0x10, VICTIM, flags=0)
+    dev.write(EXECUTE, 8, 1)
+    assert [(r.error_type, r.address) for r in rec.requests] == [(0x10, VICTIM)]
+
+
+def test_the_two_address_refusals_share_one_log_budget(caplog: pytest.LogCaptureFixture) -> None:
+    # A guest looping over bad addresses of either kind gets three lines, then a count.
+    caplog.set_level("WARNING", "armras.devices.einj")
+    dev, _ = device()
+    set_param(dev, 0x10, 0, flags=0)
+    for _ in range(3):
+        dev.write(EXECUTE, 8, 1)
+    set_param(dev, 0x10, 0x10, flags=0x2)
+    dev.write(EXECUTE, 8, 1)
+    assert dev.read(STATUS, 8) == CommandStatus.INVALID_ACCESS
+    assert [r.getMessage() for r in caplog.records].count(
+        "EINJ: EXECUTE_OPERATION refused (INVALID_ACCESS): no memory address (the platform does not choose one)") == 3
+    assert not any("not RAM" in r.getMessage() for r in caplog.records)
+
+
+def test_sizes_outside_one_to_eight_bytes_read_zero() -> None:
+    dev, _ = device()
+    dev.write(ERROR_TYPE, 8, 0x11)                          # odd: a mask of 1 would show
+    dev.write(PARAM, 4, 0x20)
+    for size in (0, 9, 16):
+        assert dev.read(AVAILABLE, size) == 0 and dev.read(ERROR_TYPE, size) == 0, size
+        assert dev.read(PARAM, size) == (0 if size == 0 else 0x20), size   # the data structure: its bytes
+    assert (dev.read(AVAILABLE, 1), dev.read(AVAILABLE, 2)) == (0x38, 0x38)
+
+
+def test_a_busy_execute_is_ignored_with_a_line_and_completions_are_counted(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("WARNING", "armras.devices.einj")
+    dev, rec = device()
+    set_param(dev, 0x10, VICTIM)
+    dev.write(EXECUTE, 8, 1)
+    dev.write(EXECUTE, 8, 1)                                # still busy: ignored
+    assert len(rec.requests) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "EINJ: EXECUTE_OPERATION while the previous one is still busy; ignored"]
+    rec.complete(CommandStatus.SUCCESS)
+    dev.write(EXECUTE, 8, 1)
+    rec.complete(CommandStatus.SUCCESS)
+    dev.write(EXECUTE, 8, 1)
+    rec.complete(CommandStatus.UNKNOWN_FAILURE)
+    assert dev.injections == 2 and dev.read(STATUS, 8) == CommandStatus.UNKNOWN_FAILURE and dev.read(BUSY, 8) == 0
