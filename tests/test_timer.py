@@ -279,3 +279,48 @@ measure:
     # Guest seconds are instructions / 62.5 MHz.
     assert r.guest_seconds == pytest.approx(r.instructions / 62.5e6)
     assert b.x(23) >= b.x(22)
+
+
+# --- the system counter on its own (what mutation testing found unchecked) ------------------
+
+class _CounterRegs:
+    """Unicorn's counter registers as SystemCounter reads and writes them (op0, op1, CRn, CRm, op2)."""
+
+    CNTFRQ, CNTPCT, CNTVOFF = (3, 3, 14, 0, 0), (3, 3, 14, 0, 1), (3, 4, 14, 0, 3)
+
+    def __init__(self, frequency: int) -> None:
+        self.values = {self.CNTFRQ: frequency, self.CNTPCT: 5000}
+        self.writes: list[tuple[tuple[int, ...], int]] = []
+
+    def sysreg(self, reg: tuple[int, ...]) -> int:
+        return self.values.get(reg, 0)
+
+    def set_sysreg(self, reg: tuple[int, ...], value: int) -> None:
+        self.writes.append((reg, value))
+
+
+@pytest.mark.parametrize("cntfrq, frequency", [(1_000_000_000, 1_000_000_000), (0, 62_500_000)])
+def test_counter_frequency_is_cntfrq_or_qemus_default(monkeypatch: pytest.MonkeyPatch, cntfrq: int,
+                                                      frequency: int) -> None:
+    from armras.timing import clock
+
+    regs = _CounterRegs(cntfrq)
+    monkeypatch.setattr(clock, "Regs", lambda uc: regs)
+    assert clock.SystemCounter(None).frequency == frequency      # type: ignore[arg-type]
+
+
+def test_skipped_ticks_add_up_and_a_cpu_switched_in_gets_the_boards_offset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from armras.timing import clock
+
+    regs = _CounterRegs(62_500_000)
+    monkeypatch.setattr(clock, "Regs", lambda uc: regs)
+    counter = clock.SystemCounter(None)                           # type: ignore[arg-type]
+    assert regs.writes == [(regs.CNTVOFF, 5000)]                   # guest time starts at zero
+    counter.skip(300)
+    counter.skip(0)
+    counter.skip(-5)                                              # nothing to skip
+    counter.skip(200)
+    assert counter.skipped_ticks == 500
+    regs.writes.clear()
+    counter.load_cpu()
+    assert regs.writes == [(regs.CNTVOFF, 4500)]
