@@ -286,10 +286,10 @@ measure:
 class _CounterRegs:
     """Unicorn's counter registers as SystemCounter reads and writes them (op0, op1, CRn, CRm, op2)."""
 
-    CNTFRQ, CNTPCT, CNTVOFF = (3, 3, 14, 0, 0), (3, 3, 14, 0, 1), (3, 4, 14, 0, 3)
+    CNTFRQ, CNTPCT, CNTVCT, CNTVOFF = (3, 3, 14, 0, 0), (3, 3, 14, 0, 1), (3, 3, 14, 0, 2), (3, 4, 14, 0, 3)
 
     def __init__(self, frequency: int) -> None:
-        self.values = {self.CNTFRQ: frequency, self.CNTPCT: 5000}
+        self.values = {self.CNTFRQ: frequency, self.CNTPCT: 5000, self.CNTVCT: 31_250_000}
         self.writes: list[tuple[tuple[int, ...], int]] = []
 
     def sysreg(self, reg: tuple[int, ...]) -> int:
@@ -319,8 +319,55 @@ def test_skipped_ticks_add_up_and_a_cpu_switched_in_gets_the_boards_offset(monke
     counter.skip(300)
     counter.skip(0)
     counter.skip(-5)                                              # nothing to skip
-    counter.skip(200)
+    counter.skip(199)
+    counter.skip(1)
     assert counter.skipped_ticks == 500
     regs.writes.clear()
     counter.load_cpu()
     assert regs.writes == [(regs.CNTVOFF, 4500)]
+    # Ticks as seconds at 62.5 MHz; the guest's virtual count (31.25 M ticks) is half a second.
+    assert counter.seconds(125_000_000) == 2.0 and counter.guest_seconds() == 0.5
+
+
+def test_alarm_fires_once_at_its_deadline_and_not_when_disarmed() -> None:
+    import threading
+    import time
+
+    from armras.timing.clock import Alarm
+
+    fired = threading.Event()
+    count = []
+
+    def fire() -> None:
+        count.append(time.monotonic())
+        fired.set()
+
+    alarm = Alarm(fire)
+    try:
+        alarm.arm(time.monotonic() + 60)
+        alarm.disarm()
+        alarm.arm(None)
+        time.sleep(0.05)
+        assert not count
+        deadline = time.monotonic() + 0.05
+        alarm.arm(deadline)
+        alarm.arm(deadline)                                       # unchanged: no second wake-up
+        assert fired.wait(10)
+        time.sleep(0.1)
+        assert len(count) == 1 and count[0] >= deadline
+        # It can be armed again after firing, and after a disarm it wakes up from.
+        fired.clear()
+        alarm.arm(time.monotonic() + 0.01)
+        assert fired.wait(10) and len(count) == 2
+        fired.clear()
+        alarm.arm(time.monotonic() + 0.1)
+        alarm.disarm()
+        time.sleep(0.3)                                           # the thread woke at 0.1 s to nothing
+        assert len(count) == 2
+        alarm.arm(time.monotonic() + 0.01)
+        assert fired.wait(10) and len(count) == 3
+        # One daemon thread, named for py-spy and gdb, that ends on close().
+        assert alarm._thread.name == "armras-alarm" and alarm._thread.daemon
+    finally:
+        alarm.close()
+    assert not alarm._thread.is_alive()
