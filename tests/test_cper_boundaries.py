@@ -318,3 +318,88 @@ def test_memory_section_module_handle_names_the_dimm() -> None:
     assert int.from_bytes(named[0:8], "little") == 0x2_4002
     assert named[78:80] == b"\x00\x11" and plain[78:80] == b"\x00\x00"
     assert named[8:78] == plain[8:78]
+
+
+@pytest.mark.parametrize("handle", [0x0000, 0xFFFF])
+def test_memory_section_takes_every_16_bit_handle(handle: int) -> None:
+    from armras.ras.cper import memory_error_section
+
+    section = memory_error_section(0x4800_0000, module_handle=handle)
+    assert int.from_bytes(section[0:8], "little") == 0x2_4002                  # bit 17 even for handle 0
+    assert int.from_bytes(section[78:80], "little") == handle
+
+
+@pytest.mark.parametrize("handle", [-1, 0x1_0000])
+def test_memory_section_refuses_a_handle_that_is_not_16_bits(handle: int) -> None:
+    from armras.ras.cper import memory_error_section
+
+    with pytest.raises(ArmrasError, match=f"^memory error section: module handle {handle:#x} is not a 16-bit "
+                                          "SMBIOS handle$"):
+        memory_error_section(0x4800_0000, module_handle=handle)
+
+
+def _pcie_info(**fields: object) -> object:
+    from armras.ras.cper import PcieErrorInfo
+
+    base: dict[str, object] = dict(port_type=4, command=0x0547, status=0x4010, vendor_id=0x1B36, device_id=0x000C,
+                                   class_code=0x060400, segment=1, bus=0, device=2, function=0, secondary_bus=2)
+    return PcieErrorInfo(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_pcie_section_with_every_optional_field() -> None:
+    # UEFI 2.9 N.2.7: Validation Bits (u64) at 0: port type 0, version 1, command/status 2, device
+    # ID 3, serial number 4, bridge control/status 5, capability 6, AER info 7; Port Type u32 at 8;
+    # Version at 12 (minor, major, 2 reserved); Command, Status at 16; reserved u32 at 20; Device
+    # ID at 24 (vendor, device, class code 3 bytes, function, device, segment u16, bus, secondary
+    # bus, slot u16, reserved); serial number lower/upper u32 at 40; bridge secondary status and
+    # bridge control at 48; capability (60 bytes) at 52; AER info (96 bytes) at 112.
+    from armras.ras.cper import pcie_error_section
+
+    section = pcie_error_section(_pcie_info(capability=b"\x10\x80\x42", aer=bytes(range(1, 97)),
+                                            bridge_secondary_status=0x4000, bridge_control=0x0002,
+                                            serial_number=0x8765_4321_0FED_CBA9))
+    assert len(section) == 208
+    assert struct.unpack_from("<QIBBHHHI", section, 0) == (0xFF, 4, 0, 4, 0, 0x0547, 0x4010, 0)
+    assert struct.unpack_from("<HH", section, 24) == (0x1B36, 0x000C)
+    assert section[28:31] == b"\x00\x04\x06"
+    assert struct.unpack_from("<BBHBBHB", section, 31) == (0, 2, 1, 0, 2, 0, 0)
+    assert struct.unpack_from("<IIHH", section, 40) == (0x0FED_CBA9, 0x8765_4321, 0x4000, 0x0002)
+    assert section[52:112] == b"\x10\x80\x42" + bytes(57)                       # zero padded after it
+    assert section[112:208] == bytes(range(1, 97))                              # exactly 96 bytes fit
+
+
+def test_pcie_section_without_the_optional_fields_leaves_their_bits_clear() -> None:
+    from armras.ras.cper import pcie_error_section
+
+    section = pcie_error_section(_pcie_info())
+    assert struct.unpack_from("<Q", section, 0) == (0x0F,)
+    assert section[40:208] == bytes(168)
+    serial_only = pcie_error_section(_pcie_info(serial_number=0))
+    assert struct.unpack_from("<Q", serial_only, 0) == (0x1F,)
+
+
+@pytest.mark.parametrize("capability, aer", [(bytes(61), b""), (b"", bytes(97)), (bytes(61), bytes(97))])
+def test_pcie_section_refuses_capabilities_that_do_not_fit(capability: bytes, aer: bytes) -> None:
+    from armras.ras.cper import pcie_error_section
+
+    with pytest.raises(ArmrasError, match="^PCIe section: capability is at most 60 bytes and AER info at most 96$"):
+        pcie_error_section(_pcie_info(capability=capability, aer=aer))
+
+
+def test_memory_error_record_carries_the_module_handle() -> None:
+    from armras.ras.cper import memory_error_record
+
+    # Generic Error Status Block (20 bytes), one Generic Error Data Entry (72), the section (80).
+    record = memory_error_record(0x4800_0000, module_handle=0x1100)
+    assert len(record) == 172
+    section = record[92:172]
+    assert int.from_bytes(section[0:8], "little") == 0x2_4002 and section[78:80] == b"\x00\x11"
+
+
+def test_estatus_severity_reads_the_field_as_unsigned() -> None:
+    from armras.ras.cper import estatus_severity
+
+    # ACPI 6.4 18.3.2.7.1: Block Status, Raw Data Offset, Raw Data Length, Data Length, Error Severity.
+    block = struct.pack("<5I", 0x10, 0, 0, 0, 0xFFFF_FFFF)
+    assert estatus_severity(block) == 0xFFFF_FFFF
+    assert estatus_severity(block[:19]) is None

@@ -187,3 +187,59 @@ def test_layout_outside_ram_gives_clean_error():
 def test_sources_must_match_layout(mem, layout):
     with pytest.raises(ValueError):
         ErrorSources(mem, layout, sources=(SourceSpec(0, Notify.SEA),))
+
+
+def test_record_events_name_each_section_and_an_invalid_record(mem, layout):
+    from armras.events import EventLog
+    from armras.ras.cper import arm_processor_record
+
+    events = EventLog(keep=10)
+    sources = ErrorSources(mem, layout, QEMU_SOURCES, events=events)
+    sources.install()
+    sea = sources.by_id(0)
+    sea.record(arm_processor_record(0x8000_0001))
+    guest_handles(mem, sea)
+    sea.record(memory_error_record(PA1))
+    cper_events = [r for r in events.records if r["event"] == "cper"]
+    # An ARM processor section has no physical address field: no "pa" key at all.
+    assert cper_events[0]["sections"] == [{"type": "ARM processor error"}]
+    assert cper_events[1]["sections"] == [{"type": "memory error", "pa": f"{PA1:#x}"}]
+    guest_handles(mem, sea)
+    sea.record(b"\xff" * 20)                     # a block the guest would refuse (raw bytes from a user)
+    last = [r for r in events.records if r["event"] == "cper"][-1]
+    assert last["bytes"] == 20 and "sections" not in last
+    assert isinstance(last["invalid"], str) and last["invalid"] and last["invalid"] != "None"
+
+
+def test_read_ack_is_reported_once_per_acknowledged_record(mem, layout):
+    from armras.events import EventLog
+
+    events = EventLog(keep=20)
+    sources = ErrorSources(mem, layout, QEMU_SOURCES, events=events)
+    sources.install()
+    sea = sources.by_id(0)
+    assert sea.observe_ack() is False                  # nothing written yet (the installed ack is not news)
+    sea.record(memory_error_record(PA1))
+    assert sea.observe_ack() is False                  # written, not yet acknowledged
+    guest_handles(mem, sea)
+    assert sea.observe_ack() is True
+    assert sea.observe_ack() is False                  # reported once
+    acks = [r for r in events.records if r["event"] == "read_ack"]
+    assert [{k: r[k] for k in ("source", "notify", "read_ack", "records_written")} for r in acks] == [
+        {"source": 0, "notify": "sea", "read_ack": "0x1", "records_written": 1}]
+    (cper,) = [r for r in events.records if r["event"] == "cper"]
+    assert cper["block"] == f"{mem.read_u64(sea.error_status_address):#x}" == f"{BLOB + 32:#x}"
+
+
+def test_observe_ack_of_a_source_whose_registers_the_guest_broke(mem, layout):
+    from armras.events import EventLog
+
+    events = EventLog(keep=20)
+    sources = ErrorSources(mem, layout, (SourceSpec(0, Notify.SEA, ghes_version=1), SourceSpec(1, Notify.GPIO)),
+                           events=events)
+    sources.install()
+    v1 = sources.by_id(0)
+    v1.record(memory_error_record(PA1))
+    mem.write_u64(v1.error_status_address, 0xDEAD_0000)      # the block's address now points nowhere
+    assert v1.observe_ack() is False
+    assert [r["event"] for r in events.records] == ["cper"]
