@@ -76,6 +76,7 @@ smp = 4
 max_reboots = 1
 keep_poison = true
 erst = "pstore.erst"
+efivars = "vars/store.json"
 [[step]]
 wait = "^READY (0x[0-9a-f]+)"
 [[step]]
@@ -97,6 +98,7 @@ exit = 5
     assert s.append == "console=ttyAMA0"
     assert s.memory == 512 * 1024 * 1024 and s.timeout == 2.5 and s.deterministic is True and s.smp == 4
     assert s.max_reboots == 1 and s.keep_poison is True and s.erst == tmp_path / "pstore.erst"
+    assert s.efivars == tmp_path / "vars" / "store.json"
     assert [(st.index, st.kind, st.value) for st in s.steps] == [
         (1, "wait", "^READY (0x[0-9a-f]+)"), (2, "poison", "$1"), (3, "inject", "sea:pa=$1"),
         (4, "expect", "^DONE"), (5, "expect_not", "UNEXPECTED"), (6, "exit", 3), (7, "exit", 5)]
@@ -110,6 +112,7 @@ def test_defaults_of_a_bare_metal_scenario(tmp_path: Path) -> None:
     assert (s.name, s.image, s.kernel, s.initrd, s.append) == ("plain", tmp_path / "sub/guest.elf", None, None, "")
     assert (s.memory, s.timeout, s.deterministic, s.smp, s.hest) == (None, 60.0, False, 1, None)
     assert (s.max_reboots, s.keep_poison, s.erst, s.steps, s.expected_exit) == (3, False, None, (), 0)
+    assert s.efivars is None
     assert regress.load_scenario(scenario_file(tmp_path, 'name = ""\nimage = "g.elf"\n', "unnamed.toml")).name \
         == "unnamed"
 
@@ -139,6 +142,7 @@ BAD_FILES = [
     ('kernel = "k"\ninitrd = 1\n', "S: initrd must be a string"),
     ('kernel = "k"\nappend = 1\n', "S: append must be a string"),
     ('image = "x.elf"\nerst = 1\n', "S: erst must be a string"),
+    ('image = "x.elf"\nefivars = 1\n', "S: efivars must be a string"),
     ('image = "x.elf"\ntimeout = true\n', "S: timeout must be a positive number of seconds"),
     ('image = "x.elf"\ntimeout = "5"\n', "S: timeout must be a positive number of seconds"),
     ('image = "x.elf"\ntimeout = 0\n', "S: timeout: 0 is not a number of seconds in (0, 1e+06]"),
@@ -697,6 +701,7 @@ smp = 3
 max_reboots = 2
 keep_poison = true
 erst = "store.erst"
+efivars = "vars.json"
 [[hest.source]]
 id = 5
 notify = "sea"
@@ -719,6 +724,7 @@ exit = 7
         (None, tmp_path / "Image", tmp_path / "rd.cpio", "console=ttyAMA0 quiet")
     assert run.kwargs["max_reboots"] == 2 and run.kwargs["keep_poison"] is True
     assert run.kwargs["erst"].path == tmp_path / "store.erst"
+    assert run.kwargs["efivars"] == tmp_path / "vars.json"
     phases, driver = run.kwargs["every_boot"]
     assert isinstance(driver.__self__, regress.StepDriver) and driver.__name__ == "attach"
 
@@ -736,6 +742,7 @@ def test_a_plain_scenario_gets_the_board_defaults(tmp_path: Path, fake_session: 
         (default.ram_size, default.hest, 60.0, 1, None)
     assert run.guest.image == tmp_path / "g.elf" and run.guest.kernel is None
     assert run.kwargs["max_reboots"] == 3 and run.kwargs["keep_poison"] is False and run.kwargs["erst"] is None
+    assert run.kwargs["efivars"] is None
     assert (tmp_path / "run.log").read_bytes() == b""            # nothing but what the guest printed
 
 
