@@ -254,7 +254,8 @@ class Machine:
         self._ram_ptr = ctypes.addressof(ctypes.c_char.from_buffer(self._ram))
         self.uc.mem_map_ptr(ram_base, size, UC_PROT_ALL, self._ram_ptr)
         self.ram = Region("ram", ram_base, size)
-        self.mem = PhysicalMemory(self.uc, [Region("flash", flash.base, flash.size), self.ram])
+        self.mem = PhysicalMemory(self.uc, [Region("flash", flash.base, flash.size), self.ram],
+                                  host={self.ram.name: memoryview(self._ram)}, unmapped=self.poisoned)
         self.layout = FirmwareLayout(ram_base, size)
 
     def _map_device(self, name: str, dev: object) -> None:
@@ -762,11 +763,14 @@ class Machine:
             write, far = bus_error
             esr = bus_error_syndrome(el, instruction=instruction, write=write, far_valid=far is not None)
         self.vcpus[self.current].seas_taken += 1
-        self.events.emit("notify", kind="sea", cpu=self.current, esr=f"{esr:#010x}", far=hex_or_none(far), el=el,
-                         pc=f"{self.cpu.pc:#x}")
-        log.info("SEA: ESR %#010x FAR %s taken by CPU %d from EL%d at %#x", esr,
-                 f"{far:#x}" if far is not None else "-", self.current, el, self.cpu.pc)
-        self.cpu.take_exception(VECTOR_SYNC, elr=self.cpu.pc, esr=esr, far=far)
+        pc = self.cpu.pc
+        if self.events.enabled:
+            self.events.emit("notify", kind="sea", cpu=self.current, esr=f"{esr:#010x}", far=hex_or_none(far), el=el,
+                             pc=f"{pc:#x}")
+        if log.isEnabledFor(logging.INFO):
+            log.info("SEA: ESR %#010x FAR %s taken by CPU %d from EL%d at %#x", esr,
+                     f"{far:#x}" if far is not None else "-", self.current, el, pc)
+        self.cpu.take_exception(VECTOR_SYNC, elr=pc, esr=esr, far=far)
 
     def _check_ram_address(self, pa: int) -> None:
         if not self.ram.contains(pa):

@@ -6,6 +6,7 @@ addresses often come from the guest (HVC arguments, GAS registers) or the user.
 from __future__ import annotations
 
 import struct
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from unicorn import Uc, UcError
@@ -31,30 +32,63 @@ class Region:
 
 
 class PhysicalMemory:
-    """Bounds-checked access to guest physical memory (RAM and flash only, never MMIO)."""
+    """Bounds-checked access to guest physical memory (RAM and flash only, never MMIO).
 
-    def __init__(self, uc: Uc, regions: list[Region]) -> None:
+    `host` gives, for a region Unicorn maps from host memory (mem_map_ptr), a view of that
+    memory: reads of it are served from the view (about 5x cheaper than uc.mem_read) unless
+    they touch a page in `unmapped`, the live set of pages the board took from the guest,
+    which read through Unicorn and fail as they must. Writes always go through Unicorn, which
+    drops translated code of the pages written.
+    """
+
+    def __init__(self, uc: Uc, regions: list[Region], *, host: Mapping[str, memoryview] | None = None,
+                 unmapped: Collection[int] = ()) -> None:
         self._uc = uc
         self.regions = list(regions)
+        self._bounds = [(r.base, r.end, r) for r in self.regions]
+        self._host = dict(host or {})
+        self._unmapped = unmapped
 
     def region_of(self, pa: int, size: int = 1) -> Region:
-        for r in self.regions:
-            if r.contains(pa, size):
-                return r
+        if size >= 0:
+            for base, end, r in self._bounds:
+                if base <= pa and pa + size <= end:
+                    return r
         raise GuestAddressError(
             f"physical address range {pa:#x}+{size:#x} is outside guest memory "
             f"({', '.join(f'{r.name} {r.base:#x}-{r.end - 1:#x}' for r in self.regions)})"
         )
 
     def contains(self, pa: int, size: int = 1) -> bool:
-        return any(r.contains(pa, size) for r in self.regions)
+        if size >= 0:
+            for base, end, _ in self._bounds:
+                if base <= pa and pa + size <= end:
+                    return True
+        return False
+
+    def _host_view(self, pa: int, size: int) -> memoryview | None:
+        """The host memory behind [pa, pa + size) when a read may skip Unicorn (bounds checked)."""
+        region = self.region_of(pa, size)
+        view = self._host.get(region.name)
+        if view is None or self._touches_unmapped(pa, size):
+            return None
+        offset = pa - region.base
+        return view[offset:offset + size]
 
     def read(self, pa: int, size: int) -> bytes:
-        self.region_of(pa, size)
+        view = self._host_view(pa, size)
+        if view is not None:
+            return bytes(view)
         try:
             return bytes(self._uc.mem_read(pa, size))
         except UcError as e:  # a poisoned (unmapped) page inside RAM
             raise GuestAddressError(f"cannot read guest memory at {pa:#x}+{size:#x}: {e}") from None
+
+    def _touches_unmapped(self, pa: int, size: int) -> bool:
+        if not self._unmapped:
+            return False
+        first, last = pa & PAGE_MASK, (pa + size - 1) & PAGE_MASK
+        return any(first <= page <= last for page in self._unmapped)
 
     def write(self, pa: int, data: bytes) -> None:
         self.region_of(pa, len(data))
@@ -64,10 +98,12 @@ class PhysicalMemory:
             raise GuestAddressError(f"cannot write guest memory at {pa:#x}+{len(data):#x}: {e}") from None
 
     def read_u32(self, pa: int) -> int:
-        return struct.unpack("<I", self.read(pa, 4))[0]
+        view = self._host_view(pa, 4)
+        return int.from_bytes(view if view is not None else self.read(pa, 4), "little")
 
     def read_u64(self, pa: int) -> int:
-        return struct.unpack("<Q", self.read(pa, 8))[0]
+        view = self._host_view(pa, 8)
+        return int.from_bytes(view if view is not None else self.read(pa, 8), "little")
 
     def write_u32(self, pa: int, value: int) -> None:
         self.write(pa, struct.pack("<I", value & 0xFFFF_FFFF))
