@@ -16,6 +16,7 @@ to get the encoding a given guest expects.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 import uuid
 from dataclasses import dataclass, field
@@ -327,6 +328,7 @@ def pcie_error_record(info: PcieErrorInfo, severity: int = Severity.RECOVERABLE,
 GuidLike = Union[bytes, uuid.UUID, str]
 
 
+@functools.lru_cache(maxsize=64)      # a UUID's bytes_le is rebuilt at every access
 def _guid(value: GuidLike) -> bytes:
     if isinstance(value, uuid.UUID):
         return value.bytes_le
@@ -380,9 +382,12 @@ def generic_error_status(
     """A Generic Error Status Block (20 bytes) followed by one data entry per section."""
     entries = b""
     for s in sections:
-        sec = s if isinstance(s, Section) else Section(s[0], s[1])
-        sev = severity if sec.severity is None else sec.severity
-        entries += generic_error_data_entry(sec.section_type, sec.payload, sev, fru_text=sec.fru_text)
+        if isinstance(s, Section):
+            sev = severity if s.severity is None else s.severity
+            entries += generic_error_data_entry(s.section_type, s.payload, sev, fru_text=s.fru_text)
+        else:
+            section_type, payload = s[0], s[1]
+            entries += generic_error_data_entry(section_type, payload, severity)
     status = block_status_for(severity) if block_status is None else block_status
     return struct.pack(ESTATUS_FORMAT, status, 0, 0, len(entries), int(severity)) + entries
 

@@ -127,11 +127,9 @@ class GhesSource:
         if self._events.enabled:
             self._events.emit("cper", source=self.source_id, notify=notify_name(self.notify_type).lower(),
                               block=f"{block:#x}", **_summary(estatus))
-        log.info(
-            "GHES source %d (%s): wrote %d-byte record at %#x (record #%d)",
-            self.source_id, notify_name(self.notify_type), len(estatus), block,
-            self.records_written,
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info("GHES source %d (%s): wrote %d-byte record at %#x (record #%d)",
+                     self.source_id, notify_name(self.notify_type), len(estatus), block, self.records_written)
 
 
 def _summary(estatus: bytes) -> dict[str, object]:
