@@ -49,22 +49,24 @@ class PhysicalMemory:
         self._host = dict(host or {})
         self._unmapped = unmapped
 
-    def region_of(self, pa: int, size: int = 1) -> Region:
+    def _region_at(self, pa: int, size: int) -> Region | None:
         if size >= 0:
             for base, end, r in self._bounds:
                 if base <= pa and pa + size <= end:
                     return r
-        raise GuestAddressError(
-            f"physical address range {pa:#x}+{size:#x} is outside guest memory "
-            f"({', '.join(f'{r.name} {r.base:#x}-{r.end - 1:#x}' for r in self.regions)})"
-        )
+        return None
+
+    def region_of(self, pa: int, size: int = 1) -> Region:
+        region = self._region_at(pa, size)
+        if region is None:
+            raise GuestAddressError(
+                f"physical address range {pa:#x}+{size:#x} is outside guest memory "
+                f"({', '.join(f'{r.name} {r.base:#x}-{r.end - 1:#x}' for r in self.regions)})"
+            )
+        return region
 
     def contains(self, pa: int, size: int = 1) -> bool:
-        if size >= 0:
-            for base, end, _ in self._bounds:
-                if base <= pa and pa + size <= end:
-                    return True
-        return False
+        return self._region_at(pa, size) is not None
 
     def _host_view(self, pa: int, size: int) -> memoryview | None:
         """The host memory behind [pa, pa + size) when a read may skip Unicorn (bounds checked)."""
@@ -77,12 +79,17 @@ class PhysicalMemory:
 
     def read(self, pa: int, size: int) -> bytes:
         view = self._host_view(pa, size)
-        if view is not None:
-            return bytes(view)
+        return bytes(view) if view is not None else self._read_through_unicorn(pa, size)
+
+    def _read_through_unicorn(self, pa: int, size: int) -> bytes:
         try:
             return bytes(self._uc.mem_read(pa, size))
         except UcError as e:  # a poisoned (unmapped) page inside RAM
             raise GuestAddressError(f"cannot read guest memory at {pa:#x}+{size:#x}: {e}") from None
+
+    def _read_int(self, pa: int, size: int) -> int:
+        view = self._host_view(pa, size)
+        return int.from_bytes(view if view is not None else self._read_through_unicorn(pa, size), "little")
 
     def _touches_unmapped(self, pa: int, size: int) -> bool:
         if not self._unmapped:
@@ -98,12 +105,10 @@ class PhysicalMemory:
             raise GuestAddressError(f"cannot write guest memory at {pa:#x}+{len(data):#x}: {e}") from None
 
     def read_u32(self, pa: int) -> int:
-        view = self._host_view(pa, 4)
-        return int.from_bytes(view if view is not None else self.read(pa, 4), "little")
+        return self._read_int(pa, 4)
 
     def read_u64(self, pa: int) -> int:
-        view = self._host_view(pa, 8)
-        return int.from_bytes(view if view is not None else self.read(pa, 8), "little")
+        return self._read_int(pa, 8)
 
     def write_u32(self, pa: int, value: int) -> None:
         self.write(pa, struct.pack("<I", value & 0xFFFF_FFFF))
