@@ -28,7 +28,6 @@ import ast
 import io
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,10 +36,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from score import KILLED as MUTMUT_KILLED, ROOT, equivalent_names     # (this script's directory)
+
 MUTANTS = ROOT / "mutants"
-EQUIVALENT = ROOT / "benchmarks" / "mutation-equivalent.md"
-MUTMUT_KILLED = {1, 3, 36, 24, -24, 152, 255, -11, -9}      # as score.py: killed, timeout, segfault
 
 
 def module_mutants(module: str) -> dict[str, int | None]:
@@ -49,10 +47,6 @@ def module_mutants(module: str) -> dict[str, int | None]:
     if not meta.exists():
         sys.exit(f"focus.py: no {meta.relative_to(ROOT)}: run benchmarks/mutation.sh once to generate the mutants")
     return json.loads(meta.read_text())["exit_code_by_key"]
-
-
-def equivalent_names() -> set[str]:
-    return set(re.findall(r"`(armras\.[^`\s]+__mutmut_\d+)`", EQUIVALENT.read_text()))
 
 
 def _functions(source: str) -> dict[str, str]:
